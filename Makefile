@@ -1,0 +1,44 @@
+# make demo  - execute notebooks/quickstart.ipynb on the embedded default and show its results
+# make test  - run the whole test suite
+# make bench - run every benchmark in bench/ and write bench/RESULTS.md
+#
+# The project's environment is .venv with Python 3.12 (an FC Python: the
+# client's Python must match the runtime's). Found as: PYTHON=..., else a
+# python3.12 that really runs, else pyenv's versions/3.12*.
+
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@set -e; \
+	py="$(PYTHON)"; \
+	if [ -z "$$py" ] && python3.12 --version >/dev/null 2>&1; then py=python3.12; fi; \
+	if [ -z "$$py" ]; then \
+	  root=$$(pyenv root 2>/dev/null || echo "$$HOME/.pyenv"); \
+	  for c in $$root/versions/3.12*/bin/python3.12; do [ -x "$$c" ] && py="$$c"; done; \
+	fi; \
+	if [ -z "$$py" ] || ! "$$py" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null; then \
+	  echo "error: no working Python 3.12 found. Install one (e.g. 'pyenv install 3.12') or run 'make PYTHON=/path/to/python3.12 ...'." >&2; \
+	  exit 1; \
+	fi; \
+	if [ ! -x "$(PY)" ]; then echo "creating $(VENV) with $$py"; "$$py" -m venv $(VENV); fi
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/fc-magic run notebooks/quickstart.ipynb --output notebooks/quickstart.executed.ipynb
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) bench/.work test-artifacts notebooks/*.executed.ipynb

@@ -1,0 +1,30 @@
+"""fc_magic: run notebook functions on Alibaba Cloud Function Compute via Lithops.
+
+    %load_ext fc_magic
+    %fc_map score range(1000) --out results
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def load_ipython_extension(ip) -> None:
+    """Register `FCMagic` (magics and its traitlets config) and nothing else."""
+    from .magics import FCMagic
+
+    if "FCMagic" in ip.magics_manager.registry:
+        return
+    # register_magics also adds it to ip.configurables, so %config sees it.
+    ip.register_magics(FCMagic(shell=ip))
+
+
+def unload_ipython_extension(ip) -> None:
+    """Release what `load_ipython_extension` registered."""
+    manager = ip.magics_manager
+    magics = manager.registry.pop("FCMagic", None)
+    if magics is None:
+        return
+    ip.configurables[:] = [c for c in ip.configurables if c is not magics]
+    for kind, names in magics.magics.items():
+        for name in names:
+            manager.magics[kind].pop(name, None)

@@ -1,0 +1,175 @@
+"""`FCMagic`: the magics and their settings. Parse, delegate, display, store.
+
+Every setting is a traitlet (`%config FCMagic.memory = 512`); a per-call
+flag overrides it for that call only. The work itself lives in plain
+modules (`inputs`, `engine`, `progress`, `views`) usable without IPython.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Enum, Float, Int, TraitError, Unicode, default, validate
+
+from . import limits
+from .inputs import InputProblem, check_identifier, resolve_function, resolve_items
+from .progress import ProgressReporter
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("localhost", "aliyun_fc")
+
+
+def _default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return os.path.join(base, "fc_magic")
+
+
+def _parse(magic, line: str, name: str):
+    """parse_argstring, with argparse's complaint turned into one usable line."""
+    try:
+        return parse_argstring(magic, line)
+    except UsageError as exc:
+        raise UsageError(f"%{name}: {exc}; see %{name}? for usage") from None
+
+
+@magics_class
+class FCMagic(Magics):
+    """Run notebook functions on Function Compute (or locally) through Lithops."""
+
+    backend = Enum(BACKENDS, default_value="localhost", config=True,
+                   help="Where maps run: 'localhost' (embedded, no account needed) "
+                        "or 'aliyun_fc' (Alibaba Cloud Function Compute).")
+    memory = Int(256, config=True,
+                 help="Memory per task in MB. Function Compute accepts multiples "
+                      "of 64 from 128 to 32768.")
+    timeout = Int(300, config=True,
+                  help="Seconds a single task may run before it is reported as timed out "
+                       "(1..86400).")
+    progress_after = Float(1.0, config=True,
+                           help="Seconds a map runs before its progress view appears, "
+                                "so quick maps do not flash a bar.")
+    cache_dir = Unicode(config=True,
+                        help="Where built runtimes are cached (default ~/.cache/fc_magic).")
+    view = Enum(("auto", "widget", "text"), default_value="auto", config=True,
+                help="Progress view: 'widget' (ipywidgets), 'text', or 'auto' "
+                     "(widgets when the shell has a kernel).")
+    workers = Int(0, config=True,
+                  help="Parallel worker processes for the localhost backend "
+                       "(0: one per CPU core).")
+
+    @default("cache_dir")
+    def _cache_dir_default(self) -> str:
+        return _default_cache_dir()
+
+    @validate("memory")
+    def _check_memory(self, proposal):
+        problem = limits.memory_problem(proposal["value"])
+        if problem:
+            raise TraitError(problem)
+        return proposal["value"]
+
+    @validate("timeout")
+    def _check_timeout(self, proposal):
+        problem = limits.timeout_problem(proposal["value"])
+        if problem:
+            raise TraitError(problem)
+        return proposal["value"]
+
+    @validate("progress_after")
+    def _check_progress_after(self, proposal):
+        if proposal["value"] < 0:
+            raise TraitError("progress_after must be >= 0 seconds")
+        return proposal["value"]
+
+    @validate("workers")
+    def _check_workers(self, proposal):
+        if proposal["value"] < 0:
+            raise TraitError("workers must be >= 0 (0 means one per CPU core)")
+        return proposal["value"]
+
+    # ------------------------------------------------------------------ %fc_map
+    @magic_arguments()
+    @argument("func", metavar="FUNC",
+              help="Function to run on each item: a name or expression in the notebook.")
+    @argument("iterable", metavar="ITERABLE", nargs="+",
+              help="Items to map over: a name or expression (list, range, generator ...).")
+    @argument("--memory", "-m", type=int, default=None,
+              help="Memory per task in MB for this call (default: FCMagic.memory).")
+    @argument("--timeout", "-t", type=int, default=None,
+              help="Per-task timeout in seconds for this call (default: FCMagic.timeout).")
+    @argument("--out", "-o", default=None, metavar="NAME",
+              help="Also store the MapResult in this variable.")
+    @argument("--quiet", "-q", action="store_true",
+              help="No progress view and no failure report; just return the MapResult.")
+    @line_magic
+    def fc_map(self, line: str = ""):
+        """Run FUNC over every item of ITERABLE with Lithops and return a MapResult.
+
+        Each item is one task: FUNC(item) runs on a worker (local processes on
+        the 'localhost' backend, Function Compute instances on 'aliyun_fc').
+        Progress is shown live; results come back in input order. A task that
+        raises does not lose the others: its slot holds a TaskFailure with
+        the remote traceback, and the cell reports how many failed.
+
+        Examples
+        --------
+        ::
+
+            In [1]: %load_ext fc_magic
+
+            In [2]: def add7(x):
+               ...:     return x + 7
+
+            In [3]: r = %fc_map add7 range(5)
+
+            In [4]: r.values
+            Out[4]: [7, 8, 9, 10, 11]
+
+            In [5]: %fc_map score [a for a in data if a] --memory 512 --out scores
+
+            In [6]: scores.ok, scores.failures
+        """
+        args = _parse(self.fc_map, line, "fc_map")
+        try:
+            request = self._map_request(args)
+            out = check_identifier(args.out, "--out") if args.out else None
+            func = resolve_function(args.func, self.shell.user_ns)
+            items = resolve_items(" ".join(args.iterable), self.shell.user_ns)
+        except InputProblem as exc:
+            raise UsageError(f"%fc_map: {exc}") from None
+
+        from . import views
+        from .engine import run_map
+
+        kind = views.choose_view_kind(self.shell, self.view)
+        on_snapshot = None
+        if not args.quiet:
+            on_snapshot = ProgressReporter(lambda: views.make_map_view(kind),
+                                           progress_after=self.progress_after)
+        result = run_map(func, items, request, on_snapshot=on_snapshot)
+        if out:
+            self.shell.user_ns[out] = result
+        if not args.quiet and result.failures:
+            views.show_failures(result, kind)
+        return result
+
+    def _map_request(self, args):
+        from .engine import MapRequest
+
+        memory = self.memory if args.memory is None else args.memory
+        timeout = self.timeout if args.timeout is None else args.timeout
+        for problem, flag in ((limits.memory_problem(memory), "--memory"),
+                              (limits.timeout_problem(timeout), "--timeout")):
+            if problem:
+                raise InputProblem(f"{problem}; pass a valid {flag} or set "
+                                   f"%config FCMagic.{flag[2:]}")
+        if self.backend != "localhost":
+            raise InputProblem(f"backend {self.backend!r} is not available in this "
+                               f"version; use %config FCMagic.backend = 'localhost'")
+        return MapRequest(backend=self.backend, memory_mb=memory, timeout_s=timeout,
+                          workers=self.workers or None)

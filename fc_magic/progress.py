@@ -1,0 +1,111 @@
+"""Map progress as plain data, and the throttle between a map and its view.
+
+The engine produces a `MapSnapshot` whenever it polls; `ProgressReporter`
+decides whether and when a view sees it (dask's and tqdm's split): nothing is
+drawn before `progress_after` seconds, then at most one redraw per `interval`,
+so the redraw cost is fixed whatever the task count. The clock is injectable
+so tests can fake time.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Protocol
+
+RUNNING, SUCCESS, ERROR, CANCELLED = "running", "success", "error", "cancelled"
+
+
+@dataclass(frozen=True)
+class MapSnapshot:
+    """The state of a map at one instant. Views render nothing else."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+    elapsed_s: float = 0.0
+    status: str = RUNNING
+    label: str = ""
+
+    @property
+    def pending(self) -> int:
+        return max(self.total - self.done - self.failed - self.running, 0)
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def rate(self) -> float | None:
+        """Tasks finished per second so far, None before the first one."""
+        if not self.finished or self.elapsed_s <= 0:
+            return None
+        return self.finished / self.elapsed_s
+
+    @property
+    def eta_s(self) -> float | None:
+        rate = self.rate
+        if rate is None or self.status != RUNNING:
+            return None
+        return (self.total - self.finished) / rate
+
+    @property
+    def final(self) -> bool:
+        return self.status != RUNNING
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data.update(pending=self.pending, rate=self.rate, eta_s=self.eta_s)
+        return data
+
+
+class MapView(Protocol):
+    """What every map view implements: the widget and the text line alike."""
+
+    def draw(self, snapshot: MapSnapshot) -> None: ...
+
+    def finish(self, snapshot: MapSnapshot) -> None: ...
+
+
+class ProgressReporter:
+    """Feeds snapshots to a view lazily (after a delay) and at a bounded rate."""
+
+    def __init__(self, make_view: Callable[[], MapView], *, progress_after: float = 1.0,
+                 interval: float = 0.2, clock: Callable[[], float] = time.monotonic,
+                 show_quick_result: bool = True):
+        self._make_view = make_view
+        self.progress_after = progress_after
+        self.interval = interval
+        self._clock = clock
+        self._started = clock()
+        self._last_draw: float | None = None
+        self.view: MapView | None = None
+        self.draws = 0
+        # A map that ends before progress_after still gets its final state
+        # drawn once when it failed, so a red result is never silent.
+        self.show_quick_result = show_quick_result
+
+    def __call__(self, snapshot: MapSnapshot) -> None:
+        """The engine's ``on_snapshot`` hook: final snapshots end the view."""
+        (self.finish if snapshot.final else self.update)(snapshot)
+
+    def _ensure_view(self) -> MapView:
+        if self.view is None:
+            self.view = self._make_view()
+        return self.view
+
+    def update(self, snapshot: MapSnapshot) -> None:
+        now = self._clock()
+        if now - self._started < self.progress_after:
+            return
+        if self._last_draw is not None and now - self._last_draw < self.interval:
+            return
+        self._ensure_view().draw(snapshot)
+        self._last_draw = now
+        self.draws += 1
+
+    def finish(self, snapshot: MapSnapshot) -> None:
+        if self.view is None and not (self.show_quick_result and snapshot.status != SUCCESS):
+            return
+        self._ensure_view().finish(snapshot)
+        self.draws += 1

@@ -1,0 +1,148 @@
+"""What a map returns: plain data, no Lithops and no IPython.
+
+A `MapResult` keeps every position of the input: a failed task leaves a
+`TaskFailure` in its slot instead of dropping the other results, so one bad
+input never costs the user the rest of a long map.
+"""
+from __future__ import annotations
+
+import html
+import reprlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+_short = reprlib.Repr()
+_short.maxstring = 60
+_short.maxother = 60
+_short.maxlist = 6
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """A repr bounded in length, safe on objects whose repr itself fails."""
+    try:
+        text = _short.repr(value)
+    except Exception as exc:  # a user's __repr__ may raise
+        text = f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class TaskStats:
+    """Per-task figures taken from Lithops' call stats (None where unknown)."""
+
+    index: int
+    duration_s: float | None = None
+    peak_memory_mb: float | None = None
+
+
+@dataclass
+class TaskFailure:
+    """A task whose function raised (or was lost) on the worker.
+
+    It stands in the failed task's slot of `MapResult.values`, so code that
+    walks the values can tell it apart with `isinstance(v, TaskFailure)`.
+    """
+
+    index: int
+    input_repr: str
+    exc_type: str
+    message: str
+    traceback: str = ""
+
+    def __repr__(self) -> str:
+        return f"<TaskFailure #{self.index} {self.exc_type}: {short_repr(self.message, 80)}>"
+
+    def short_traceback(self, max_lines: int = 12) -> str:
+        """The tail of the remote traceback: the frames nearest the error."""
+        lines = self.traceback.rstrip().splitlines()
+        if len(lines) <= max_lines:
+            return "\n".join(lines)
+        return "\n".join(["  ..."] + lines[-max_lines:])
+
+
+class RemoteTaskError(Exception):
+    """Raised by `MapResult.raise_for_failures()`: the user's function failed remotely.
+
+    Like ipyparallel's RemoteError it renders short: the remote traceback of
+    the first failure, not the client-side frames that merely collected it.
+    """
+
+    def __init__(self, failures: list[TaskFailure], total: int):
+        self.failures = failures
+        self.total = total
+        first = failures[0]
+        super().__init__(f"{len(failures)} of {total} tasks failed; first: "
+                         f"#{first.index} {first.exc_type}: {first.message}")
+
+    def _render_traceback_(self) -> list[str]:
+        first = self.failures[0]
+        head = f"RemoteTaskError: {len(self.failures)} of {self.total} tasks failed"
+        return [head, f"first failure, task #{first.index} (input {first.input_repr}):",
+                first.short_traceback()]
+
+
+@dataclass
+class MapResult:
+    """Results of one `%fc_map`, in input order, with failures kept in place."""
+
+    values: list[Any]
+    inputs: list[Any] = field(repr=False, default_factory=list)
+    stats: list[TaskStats] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    backend: str = "localhost"
+    runtime: str = ""
+    memory_mb: int = 0
+    function: str = ""
+    cancelled: bool = False
+
+    @property
+    def failures(self) -> list[TaskFailure]:
+        return [v for v in self.values if isinstance(v, TaskFailure)]
+
+    @property
+    def ok(self) -> bool:
+        return not self.cancelled and not self.failures
+
+    @property
+    def results(self) -> list[Any]:
+        """The successful values only, in input order."""
+        return [v for v in self.values if not isinstance(v, TaskFailure)]
+
+    def raise_for_failures(self) -> None:
+        if self.failures:
+            raise RemoteTaskError(self.failures, len(self.values))
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.values)
+
+    def __getitem__(self, item):
+        return self.values[item]
+
+    def summary(self) -> str:
+        """One line: what ran, where, and how it ended."""
+        n, failed = len(self.values), len(self.failures)
+        status = "cancelled" if self.cancelled else ("ok" if not failed else f"{failed} failed")
+        fn = f"{self.function} " if self.function else ""
+        return (f"{fn}over {n} inputs: {n - failed} done, {status} in "
+                f"{self.elapsed_s:.2f}s on {self.backend}"
+                + (f" ({self.memory_mb} MB)" if self.memory_mb else ""))
+
+    def __repr__(self) -> str:
+        preview = ", ".join(short_repr(v, 30) for v in self.values[:5])
+        more = ", …" if len(self.values) > 5 else ""
+        return f"<MapResult {self.summary()}: [{preview}{more}]>"
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        colour = "#2e7d32" if self.ok else "#c62828"
+        rows = "".join(
+            f"<tr><td>{i}</td><td><code>{esc(short_repr(self.inputs[i] if i < len(self.inputs) else '', 40))}</code></td>"
+            f"<td><code>{esc(short_repr(v, 60))}</code></td></tr>"
+            for i, v in enumerate(self.values[:10]))
+        more = (f"<tr><td colspan=3>… {len(self.values) - 10} more in <code>.values</code></td></tr>"
+                if len(self.values) > 10 else "")
+        return (f"<div><b style='color:{colour}'>MapResult</b> {esc(self.summary())}"
+                f"<table><tr><th>#</th><th>input</th><th>value</th></tr>{rows}{more}</table></div>")

@@ -1,0 +1,96 @@
+"""Text map view: one line redrawn in place on a TTY, a few lines in a log.
+
+Used by terminal IPython, `jupyter execute` without a widget frontend, and
+CI logs. The line format is shared with the widget's label and its
+plain-text fallback, so every frontend says the same thing.
+"""
+from __future__ import annotations
+
+from typing import TextIO
+
+from ..progress import CANCELLED, ERROR, SUCCESS, MapSnapshot
+
+_BAR_WIDTH = 20
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def status_line(s: MapSnapshot) -> str:
+    """The one-line description every view shows, e.g. '120/200 done · 3 failed · …'."""
+    parts = [f"{s.done}/{s.total} done"]
+    if s.failed:
+        parts.append(f"{s.failed} failed")
+    if s.status == CANCELLED:
+        parts.append(f"{s.total - s.finished} cancelled")
+    elif s.running:
+        parts.append(f"{s.running} running")
+    parts.append(fmt_seconds(s.elapsed_s))
+    if s.rate:
+        parts.append(f"{s.rate:.1f} tasks/s")
+    if s.eta_s is not None and s.finished < s.total:
+        parts.append(f"ETA {fmt_seconds(s.eta_s)}")
+    verdict = {SUCCESS: "ok", ERROR: "FAILED", CANCELLED: "CANCELLED"}.get(s.status)
+    head = f"{s.label}: " if s.label else ""
+    return head + " · ".join(parts) + (f" [{verdict}]" if verdict else "")
+
+
+def text_bar(s: MapSnapshot, width: int = _BAR_WIDTH) -> str:
+    filled = int(width * s.finished / s.total) if s.total else width
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+class TextMapView:
+    """Writes progress to a stream; in place on a TTY, sparse lines otherwise."""
+
+    #: Without a TTY, at most one progress line per this many seconds of map time.
+    log_every_s = 10.0
+
+    def __init__(self, stream: TextIO, tty: bool | None = None):
+        self.stream = stream
+        if tty is None:
+            isatty = getattr(stream, "isatty", None)
+            tty = bool(isatty and isatty())
+        self.tty = tty
+        self._last_logged: float | None = None
+        self.lines_written = 0
+
+    def draw(self, snapshot: MapSnapshot) -> None:
+        line = f"{text_bar(snapshot)} {status_line(snapshot)}"
+        if self.tty:
+            self.stream.write("\r" + line + "\x1b[K")
+        else:
+            if self._last_logged is not None and snapshot.elapsed_s - self._last_logged < self.log_every_s:
+                return
+            self._last_logged = snapshot.elapsed_s
+            self.stream.write(line + "\n")
+            self.lines_written += 1
+        self.stream.flush()
+
+    def finish(self, snapshot: MapSnapshot) -> None:
+        line = f"{text_bar(snapshot)} {status_line(snapshot)}"
+        self.stream.write(("\r" + line + "\x1b[K\n") if self.tty else line + "\n")
+        self.lines_written += 1
+        self.stream.flush()
+
+
+def failure_report(result) -> str:
+    """'3 of 100 tasks failed' and the first failure's remote traceback, short."""
+    failures = result.failures
+    first = failures[0]
+    lines = [f"{len(failures)} of {len(result)} tasks failed "
+             f"(the other results are kept; see .failures).",
+             f"First failure: task #{first.index}, input {first.input_repr}: "
+             f"{first.exc_type}: {first.message}"]
+    if first.traceback:
+        lines.append(first.short_traceback())
+    return "\n".join(lines)
