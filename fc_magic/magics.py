@@ -17,7 +17,6 @@ from traitlets import Enum, Float, Int, TraitError, Unicode, default, validate
 
 from . import limits
 from .inputs import InputProblem, check_identifier, resolve_function, resolve_items
-from .progress import ProgressReporter
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +34,9 @@ def _parse(magic, line: str, name: str):
         return parse_argstring(magic, line)
     except UsageError as exc:
         raise UsageError(f"%{name}: {exc}; see %{name}? for usage") from None
+    except ValueError as exc:  # shlex: "No closing quotation"
+        raise UsageError(f"%{name}: cannot split the line ({exc}); close the quote "
+                         f"or see %{name}? for usage") from None
 
 
 @magics_class
@@ -94,10 +96,13 @@ class FCMagic(Magics):
 
     # ------------------------------------------------------------------ %fc_map
     @magic_arguments()
-    @argument("func", metavar="FUNC",
+    @argument("func", metavar="FUNC", nargs="?",
               help="Function to run on each item: a name or expression in the notebook.")
-    @argument("iterable", metavar="ITERABLE", nargs="+",
+    @argument("iterable", metavar="ITERABLE", nargs="*",
               help="Items to map over: a name or expression (list, range, generator ...).")
+    @argument("--retry", "-r", default=None, metavar="NAME",
+              help="Re-run only the failed inputs of the MapResult stored in NAME and merge "
+                   "the new outcomes into it in place (FUNC, if given, replaces its function).")
     @argument("--memory", "-m", type=int, default=None,
               help="Memory per task in MB for this call (default: FCMagic.memory).")
     @argument("--timeout", "-t", type=int, default=None,
@@ -133,30 +138,134 @@ class FCMagic(Magics):
             In [5]: %fc_map score [a for a in data if a] --memory 512 --out scores
 
             In [6]: scores.ok, scores.failures
+
+            In [7]: %fc_map --retry scores     # only the failed inputs; merged in place
         """
         args = _parse(self.fc_map, line, "fc_map")
+        into = None
         try:
             request = self._map_request(args)
             out = check_identifier(args.out, "--out") if args.out else None
-            func = resolve_function(args.func, self.shell.user_ns)
-            items = resolve_items(" ".join(args.iterable), self.shell.user_ns)
+            if args.retry:
+                func, items, into = self._retry_target(args)
+            else:
+                if not args.func or not args.iterable:
+                    missing = "ITERABLE" if args.func else "FUNC and ITERABLE"
+                    raise InputProblem(f"missing {missing}; use %fc_map FUNC ITERABLE, or "
+                                       f"%fc_map --retry NAME to re-run a stored map's failures")
+                func = resolve_function(args.func, self.shell.user_ns)
+                items = resolve_items(" ".join(args.iterable), self.shell.user_ns)
         except InputProblem as exc:
             raise UsageError(f"%fc_map: {exc}") from None
 
-        from . import views
+        result = self._run_and_show(func, items, request, quiet=args.quiet, into=into)
+        if out:
+            self.shell.user_ns[out] = result
+        return result
+
+    #: The MapResult of the last map run from this kernel (the memory slider's cost line).
+    last_map = None
+
+    def _retry_target(self, args):
+        """(function, failed inputs, (result, positions)) for ``--retry NAME``."""
+        from . import retry
+        from .results import MapResult
+
+        name = check_identifier(args.retry, "--retry")
+        target = self.shell.user_ns.get(name)
+        if not isinstance(target, MapResult):
+            raise InputProblem(f"--retry {name}: {name!r} is not a MapResult in the notebook; "
+                               f"store one with %fc_map FUNC ITERABLE --out {name}")
+        if args.iterable:
+            raise InputProblem("--retry re-runs the stored inputs; drop ITERABLE")
+        func = (resolve_function(args.func, self.shell.user_ns) if args.func
+                else retry.function_for(target))
+        if func is None:
+            raise InputProblem(f"--retry {name}: the function of that map is unknown here; "
+                               f"pass it: %fc_map FUNC --retry {name}")
+        indices, items = retry.retry_inputs(target)
+        return func, items, (target, indices)
+
+    def _run_and_show(self, func, items, request, *, quiet: bool = False, into=None):
+        """Run a map with its view; merge into ``into=(result, positions)`` when given."""
+        from . import retry, views
         from .engine import run_map
 
         kind = views.choose_view_kind(self.shell, self.view)
-        on_snapshot = None
-        if not args.quiet:
-            on_snapshot = ProgressReporter(lambda: views.make_map_view(kind),
-                                           progress_after=self.progress_after)
-        result = run_map(func, items, request, on_snapshot=on_snapshot)
-        if out:
-            self.shell.user_ns[out] = result
-        if not args.quiet and result.failures:
-            views.show_failures(result, kind)
+        display = views.MapDisplay(kind, progress_after=self.progress_after, quiet=quiet)
+        result = run_map(func, items, request, on_snapshot=display.on_snapshot,
+                         should_cancel=display.should_cancel)
+        if into is not None:
+            target, indices = into
+            if len(indices) == len(target.values) and indices == list(range(len(indices))):
+                target.elapsed_s = 0.0  # a whole re-run replaces the old timing
+                target.memory_mb = result.memory_mb
+            result = retry.merge(target, indices, result)
+        else:
+            retry.remember_function(result, func)
+        self.last_map = result
+        display.show_result(result, magic=self,
+                            on_retry=lambda: self._retry_from_view(result),
+                            on_rerun=lambda mb: self._rerun_from_view(result, mb))
         return result
+
+    def _retry_from_view(self, result):
+        """The view's "retry failed" button: same as %fc_map --retry on that result."""
+        from . import retry
+        from .engine import MapRequest
+
+        indices, items = retry.retry_inputs(result)
+        func = retry.function_for(result)
+        request = MapRequest(backend=self.backend, memory_mb=self.memory,
+                             timeout_s=self.timeout, workers=self.workers or None)
+        return self._run_and_show(func, items, request, into=(result, indices))
+
+    def _rerun_from_view(self, result, memory_mb: int):
+        """The slider's "re-run with this memory": the whole map again, in place."""
+        from . import retry
+        from .engine import MapRequest
+
+        func = retry.function_for(result)
+        request = MapRequest(backend=self.backend, memory_mb=memory_mb,
+                             timeout_s=self.timeout, workers=self.workers or None)
+        return self._run_and_show(func, list(result.inputs), request,
+                                  into=(result, list(range(len(result.inputs)))))
+
+    # --------------------------------------------------------------- %fc_memory
+    @magic_arguments()
+    @argument("mb", metavar="MB", nargs="?", type=int, default=None,
+              help="Set FCMagic.memory to MB first (a multiple of 64 in 128..32768).")
+    @line_magic
+    def fc_memory(self, line: str = ""):
+        """Show the memory slider: FC's memory sizes, bound to FCMagic.memory.
+
+        Moving the slider changes the memory of the next %fc_map; next to it
+        is an estimate of what the last map would cost at that size, from its
+        measured task durations (Function Compute's Compute Unit prices).
+        Without a widget frontend it prints the same in one line.
+
+        Examples
+        --------
+        ::
+
+            In [1]: %fc_memory            # the slider alone
+
+            In [2]: %fc_memory 1024       # set 1024 MB, then show the slider
+        """
+        args = _parse(self.fc_memory, line, "fc_memory")
+        if args.mb is not None:
+            problem = limits.memory_problem(args.mb)
+            if problem:
+                raise UsageError(f"%fc_memory: {problem}; pass a multiple of 64 in 128..32768")
+            self.memory = args.mb
+        from . import views
+
+        views.show_memory(self, views.choose_view_kind(self.shell, self.view),
+                          on_rerun=self._rerun_last)
+
+    def _rerun_last(self, memory_mb: int):
+        if self.last_map is not None:
+            self._rerun_from_view(self.last_map, memory_mb)
 
     def _map_request(self, args):
         from .engine import MapRequest

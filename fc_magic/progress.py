@@ -8,6 +8,7 @@ so tests can fake time.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Protocol
@@ -67,11 +68,38 @@ class MapView(Protocol):
     def finish(self, snapshot: MapSnapshot) -> None: ...
 
 
+class CancelToken:
+    """A cancel request shared by a view (any thread) and the map's poll loop.
+
+    The widget's cancel button may be clicked on a kernel thread other than
+    the one running the map, so the request is a `threading.Event`; the engine
+    only asks `token()` (it is its ``should_cancel``) between polls.
+    """
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def __call__(self) -> bool:
+        return self._event.is_set()
+
+
+#: Seconds between redraws. A widget redraw is two comm messages (the bar and
+#: one HTML line), so 0.25 s keeps a map at or below 8 messages per second.
+DEFAULT_INTERVAL = 0.25
+
+
 class ProgressReporter:
     """Feeds snapshots to a view lazily (after a delay) and at a bounded rate."""
 
     def __init__(self, make_view: Callable[[], MapView], *, progress_after: float = 1.0,
-                 interval: float = 0.2, clock: Callable[[], float] = time.monotonic,
+                 interval: float = DEFAULT_INTERVAL, clock: Callable[[], float] = time.monotonic,
                  show_quick_result: bool = True):
         self._make_view = make_view
         self.progress_after = progress_after

@@ -1,15 +1,18 @@
-"""Views of a map: an ipywidgets bar in a kernel, a text line elsewhere.
+"""Views of a map: an ipywidgets panel in a kernel, text lines elsewhere.
 
-Both implement `fc_magic.progress.MapView` and are fed `MapSnapshot`s only;
+Both implement `fc_magic.progress.MapView` (`draw`/`finish`) plus
+`show_result`, and are fed `MapSnapshot`s and the final `MapResult` only;
 nothing here calls Lithops. ipywidgets is imported only when a widget view
-is asked for, so terminal IPython never pays for it.
+is asked for, so terminal IPython never pays for it. `MapDisplay` is the one
+object a magic needs per map: throttle, cancel token, final panel.
 """
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+import time
+from typing import Callable, TextIO
 
-from ..progress import MapView
+from ..progress import DEFAULT_INTERVAL, CancelToken, MapView, ProgressReporter
 
 
 def widgets_available() -> bool:
@@ -28,12 +31,83 @@ def choose_view_kind(shell, preference: str = "auto") -> str:
     return "widget" if has_kernel and widgets_available() else "text"
 
 
-def make_map_view(kind: str, *, stream: TextIO | None = None) -> MapView:
+def make_map_view(kind: str, *, stream: TextIO | None = None,
+                  cancel: CancelToken | None = None) -> MapView:
     if kind == "widget":
         from .widgets import WidgetMapView
-        return WidgetMapView()
+        return WidgetMapView(cancel=cancel)
     from .text import TextMapView
     return TextMapView(stream or sys.stdout)
+
+
+class MapDisplay:
+    """Everything one map shows: the lazy, throttled view, its cancel, its end.
+
+    Pass `on_snapshot` and `should_cancel` to `engine.run_map`, then call
+    `show_result` with what it returned.
+    """
+
+    def __init__(self, kind: str, *, progress_after: float = 1.0, quiet: bool = False,
+                 stream: TextIO | None = None, interval: float = DEFAULT_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic,
+                 make_view: Callable[[], MapView] | None = None):
+        self.kind = kind
+        self.cancel = CancelToken()
+        self.quiet = quiet
+        make = make_view or (lambda: make_map_view(kind, stream=stream, cancel=self.cancel))
+        self.reporter = None if quiet else ProgressReporter(
+            make, progress_after=progress_after, interval=interval, clock=clock)
+
+    @property
+    def on_snapshot(self):
+        return self.reporter
+
+    @property
+    def should_cancel(self) -> CancelToken:
+        return self.cancel
+
+    @property
+    def view(self) -> MapView | None:
+        return self.reporter.view if self.reporter is not None else None
+
+    def show_result(self, result, **actions) -> None:
+        """The final panel: failures (with retry), preview, figures, hint, slider."""
+        view = self.view
+        if view is None or not hasattr(view, "show_result"):
+            return  # quiet, or a quick success that never needed a view
+        view.show_result(result, **actions)
+
+
+def memory_slider(magic, value: int | None = None, *, result=None,
+                  on_change: Callable[[int], None] | None = None,
+                  on_rerun: Callable[[int], None] | None = None, display_now: bool = True):
+    """Show FC's memory sizes as a slider bound to ``magic.memory`` (or ``on_change``).
+
+    ``value`` is where it starts (default: the trait). With ``on_change`` the
+    slider reports there instead of setting the trait (e.g. a runtime's own
+    default memory). The cost line uses ``result`` (default: the magic's
+    last map). Returns the `MemorySlider`.
+    """
+    from IPython.display import display
+
+    from .memory import MemorySlider
+
+    if result is None:
+        result = getattr(magic, "last_map", None)
+    slider = MemorySlider(magic, value, result=result, on_change=on_change, on_rerun=on_rerun)
+    if display_now:
+        display(slider)
+    return slider
+
+
+def show_memory(magic, kind: str, *, on_rerun=None, stream: TextIO | None = None):
+    """`%fc_memory`: the slider in a widget frontend, one line of text elsewhere."""
+    if kind == "widget":
+        return memory_slider(magic, on_rerun=on_rerun)
+    from .text import memory_line
+
+    (stream or sys.stdout).write(memory_line(magic.memory, getattr(magic, "last_map", None)) + "\n")
+    return None
 
 
 def show_failures(result, kind: str, *, stream: TextIO | None = None) -> None:

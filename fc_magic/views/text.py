@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from ..progress import CANCELLED, ERROR, SUCCESS, MapSnapshot
+from ..progress import CANCELLED, ERROR, RUNNING, SUCCESS, MapSnapshot
 
 _BAR_WIDTH = 20
 
@@ -32,8 +32,11 @@ def status_line(s: MapSnapshot) -> str:
         parts.append(f"{s.failed} failed")
     if s.status == CANCELLED:
         parts.append(f"{s.total - s.finished} cancelled")
-    elif s.running:
-        parts.append(f"{s.running} running")
+    else:
+        if s.running:
+            parts.append(f"{s.running} running")
+        if s.status == RUNNING and s.pending:
+            parts.append(f"{s.pending} pending")
     parts.append(fmt_seconds(s.elapsed_s))
     if s.rate:
         parts.append(f"{s.rate:.1f} tasks/s")
@@ -82,10 +85,33 @@ class TextMapView:
         self.lines_written += 1
         self.stream.flush()
 
+    def show_result(self, result, **_actions) -> None:
+        """A few summary lines after the bar: failures, then the sizing hint."""
+        lines = result_summary_lines(result)
+        if lines:
+            self.stream.write("\n".join(lines) + "\n")
+            self.lines_written += len(lines)
+            self.stream.flush()
+
+
+def result_summary_lines(result) -> list[str]:
+    """What a map's text view says after its final line (bounded, whatever the size)."""
+    from .. import pricing
+
+    lines: list[str] = []
+    real = [f for f in result.failures if f.exc_type != "Cancelled"]
+    if real:
+        lines.extend(failure_report(result).splitlines())
+        lines.append(f"retry only those inputs: %fc_map --retry NAME (NAME holds this MapResult)")
+    hint = pricing.sizing_hint(result)
+    if hint is not None and hint.worth_saying:
+        lines.append(hint.describe())
+    return lines
+
 
 def failure_report(result) -> str:
     """'3 of 100 tasks failed' and the first failure's remote traceback, short."""
-    failures = result.failures
+    failures = [f for f in result.failures if f.exc_type != "Cancelled"] or result.failures
     first = failures[0]
     lines = [f"{len(failures)} of {len(result)} tasks failed "
              f"(the other results are kept; see .failures).",
@@ -94,3 +120,15 @@ def failure_report(result) -> str:
     if first.traceback:
         lines.append(first.short_traceback())
     return "\n".join(lines)
+
+
+def memory_line(memory_mb: int, last_map=None) -> str:
+    """The memory slider as one line: size, assumed vCPU, last map's estimated cost."""
+    from .. import pricing
+
+    line = f"FC memory: {memory_mb} MB, {pricing.vcpu_for_memory(memory_mb):.2f} vCPU"
+    if last_map is not None and last_map.stats:
+        est = pricing.estimate_result(last_map, memory_mb)
+        line += (f"; last map ({est.tasks} tasks) at this size ≈ ${est.usd:.6f} "
+                 f"({est.cu:,.1f} CU, estimate)")
+    return line

@@ -1,0 +1,139 @@
+"""Function Compute cost ESTIMATES, with FC's price table written once.
+
+Function Compute 3.0 bills in Compute Units (CU): 0.15 CU per GB-second of
+memory, 1 CU per vCPU-second and 75 CU per 10,000 invocations, at about
+$0.000020 per CU in the first pay-as-you-go tier. Every figure fc_magic shows
+(the memory slider, the right-sizing hint) comes from here and is labelled an
+estimate: real bills round durations, add idle/cold-start time, vary with the
+region and tier, and Lithops' worker adds its own time to each call.
+
+The vCPU that goes with a memory size comes from FC's rule that vCPU :
+memory (GB) lies between 1:1 and 1:4, in steps of 0.05 vCPU from 0.05 to
+16: fc_magic assumes the *smallest* vCPU that rule allows (memory_GB / 4,
+rounded up to 0.05), which is what a function created with only a memory
+size gets. `vcpu_for_memory` names the rule so the UI can say it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+from . import limits
+
+CU_PER_GB_S = 0.15
+CU_PER_VCPU_S = 1.0
+CU_PER_INVOCATION = 75 / 10_000
+USD_PER_CU = 0.000020
+
+VCPU_STEP = 0.05
+VCPU_MIN = 0.05
+VCPU_MAX = 16.0
+#: GB of memory per vCPU at the cheapest end of FC's 1:1 .. 1:4 range.
+GB_PER_VCPU_MAX = 4.0
+VCPU_RULE = "smallest vCPU FC allows: memory GB / 4 (FC's 1:4 ratio), in 0.05 steps"
+
+#: Head-room over the measured peak when suggesting a smaller memory size.
+HEADROOM = 1.25
+
+
+def vcpu_for_memory(memory_mb: int) -> float:
+    """The vCPU fc_magic assumes for a memory size (see `VCPU_RULE`)."""
+    gb = memory_mb / 1024
+    steps = math.ceil(round(gb / GB_PER_VCPU_MAX / VCPU_STEP, 9))
+    return min(max(steps * VCPU_STEP, VCPU_MIN), VCPU_MAX)
+
+
+def cu_per_second(memory_mb: int) -> float:
+    """Compute Units one instance of this memory size uses per second."""
+    return CU_PER_GB_S * memory_mb / 1024 + CU_PER_VCPU_S * vcpu_for_memory(memory_mb)
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """An estimated bill for a set of task durations at one memory size."""
+
+    memory_mb: int
+    vcpu: float
+    tasks: int
+    billed_s: float
+    cu: float
+
+    @property
+    def usd(self) -> float:
+        return self.cu * USD_PER_CU
+
+    def describe(self) -> str:
+        """'≈ $0.0012 (60 CU) for 300 tasks at 512 MB / 0.15 vCPU, estimate'."""
+        return (f"≈ ${self.usd:.6f} ({self.cu:,.1f} CU) for {self.tasks} tasks at "
+                f"{self.memory_mb} MB / {self.vcpu:.2f} vCPU (estimate)")
+
+
+def estimate(durations_s: Iterable[float | None], memory_mb: int) -> CostEstimate:
+    """Estimate what these task durations would cost at ``memory_mb``.
+
+    Tasks without a measured duration are still invoked (and billed for the
+    invocation) but add no seconds: the estimate errs low, and says so.
+    """
+    durations = list(durations_s)
+    billed = sum(d for d in durations if d is not None and d > 0)
+    cu = billed * cu_per_second(memory_mb) + CU_PER_INVOCATION * len(durations)
+    return CostEstimate(memory_mb, vcpu_for_memory(memory_mb), len(durations), billed, cu)
+
+
+def estimate_result(result, memory_mb: int | None = None) -> CostEstimate:
+    """Cost of a finished `MapResult`'s measured durations at a memory size."""
+    memory = memory_mb or result.memory_mb or limits.MEMORY_MIN_MB
+    return estimate((s.duration_s for s in result.stats), memory)
+
+
+def round_up_memory(mb: float) -> int:
+    """The smallest memory size FC accepts that holds ``mb``."""
+    step = limits.MEMORY_STEP_MB
+    value = int(math.ceil(mb / step)) * step
+    return min(max(value, limits.MEMORY_MIN_MB), limits.MEMORY_MAX_MB)
+
+
+@dataclass(frozen=True)
+class SizingHint:
+    """What the measured peak says about the memory size of a map."""
+
+    peak_mb: float
+    memory_mb: int
+    suggested_mb: int
+    #: cost at memory_mb / cost at suggested_mb for the measured durations.
+    factor: float
+
+    #: Below this saving a smaller size is not worth a line of output.
+    MIN_FACTOR = 1.5
+
+    @property
+    def worth_saying(self) -> bool:
+        """A real saving, or a peak near the limit; not "1.0x cheaper"."""
+        return self.suggested_mb > self.memory_mb or (
+            self.suggested_mb < self.memory_mb and self.factor >= self.MIN_FACTOR)
+
+    def describe(self) -> str:
+        if self.suggested_mb < self.memory_mb and self.factor < self.MIN_FACTOR:
+            return (f"peak {self.peak_mb:.0f} MB of {self.memory_mb} MB: {self.suggested_mb} MB "
+                    f"would do; the saving is small for tasks this short (estimate)")
+        if self.suggested_mb < self.memory_mb:
+            return (f"peak {self.peak_mb:.0f} MB of {self.memory_mb} MB: {self.suggested_mb} MB "
+                    f"would do, about {self.factor:.1f}x cheaper (estimate)")
+        if self.suggested_mb > self.memory_mb:
+            return (f"peak {self.peak_mb:.0f} MB of {self.memory_mb} MB: close to the limit; "
+                    f"{self.suggested_mb} MB would be safer")
+        return f"peak {self.peak_mb:.0f} MB of {self.memory_mb} MB: a good fit"
+
+
+def sizing_hint(result) -> SizingHint | None:
+    """Right-size a finished map from its measured peak memory (None: nothing measured)."""
+    peaks = [s.peak_memory_mb for s in result.stats if s.peak_memory_mb]
+    if not peaks or not result.memory_mb:
+        return None
+    peak = max(peaks)
+    suggested = round_up_memory(peak * HEADROOM)
+    now = estimate_result(result, result.memory_mb)
+    then = estimate_result(result, suggested)
+    factor = now.cu / then.cu if then.cu else 1.0
+    return SizingHint(peak, result.memory_mb, suggested, factor)

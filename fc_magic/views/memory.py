@@ -1,0 +1,119 @@
+"""The memory slider: FC's valid sizes, bound to `FCMagic.memory`, with a cost estimate.
+
+Moving the slider sets the trait (so the next map uses it); setting the
+trait (`%config FCMagic.memory = 640`) moves every live slider. Next to it,
+the estimated cost of the last map at the chosen size, from its measured
+durations (`fc_magic.pricing`, labelled an estimate), and a "re-run with
+this memory" button when the caller can re-run.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import weakref
+from typing import Callable
+
+import ipywidgets as w
+
+from .. import limits, pricing
+
+logger = logging.getLogger(__name__)
+
+#: Slider stops: every 64 MB up to 512, then coarser; any other valid size
+#: (set with %config or --memory) is added as its own stop when it is used.
+STOPS = (list(range(128, 512, 64)) + list(range(512, 1024, 128)) + list(range(1024, 4096, 256))
+         + list(range(4096, 16384, 1024)) + list(range(16384, limits.MEMORY_MAX_MB + 1, 4096)))
+
+
+def memory_stops(*extra: int | None) -> list[int]:
+    """The slider's stops plus any FC-valid sizes that must be selectable."""
+    values = set(STOPS)
+    values.update(v for v in extra if v is not None and limits.memory_problem(v) is None)
+    return sorted(values)
+
+
+def _label(mb: int) -> str:
+    return f"{mb} MB" if mb < 1024 else f"{mb} MB ({mb / 1024:g} GB)"
+
+
+class MemorySlider:
+    """A SelectionSlider over FC's memory sizes, its cost line and re-run button."""
+
+    def __init__(self, magic, value: int | None = None, *, result=None,
+                 on_change: Callable[[int], None] | None = None,
+                 on_rerun: Callable[[int], None] | None = None):
+        self.magic = magic
+        self.result = result
+        self._on_change = on_change
+        self._on_rerun = on_rerun
+        start = value if value is not None else magic.memory
+        self.slider = w.SelectionSlider(
+            options=[(_label(v), v) for v in memory_stops(start, magic.memory)],
+            value=start, description="memory", continuous_update=False,
+            layout=w.Layout(width="480px"), style={"description_width": "initial"})
+        self.info = w.HTML()
+        self.rerun = w.Button(description="Re-run with this memory", icon="redo",
+                              disabled=on_rerun is None or result is None,
+                              tooltip="Run the last map again at the chosen memory")
+        self.box = w.VBox([w.HBox([self.slider, self.rerun]), self.info])
+        self.slider.observe(self._slider_moved, "value")
+        self.rerun.on_click(lambda _b: self._rerun())
+        if on_change is None:
+            # A weak reference, so a slider whose output was cleared does not
+            # keep itself alive through the magic's observers.
+            ref = weakref.ref(self)
+
+            def follow(change, ref=ref):
+                me = ref()
+                if me is None or me.slider.comm is None:
+                    magic.unobserve(follow, "memory")
+                    return
+                me.set_value(change["new"])
+
+            self._follow = follow
+            magic.observe(follow, "memory")
+        self._describe(start)
+
+    @property
+    def value(self) -> int:
+        return self.slider.value
+
+    def set_value(self, mb: int) -> None:
+        """Show ``mb`` (adding it as a stop when it is not one already)."""
+        if mb not in [v for _, v in self.slider.options]:
+            self.slider.options = [(_label(v), v) for v in memory_stops(mb, self.slider.value)]
+        self.slider.value = mb
+
+    def _slider_moved(self, change) -> None:
+        mb = change["new"]
+        if self._on_change is not None:
+            self._on_change(mb)
+        elif self.magic.memory != mb:
+            self.magic.memory = mb
+        self._describe(mb)
+
+    def _describe(self, mb: int) -> None:
+        vcpu = pricing.vcpu_for_memory(mb)
+        parts = [f"<b>{mb} MB</b> · {vcpu:.2f} vCPU "
+                 f"<span title='{html.escape(pricing.VCPU_RULE)}'>(FC's 1:4 rule)</span>"]
+        result = self.result
+        if result is not None and result.stats:
+            est = pricing.estimate_result(result, mb)
+            at = pricing.estimate_result(result, result.memory_mb) if result.memory_mb else None
+            line = f"last map ({html.escape(result.function or 'map')}, {est.tasks} tasks) " \
+                   f"at {mb} MB: ≈ ${est.usd:.6f} ({est.cu:,.1f} CU)"
+            if at is not None and result.memory_mb != mb:
+                line += f"; ran at {result.memory_mb} MB: ≈ ${at.usd:.6f}"
+            parts.append(line)
+        parts.append("<i>estimate: 0.15 CU/GB-s, 1 CU/vCPU-s, 75 CU/10k calls, "
+                     f"${pricing.USD_PER_CU:.6f}/CU</i>")
+        self.info.value = "<div style='font-size:12px'>" + "<br>".join(parts) + "</div>"
+
+    def _rerun(self) -> None:
+        if self._on_rerun is not None:
+            self._on_rerun(self.slider.value)
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = self.box._repr_mimebundle_(**kwargs) or {}
+        bundle["text/plain"] = f"FC memory: {self.slider.value} MB"
+        return bundle

@@ -1,0 +1,262 @@
+"""The widget views read back without a browser: scripted snapshots, a fake clock,
+scripted MapResults, and the magics driving them in a real shell."""
+from __future__ import annotations
+
+import io
+
+import ipywidgets as w
+import pytest
+from IPython.utils.capture import capture_output
+
+from fc_magic import pricing
+from fc_magic.progress import CANCELLED, ERROR, SUCCESS, MapSnapshot
+from fc_magic.results import MapResult, TaskFailure, TaskStats
+from fc_magic.views import MapDisplay
+from fc_magic.views.text import TextMapView
+from fc_magic.views.widgets import WidgetMapView, is_click
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def scripted_result(n=30, failed=(3, 7), memory=1024, peak=180.0) -> MapResult:
+    values, stats = [], []
+    for i in range(n):
+        if i in failed:
+            values.append(TaskFailure(i, repr(i), "ValueError", f"bad input {i}",
+                                      "Traceback (most recent call last):\n"
+                                      f'  File "<cell>", line 2, in score\nValueError: bad input {i}'))
+        else:
+            values.append({"x": i, "text": "y" * 500})
+        stats.append(TaskStats(i, duration_s=1.0 + i / n, peak_memory_mb=peak * (0.5 + i / (2 * (n - 1)))))
+    return MapResult(values=values, inputs=list(range(n)), stats=stats, elapsed_s=3.0,
+                     memory_mb=memory, function="score")
+
+
+def live_widgets():
+    from ipywidgets.widgets.widget import _instances  # Widget.widgets, undeprecated
+
+    return list(_instances.values())
+
+
+def newest(kind, **attrs):
+    """The most recently created live widget of a kind with these attributes."""
+    found = [x for x in live_widgets() if isinstance(x, kind)
+             and all(getattr(x, k) == v for k, v in attrs.items())]
+    return found[-1] if found else None
+
+
+def test_map_view_counts_eta_rate_and_throttle_with_a_fake_clock():
+    clock = FakeClock()
+    display = MapDisplay("widget", progress_after=1.0, clock=clock,
+                         make_view=lambda: WidgetMapView(display_now=False))
+    for i in range(2000):
+        clock.now = i * 0.0025  # 5 s of a 2,000-task map
+        display.on_snapshot(MapSnapshot(total=2000, done=i, failed=0, running=8,
+                                        elapsed_s=clock.now, label="score"))
+        if i == 300:
+            assert display.view is None  # not before progress_after
+    view = display.view
+    assert 14 <= display.reporter.draws <= 17  # (5 s - 1 s) / 0.25 s, not 2,000
+    label = view.label.value
+    assert "score: 1900/2000 done" in label and "8 running" in label  # last redraw, 4.75 s
+    assert "pending" in label and "tasks/s" in label and "ETA" in label
+    assert view.bar.value == 1900 and view.bar.max == 2000 and view.bar.bar_style == "info"
+    display.on_snapshot(MapSnapshot(total=2000, done=1998, failed=2, elapsed_s=5.1,
+                                    status=ERROR, label="score"))
+    assert view.bar.bar_style == "danger" and "2 failed" in view.label.value
+    assert view.cancel_button.layout.display == "none"  # the finished view keeps no cancel
+
+
+def test_cancel_button_sets_the_token_the_engine_polls():
+    clock = FakeClock()
+    display = MapDisplay("widget", progress_after=0.0, clock=clock,
+                         make_view=lambda: WidgetMapView(display_now=False, cancel=display.cancel))
+    display.on_snapshot(MapSnapshot(total=10, done=2, running=2, elapsed_s=1))
+    view = display.view
+    assert display.should_cancel() is False
+    view.cancel_button.click()
+    assert display.should_cancel() is True and view.cancel_button.disabled
+    clock.now = 1.0
+    display.on_snapshot(MapSnapshot(total=10, done=3, running=2, elapsed_s=1.5))
+    assert "cancelling" in view.label.value
+    display.on_snapshot(MapSnapshot(total=10, done=3, elapsed_s=2, status=CANCELLED))
+    assert view.bar.bar_style == "warning" and "7 cancelled" in view.label.value
+    assert is_click({"method": "custom", "content": {"event": "click"}})
+    assert not is_click({"method": "update", "state": {"value": 3}})
+
+
+def test_final_panel_failures_preview_figures_and_hint():
+    view = WidgetMapView(display_now=False)
+    result = scripted_result()
+    view.finish(MapSnapshot(total=30, done=28, failed=2, elapsed_s=3, status=ERROR))
+    retried = []
+    view.show_result(result, on_retry=lambda: retried.append(True))
+    acc = view.failures
+    assert acc.selected_index is None  # collapsed until opened
+    assert acc.get_title(0) == "2 of 30 failed"
+    body = acc.children[0].children[1].value
+    assert "#3  input 3" in body and "ValueError: bad input 3" in body
+    assert "in score" in body and "<details>" in body
+    preview, figures = view.details.children[1].value, view.details.children[2].value
+    assert preview.count("<tr>") == 1 + 8 + 1 and "… 22 more in" in preview
+    assert "yyyyyyyy…" in preview and "y" * 100 not in preview  # reprs truncated
+    assert figures.count("<svg") == 2 and "duration" in figures and "peak memory" in figures
+    assert "peak 180 MB of 1024 MB: 256 MB would do, about" in figures
+    view.retry_button.click()
+    assert retried == [True] and view.retry_button.disabled
+    # The saved notebook's plain text: status line then the failure summary.
+    text = view._repr_mimebundle_()["text/plain"]
+    assert text.splitlines()[0].startswith("28/30 done · 2 failed")
+    assert "2 of 30 tasks failed" in text and "bad input 3" in text
+
+
+def test_final_panel_is_bounded_for_huge_maps():
+    n = 10_000
+    result = scripted_result(n=n, failed=set(range(0, n, 10)))
+    view = WidgetMapView(display_now=False)
+    view.show_result(result, on_retry=lambda: None)
+    total_html = sum(len(c.value) for c in _walk(view.box) if isinstance(c, w.HTML))
+    small = WidgetMapView(display_now=False)
+    small.show_result(scripted_result(n=40, failed=set(range(0, 40, 10))), on_retry=lambda: None)
+    small_html = sum(len(c.value) for c in _walk(small.box) if isinstance(c, w.HTML))
+    assert "… 980 more in <code>.failures</code>" in view.failures.children[0].children[1].value
+    assert total_html < small_html * 2  # 250x the tasks, not 250x the state
+
+
+def _walk(widget):
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from _walk(child)
+
+
+def test_text_view_summary_lines_for_failures_and_hint():
+    stream = io.StringIO()
+    view = TextMapView(stream, tty=False)
+    view.finish(MapSnapshot(total=30, done=28, failed=2, elapsed_s=3, status=ERROR))
+    view.show_result(scripted_result())
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith("[FAILED]")
+    assert "2 of 30 tasks failed" in lines[1] and "%fc_map --retry NAME" in stream.getvalue()
+    assert lines[-1].startswith("peak 180 MB of 1024 MB: 256 MB would do")
+    assert len(lines) <= 10
+
+
+def test_pricing_table_vcpu_rule_and_hint_arithmetic():
+    assert pricing.vcpu_for_memory(1024) == pytest.approx(0.25)
+    assert pricing.vcpu_for_memory(128) == pytest.approx(0.05)  # floor of FC's vCPU range
+    assert pricing.vcpu_for_memory(32768) == pytest.approx(8.0)
+    assert pricing.vcpu_for_memory(1536) == pytest.approx(0.4)  # 0.375 rounded up to 0.05
+    est = pricing.estimate([2.0, 2.0], 1024)
+    assert est.cu == pytest.approx(2 * 2.0 * (0.15 * 1 + 0.25) + 2 * 75 / 10_000)
+    assert est.usd == pytest.approx(est.cu * 0.000020)
+    assert "estimate" in est.describe()
+    hint = pricing.sizing_hint(scripted_result(peak=180.0))
+    assert hint.suggested_mb == 256 and hint.memory_mb == 1024
+    assert hint.factor == pytest.approx(pricing.estimate_result(scripted_result(), 1024).cu
+                                        / pricing.estimate_result(scripted_result(), 256).cu)
+    near = pricing.sizing_hint(scripted_result(memory=256, peak=250.0))
+    assert near.suggested_mb == 320 and "would be safer" in near.describe()
+
+
+# ------------------------------------------------------------- through the magics
+def test_fc_memory_slider_is_bound_to_the_trait(ip, fc):
+    fc.view = "widget"
+    with capture_output():
+        ip.run_line_magic("fc_memory", "")
+    slider = newest(w.SelectionSlider, description="memory")
+    assert slider.value == fc.memory == 256
+    values = [v for _, v in slider.options]
+    assert values[0] == 128 and values[-1] == 32768 and all(v % 64 == 0 for v in values)
+    slider.value = 1024  # the user drags the slider
+    assert fc.memory == 1024
+    ip.run_cell("%config FCMagic.memory = 576")  # not a stop: added, shown exactly
+    assert slider.value == 576 and ("576 MB", 576) in slider.options
+    with capture_output():
+        ip.run_line_magic("fc_memory", "2048")
+    assert fc.memory == 2048 and slider.value == 2048
+
+
+def test_fc_memory_text_and_bad_value(ip, fc, cell):
+    from IPython.core.error import UsageError
+
+    with capture_output() as captured:
+        ip.run_line_magic("fc_memory", "1024")
+    assert captured.stdout.startswith("FC memory: 1024 MB, 0.25 vCPU")
+    with pytest.raises(UsageError) as info:
+        ip.run_line_magic("fc_memory", "1000")
+    assert str(info.value).startswith("%fc_memory: memory 1000 MB is not a multiple of 64")
+
+
+def test_slider_cost_line_uses_the_last_map(ip, fc, cell):
+    cell("def square(x):\n    return x * x")
+    fc.view = "widget"
+    with capture_output():
+        ip.run_line_magic("fc_map", "square range(6) --quiet")
+        ip.run_line_magic("fc_memory", "")
+    slider = newest(w.SelectionSlider, description="memory")
+    info = [x for x in live_widgets() if isinstance(x, w.HTML)
+            and "last map (square, 6 tasks)" in x.value]
+    assert info and "estimate" in info[-1].value
+    slider.value = 512
+    assert "at 512 MB" in info[-1].value and "0.15 vCPU" in info[-1].value
+
+
+@pytest.fixture
+def flaky(cell, tmp_path):
+    """A function that fails for multiples of 3 until a flag file exists."""
+    flag = tmp_path / "fixed"
+    cell(f"import os\ndef flaky(x):\n    if x % 3 == 0 and not os.path.exists({str(flag)!r}):\n"
+         f"        raise ValueError(f'not yet {{x}}')\n    return x * 10")
+    return flag
+
+
+def test_retry_magic_reruns_only_failures_and_merges_in_place(ip, fc, cell, flaky):
+    with capture_output() as captured:
+        first = ip.run_line_magic("fc_map", "flaky range(10) --out r")
+    assert [f.index for f in first.failures] == [0, 3, 6, 9]
+    assert "%fc_map --retry NAME" in captured.stdout
+    flaky.write_text("")
+    with capture_output() as captured:
+        again = ip.run_line_magic("fc_map", "--retry r")
+    assert again is first and ip.user_ns["r"] is first
+    assert first.ok and first.values == [x * 10 for x in range(10)]
+    assert "4/4 done" in captured.stdout  # only the failed inputs ran
+    with pytest.raises(Exception) as info:
+        ip.run_line_magic("fc_map", "--retry r")
+    assert "no failed tasks to retry" in str(info.value)
+    with pytest.raises(Exception) as info:
+        ip.run_line_magic("fc_map", "--retry nothing_here")
+    assert str(info.value).startswith("%fc_map: --retry nothing_here: 'nothing_here' is not a MapResult")
+
+
+def test_retry_button_in_the_widget_view(ip, fc, cell, flaky):
+    fc.view = "widget"
+    with capture_output():
+        result = ip.run_line_magic("fc_map", "flaky range(7)")
+    assert len(result.failures) == 3
+    button = newest(w.Button, description="Retry 3 failed")
+    acc = newest(w.Accordion)
+    assert acc.get_title(0) == "3 of 7 failed"
+    flaky.write_text("")
+    with capture_output():
+        button.click()
+    assert result.ok and result.values == [x * 10 for x in range(7)]
+
+
+def test_rerun_with_this_memory_replaces_the_map_in_place(ip, fc, cell):
+    cell("def square(x):\n    return x * x")
+    fc.view = "widget"
+    with capture_output():
+        result = ip.run_line_magic("fc_map", "square range(5)")
+    slider = newest(w.SelectionSlider, description="memory")
+    slider.value = 640
+    assert fc.memory == 640
+    with capture_output():
+        newest(w.Button, description="Re-run with this memory").click()
+    assert result.memory_mb == 640 and result.values == [0, 1, 4, 9, 16]
