@@ -1,0 +1,414 @@
+"""Function instances: processes of the function's Python running its handler.
+
+Each instance is ``python -I -S _instance.py`` in the function's interpreter
+(the client's own when the versions match, else pyenv's), started in a
+session of its own, that sees only the unpacked code package and a cached
+base environment holding FC's preinstalled modules (oss2, requests). Memory is
+enforced like FC's cgroup: a watchdog sums the proportional set size of the
+instance's processes and SIGKILLs the largest when the sum passes the
+function's memory (an address-space limit backs it up against allocations too
+fast to see). Timeouts kill the whole instance. Instances stay warm and are
+reused; at most ``concurrency`` run at once, the rest queue.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+import os
+import queue
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from . import _instance
+
+logger = logging.getLogger(__name__)
+
+#: Modules FC's built-in Python runtimes ship (Alibaba's docs list more; these
+#: are the ones Lithops' worker and typical handlers rely on).
+BASE_PACKAGES = ("oss2", "requests")
+
+#: Address space allowed on top of the function's memory: virtual reservations
+#: (thread stacks, malloc arenas, mapped libraries) are not memory use, and the
+#: watchdog enforces the real limit on resident memory.
+ADDRESS_SPACE_HEADROOM_MB = 1024
+
+INSTANCE_START_TIMEOUT_S = 120.0
+WATCH_INTERVAL_S = 0.05
+
+
+class SandboxSetupError(RuntimeError):
+    """The sandbox cannot run a function here (no such Python, base env failed)."""
+
+
+def interpreter_for(runtime: str) -> str:
+    """The Python that runs an FC runtime such as ``python3.12`` on this machine."""
+    version = runtime.removeprefix("python")
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
+        return sys.executable
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    found = sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin",
+                                          f"python{version}")),
+                   key=lambda p: [int(x) for x in p.split("/")[-3].split(".") if x.isdigit()])
+    if not found:
+        raise SandboxSetupError(f"no Python {version} found for FC runtime {runtime!r}; "
+                                f"install it (e.g. pyenv install {version})")
+    return found[-1]
+
+
+_base_lock = threading.Lock()
+
+
+def base_env(interpreter: str, cache_dir: str) -> str:
+    """Build once (and cache) FC's preinstalled modules for an interpreter."""
+    version = subprocess.run([interpreter, "-I", "-c",
+                              "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    key = hashlib.sha256(repr((version, BASE_PACKAGES)).encode()).hexdigest()[:12]
+    target = os.path.join(cache_dir, f"base-py{version}-{key}")
+    if os.path.isdir(target):
+        return target
+    with _base_lock:
+        if os.path.isdir(target):
+            return target
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".base-", dir=cache_dir)
+        logger.info("building the sandbox base environment for Python %s", version)
+        proc = subprocess.run([interpreter, "-m", "pip", "install", "--quiet",
+                               "--disable-pip-version-check", "--no-input", "--target", tmp,
+                               *BASE_PACKAGES], capture_output=True, text=True)
+        if proc.returncode:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise SandboxSetupError(f"could not build the base environment for Python "
+                                    f"{version}: {proc.stderr.strip()[-500:]}")
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process published it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+@dataclass
+class FunctionSpec:
+    """What an instance needs to know about its function."""
+
+    uid: str                # changes when the function is re-created
+    name: str
+    handler: str
+    runtime: str
+    memory_mb: int
+    timeout_s: int
+    code_dir: str
+    env: dict = field(default_factory=dict)
+    region: str = "cn-hangzhou"
+    account_id: str = "0"
+
+
+@dataclass
+class Outcome:
+    """How one invocation ended, in the terms FC reports it."""
+
+    body: bytes = b""
+    error: dict | None = None       # {"errorMessage", "errorType", ...}
+    error_kind: str | None = None   # None | "Unhandled" (FC's x-fc-error-type)
+    duration_ms: float = 0.0
+    max_memory_mb: float = 0.0
+
+
+class Instance:
+    """One warm process serving invocations of one function, one at a time."""
+
+    def __init__(self, spec: FunctionSpec, interpreter: str, base_dir: str, log_dir: str):
+        self.spec = spec
+        self.tmp = tempfile.mkdtemp(prefix="fc-instance-", dir=log_dir)
+        req_r, self._req_w = os.pipe()
+        self._resp_r, resp_w = os.pipe()
+        meta = {"name": spec.name, "handler": spec.handler, "memory": spec.memory_mb,
+                "timeout": spec.timeout_s, "region": spec.region,
+                "account_id": spec.account_id}
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.tmp, "TMPDIR": self.tmp,
+               "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "MALLOC_ARENA_MAX": "2",
+               "FC_FUNCTION_NAME": spec.name, "FC_FUNCTION_HANDLER": spec.handler,
+               "FC_FUNCTION_MEMORY_SIZE": str(spec.memory_mb), "FC_REGION": spec.region,
+               "FC_ACCOUNT_ID": spec.account_id, "FC_RUNTIME": spec.runtime,
+               "FC_INSTANCE_ID": os.path.basename(self.tmp), **spec.env}
+        limit = (spec.memory_mb + ADDRESS_SPACE_HEADROOM_MB) * 2**20
+
+        def limit_memory():
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        self.log_path = os.path.join(self.tmp, "instance.log")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [interpreter, "-I", "-S", _instance.__file__, spec.code_dir, base_dir,
+                 str(req_r), str(resp_w), json.dumps(meta)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=spec.code_dir,
+                pass_fds=(req_r, resp_w), start_new_session=True, preexec_fn=limit_memory)
+        os.close(req_r)
+        os.close(resp_w)
+        self.oom_killed = False
+        self.max_memory_kb = 0
+        self.last_used = time.monotonic()
+        header, _ = self._read(INSTANCE_START_TIMEOUT_S)
+        if header is None or not header.get("ready"):
+            self.close()
+            raise SandboxSetupError(f"instance of {spec.name} did not start: "
+                                    f"{self.log_tail()}")
+
+    def log_tail(self, n: int = 400) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-n:].decode(errors="replace").strip()
+        except OSError:
+            return ""
+
+    def _read(self, timeout: float):
+        ready, _, _ = select.select([self._resp_r], [], [], max(timeout, 0))
+        if not ready:
+            return None, b""
+        try:
+            return _instance.read_frame(self._resp_r)
+        except (EOFError, OSError, ValueError):
+            return {"eof": True}, b""
+
+    def invoke(self, request_id: str, event: bytes) -> Outcome:
+        self.max_memory_kb = 0
+        self.oom_killed = False
+        start = time.monotonic()
+        try:
+            _instance.write_frame(self._req_w, {"request_id": request_id}, event)
+            header, body = self._read(self.spec.timeout_s)
+        except OSError:
+            header, body = {"eof": True}, b""
+        duration = (time.monotonic() - start) * 1000
+        mem = self.max_memory_kb / 1024
+        self.last_used = time.monotonic()
+        if header is None:
+            self.close()
+            return Outcome(error={"errorMessage": f"Function timed out after "
+                                                  f"{self.spec.timeout_s} seconds "
+                                                  f"(maxMemoryUsage: {mem:.2f}MB)"},
+                           error_kind="Unhandled", duration_ms=duration, max_memory_mb=mem)
+        if header.get("eof"):
+            self.close()
+            reason = (f"; the instance exceeded its memory limit of {self.spec.memory_mb}MB"
+                      if self.oom_killed else "")
+            return Outcome(error={"errorMessage": "Process exited unexpectedly before "
+                                                  f"completing request (duration: "
+                                                  f"{duration:.0f}ms, maxMemoryUsage: "
+                                                  f"{mem:.2f}MB){reason}"},
+                           error_kind="Unhandled", duration_ms=duration, max_memory_mb=mem)
+        if "error" in header:
+            return Outcome(error=header["error"], error_kind="Unhandled",
+                           duration_ms=duration, max_memory_mb=mem)
+        return Outcome(body=body, duration_ms=duration, max_memory_mb=mem)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        for fd in (self._req_w, self._resp_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._req_w = self._resp_r = -1
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self.proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _processes_by_group() -> dict[int, list[int]]:
+    groups: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        groups.setdefault(int(fields[2]), []).append(int(entry))
+    return groups
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Executor:
+    """Runs invocations on warm instances, at most ``concurrency`` at a time."""
+
+    def __init__(self, concurrency: int, cache_dir: str, work_dir: str,
+                 idle_timeout_s: float = 300.0):
+        self.concurrency = concurrency
+        self.cache_dir = cache_dir
+        self.work_dir = work_dir
+        self.idle_timeout_s = idle_timeout_s
+        self._queue: queue.Queue = queue.Queue()
+        self._idle: dict[str, list[Instance]] = {}
+        self._busy: set[Instance] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._interpreters: dict[str, tuple[str, str]] = {}
+        self._threads = [threading.Thread(target=self._serve, daemon=True,
+                                          name=f"fc-sandbox-slot-{i}")
+                         for i in range(concurrency)]
+        self._watch = threading.Thread(target=self._watch_memory, daemon=True,
+                                       name="fc-sandbox-memory")
+        for t in self._threads:
+            t.start()
+        self._watch.start()
+
+    def environment(self, runtime: str) -> tuple[str, str]:
+        """(interpreter, base env dir) for an FC runtime, built on first use."""
+        with self._lock:
+            cached = self._interpreters.get(runtime)
+        if cached:
+            return cached
+        interpreter = interpreter_for(runtime)
+        pair = (interpreter, base_env(interpreter, self.cache_dir))
+        with self._lock:
+            self._interpreters[runtime] = pair
+        return pair
+
+    def submit(self, spec: FunctionSpec, request_id: str, event: bytes) -> Future:
+        future: Future = Future()
+        self._queue.put((spec, request_id, event, future))
+        return future
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def _take_instance(self, spec: FunctionSpec) -> Instance:
+        with self._lock:
+            pool = self._idle.get(spec.uid, [])
+            while pool:
+                inst = pool.pop()
+                if inst.alive:
+                    self._busy.add(inst)
+                    return inst
+                inst.close()
+            # Keep the number of idle processes bounded: close the stalest.
+            idle = [i for p in self._idle.values() for i in p]
+            stale = sorted(idle, key=lambda i: i.last_used)[:max(0, len(idle) - self.concurrency)]
+            for inst in stale:
+                self._idle[inst.spec.uid].remove(inst)
+        for inst in stale:
+            inst.close()
+        interpreter, base = self.environment(spec.runtime)
+        inst = Instance(spec, interpreter, base, self.work_dir)
+        with self._lock:
+            self._busy.add(inst)
+        return inst
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                item = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                self._reap_idle()
+                continue
+            if item is None:
+                return
+            spec, request_id, event, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                inst = self._take_instance(spec)
+            except Exception as exc:
+                future.set_result(Outcome(error={"errorMessage": str(exc),
+                                                 "errorType": type(exc).__name__},
+                                          error_kind="Unhandled"))
+                continue
+            try:
+                outcome = inst.invoke(request_id, event)
+            except Exception as exc:  # never lose a slot thread
+                inst.close()
+                outcome = Outcome(error={"errorMessage": f"sandbox error: {exc}"},
+                                  error_kind="Unhandled")
+            with self._lock:
+                self._busy.discard(inst)
+                if inst.alive and not self._stopping.is_set():
+                    self._idle.setdefault(spec.uid, []).append(inst)
+            if not inst.alive:
+                inst.close()
+            future.set_result(outcome)
+
+    def _reap_idle(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            old = [i for p in self._idle.values() for i in p
+                   if now - i.last_used > self.idle_timeout_s]
+            for inst in old:
+                self._idle[inst.spec.uid].remove(inst)
+        for inst in old:
+            inst.close()
+
+    def drop_function(self, uid: str) -> None:
+        """Close the idle instances of a deleted or replaced function."""
+        with self._lock:
+            instances = self._idle.pop(uid, [])
+        for inst in instances:
+            inst.close()
+
+    def _watch_memory(self) -> None:
+        while not self._stopping.wait(WATCH_INTERVAL_S):
+            with self._lock:
+                busy = list(self._busy)
+            if not busy:
+                continue
+            groups = _processes_by_group()
+            for inst in busy:
+                pids = groups.get(inst.proc.pid, [])
+                sizes = {pid: _pss_kb(pid) for pid in pids}
+                total = sum(sizes.values())
+                inst.max_memory_kb = max(inst.max_memory_kb, total)
+                if total > inst.spec.memory_mb * 1024 and sizes:
+                    # What FC's cgroup OOM killer does: kill the biggest process.
+                    victim = max(sizes, key=sizes.get)
+                    inst.oom_killed = True
+                    try:
+                        os.kill(victim, signal.SIGKILL)
+                    except OSError:
+                        pass
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for _ in self._threads:
+            self._queue.put(None)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[3].cancel()
+        with self._lock:
+            instances = [i for p in self._idle.values() for i in p] + list(self._busy)
+            self._idle.clear()
+        for inst in instances:
+            inst.close()

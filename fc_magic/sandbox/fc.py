@@ -1,0 +1,282 @@
+"""The part of the Function Compute 3.0 API (2023-03-30) that Lithops calls.
+
+Create/get/list/delete function and invoke (Sync and Async). Code packages
+arrive inline (base64 zip) or as an OSS code location in the sandbox's own
+object store; each is unpacked once per function. Errors are FC's JSON
+bodies ``{"Code", "Message", "RequestId"}``. Invocation payloads are never
+logged: Lithops puts the whole client config, AccessKey secret included,
+in each one.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass
+
+from .execution import Executor, FunctionSpec, Outcome
+from .oss import ObjectStore, Reply
+
+logger = logging.getLogger(__name__)
+
+API = "/2023-03-30"
+RUNTIMES = ("python3.9", "python3.10", "python3.12")
+NAME_RE = re.compile(r"^[_a-zA-Z][-_a-zA-Z0-9]{0,63}$")
+MAX_INLINE_ZIP = 100 * 2**20 * 4 // 3 + 4   # base64 of a 100 MB package
+MAX_OSS_ZIP = 500 * 2**20
+MAX_SYNC_PAYLOAD = 32 * 2**20
+MAX_ASYNC_PAYLOAD = 128 * 2**10
+MAX_UNPACKED = 10 * 2**30
+
+
+def fc_error(status: int, code: str, message: str, request_id: str | None = None) -> Reply:
+    rid = request_id or uuid.uuid4().hex
+    body = json.dumps({"Code": code, "Message": message, "RequestId": rid}).encode()
+    return Reply(status, {"Content-Type": "application/json", "x-fc-request-id": rid}, body)
+
+
+def _json(status: int, data: dict) -> Reply:
+    return Reply(status, {"Content-Type": "application/json",
+                          "x-fc-request-id": uuid.uuid4().hex}, json.dumps(data).encode())
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+@dataclass
+class FunctionRecord:
+    spec: FunctionSpec
+    description: str
+    code_size: int
+    code_checksum: str
+    created: float
+    role: str
+
+    def view(self, account_id: str, region: str) -> dict:
+        s = self.spec
+        return {"functionName": s.name, "functionId": s.uid,
+                "functionArn": f"acs:fc:{region}:{account_id}:functions/{s.name}",
+                "runtime": s.runtime, "handler": s.handler, "memorySize": s.memory_mb,
+                "timeout": s.timeout_s, "description": self.description,
+                "codeSize": self.code_size, "codeChecksum": self.code_checksum,
+                "createdTime": _iso(self.created), "lastModifiedTime": _iso(self.created),
+                "environmentVariables": s.env, "role": self.role, "internetAccess": True,
+                "state": "Active", "lastUpdateStatus": "Successful",
+                "instanceConcurrency": 1, "diskSize": 512}
+
+
+def _checksum(data: bytes) -> str:
+    # FC reports a CRC-64 here; a 64-bit digest serves the same purpose (a
+    # pure-Python CRC-64 would take seconds on a large package).
+    return str(int.from_bytes(hashlib.sha256(data).digest()[:8], "big"))
+
+
+class FunctionService:
+    """Function registry plus invocation, on top of an `Executor`."""
+
+    def __init__(self, store: ObjectStore, executor: Executor, code_root: str,
+                 account_id: str, region: str):
+        self.store = store
+        self.executor = executor
+        self.code_root = code_root
+        self.account_id = account_id
+        self.region = region
+        self._lock = threading.Lock()
+        self._functions: dict[str, FunctionRecord] = {}
+        self.invocations = 0
+
+    def handle(self, method: str, parts: list[str], query: dict, headers: dict,
+               body: bytes) -> Reply:
+        # parts: path after /2023-03-30, split on "/"
+        if parts == ["functions"]:
+            if method == "POST":
+                return self.create(body)
+            if method == "GET":
+                return self.list(query)
+        elif len(parts) == 2 and parts[0] == "functions":
+            if method == "GET":
+                return self.get(parts[1])
+            if method == "DELETE":
+                return self.delete(parts[1])
+        elif len(parts) == 3 and parts[0] == "functions" and parts[2] == "invocations":
+            if method == "POST":
+                return self.invoke(parts[1], headers, body)
+        return fc_error(404, "NotFound", f"{method} {API}/{'/'.join(parts)} is not an API "
+                        f"the sandbox serves")
+
+    # ----------------------------------------------------------- management
+    def create(self, body: bytes) -> Reply:
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            return fc_error(400, "InvalidArgument", "request body is not valid JSON")
+        name = data.get("functionName") or ""
+        if not NAME_RE.match(name):
+            return fc_error(400, "InvalidArgument", f"functionName {name!r} is invalid: 1 to "
+                            "64 letters, digits, '_' or '-', not starting with a digit or '-'")
+        runtime = data.get("runtime")
+        if runtime not in RUNTIMES:
+            return fc_error(400, "InvalidArgument", f"runtime {runtime!r} is not supported "
+                            f"by the sandbox; use one of {', '.join(RUNTIMES)}")
+        memory = data.get("memorySize", 512)
+        if not isinstance(memory, int) or memory % 64 or not 128 <= memory <= 32768:
+            return fc_error(400, "InvalidArgument", f"memorySize {memory} must be a multiple "
+                            "of 64 between 128 and 32768")
+        timeout = data.get("timeout", 3)
+        if not isinstance(timeout, int) or not 1 <= timeout <= 86400:
+            return fc_error(400, "InvalidArgument", f"timeout {timeout} must be 1..86400")
+        handler = data.get("handler") or ""
+        if "." not in handler:
+            return fc_error(400, "InvalidArgument", f"handler {handler!r} must be module.function")
+        code = data.get("code") or {}
+        if code.get("zipFile"):
+            if len(code["zipFile"]) > MAX_INLINE_ZIP:
+                return fc_error(400, "CodeSizeExceeded", "inline code is limited to 100 MB; "
+                                "use an OSS code location")
+            try:
+                package = base64.b64decode(code["zipFile"], validate=True)
+            except (binascii.Error, ValueError):
+                return fc_error(400, "InvalidArgument", "code.zipFile is not valid base64")
+        elif code.get("ossBucketName") and code.get("ossObjectName"):
+            package = self.store.get_bytes(code["ossBucketName"], code["ossObjectName"])
+            if package is None:
+                return fc_error(400, "InvalidArgument", f"code location oss://"
+                                f"{code['ossBucketName']}/{code['ossObjectName']} not found")
+            if len(package) > MAX_OSS_ZIP:
+                return fc_error(400, "CodeSizeExceeded", "code packages are limited to 500 MB")
+        else:
+            return fc_error(400, "InvalidArgument", "code needs zipFile or ossBucketName "
+                            "and ossObjectName")
+        with self._lock:
+            if name in self._functions:
+                return fc_error(409, "FunctionAlreadyExists",
+                                f"function '{name}' already exists")
+        uid = uuid.uuid4().hex
+        code_dir = os.path.join(self.code_root, f"{name}-{uid[:8]}")
+        try:
+            self._unpack(package, code_dir)
+        except (zipfile.BadZipFile, ValueError) as exc:
+            shutil.rmtree(code_dir, ignore_errors=True)
+            return fc_error(400, "InvalidArgument", f"code package is not a valid zip: {exc}")
+        env = {str(k): str(v) for k, v in (data.get("environmentVariables") or {}).items()}
+        spec = FunctionSpec(uid=uid, name=name, handler=handler, runtime=runtime,
+                            memory_mb=memory, timeout_s=timeout, code_dir=code_dir, env=env,
+                            region=self.region, account_id=self.account_id)
+        record = FunctionRecord(spec, data.get("description") or "", len(package),
+                                _checksum(package), time.time(), data.get("role") or "")
+        with self._lock:
+            if name in self._functions:
+                shutil.rmtree(code_dir, ignore_errors=True)
+                return fc_error(409, "FunctionAlreadyExists",
+                                f"function '{name}' already exists")
+            self._functions[name] = record
+        logger.info("created function %s (%s, %d MB, %d s, %d-byte package)",
+                    name, runtime, memory, timeout, len(package))
+        return _json(200, record.view(self.account_id, self.region))
+
+    @staticmethod
+    def _unpack(package: bytes, code_dir: str) -> None:
+        with zipfile.ZipFile(io.BytesIO(package)) as zf:
+            total = sum(i.file_size for i in zf.infolist())
+            if total > MAX_UNPACKED:
+                raise ValueError("unpacked size exceeds 10 GB")
+            root = os.path.realpath(code_dir)
+            for info in zf.infolist():
+                dest = os.path.realpath(os.path.join(code_dir, info.filename))
+                if not dest.startswith(root + os.sep) and dest != root:
+                    raise ValueError(f"unsafe path {info.filename!r}")
+            zf.extractall(code_dir)
+
+    def get(self, name: str) -> Reply:
+        with self._lock:
+            record = self._functions.get(name)
+        if record is None:
+            return fc_error(404, "FunctionNotFound", f"function '{name}' does not exist")
+        return _json(200, record.view(self.account_id, self.region))
+
+    def list(self, query: dict) -> Reply:
+        prefix = query.get("prefix", "")
+        try:
+            limit = max(1, min(int(query.get("limit") or 20), 100))
+        except ValueError:
+            return fc_error(400, "InvalidArgument", "limit must be a number")
+        start = query.get("nextToken", "")
+        with self._lock:
+            names = sorted(n for n in self._functions if n.startswith(prefix) and n >= start)
+            page = [self._functions[n].view(self.account_id, self.region)
+                    for n in names[:limit]]
+        out = {"functions": page}
+        if len(names) > limit:
+            out["nextToken"] = names[limit]
+        return _json(200, out)
+
+    def delete(self, name: str) -> Reply:
+        with self._lock:
+            record = self._functions.pop(name, None)
+        if record is None:
+            return fc_error(404, "FunctionNotFound", f"function '{name}' does not exist")
+        self.executor.drop_function(record.spec.uid)
+        shutil.rmtree(record.spec.code_dir, ignore_errors=True)
+        return Reply(204, {"x-fc-request-id": uuid.uuid4().hex})
+
+    # ----------------------------------------------------------- invocation
+    def invoke(self, name: str, headers: dict, body: bytes) -> Reply:
+        with self._lock:
+            record = self._functions.get(name)
+        request_id = uuid.uuid4().hex
+        if record is None:
+            return fc_error(404, "FunctionNotFound", f"function '{name}' does not exist",
+                            request_id)
+        kind = headers.get("x-fc-invocation-type", "Sync")
+        if kind not in ("Sync", "Async"):
+            return fc_error(400, "InvalidArgument", f"x-fc-invocation-type {kind!r} must be "
+                            "Sync or Async", request_id)
+        limit = MAX_ASYNC_PAYLOAD if kind == "Async" else MAX_SYNC_PAYLOAD
+        if len(body) > limit:
+            return fc_error(413, "PayloadTooLarge", f"{kind} payload of {len(body)} bytes "
+                            f"exceeds the {limit}-byte limit", request_id)
+        self.invocations += 1
+        future = self.executor.submit(record.spec, request_id, body)
+        if kind == "Async":
+            future.add_done_callback(lambda f, n=name: self._log_async(n, request_id, f))
+            return Reply(202, {"x-fc-request-id": request_id})
+        outcome: Outcome = future.result()
+        return self._sync_reply(request_id, outcome)
+
+    @staticmethod
+    def _log_async(name: str, request_id: str, future) -> None:
+        if future.cancelled():
+            return
+        outcome: Outcome = future.result()
+        if outcome.error is not None:
+            # The message only; the payload (which holds the secret) is never logged.
+            logger.warning("async invocation %s of %s failed: %s", request_id, name,
+                           str(outcome.error.get("errorMessage", ""))[:300])
+
+    @staticmethod
+    def _sync_reply(request_id: str, outcome: Outcome) -> Reply:
+        headers = {"x-fc-request-id": request_id,
+                   "x-fc-max-memory-usage": f"{outcome.max_memory_mb:.2f}",
+                   "x-fc-invocation-duration": str(int(outcome.duration_ms))}
+        if outcome.error is not None:
+            headers["x-fc-error-type"] = "UnhandledInvocationError"
+            headers["Content-Type"] = "application/json"
+            return Reply(200, headers, json.dumps(outcome.error).encode())
+        return Reply(200, headers, outcome.body)
+
+    def close(self) -> None:
+        with self._lock:
+            records = list(self._functions.values())
+        for record in records:
+            shutil.rmtree(record.spec.code_dir, ignore_errors=True)

@@ -1,0 +1,251 @@
+"""The part of the OSS API that Lithops' aliyun_oss backend (oss2) calls.
+
+Buckets and objects live in memory. Listing pages the way OSS does (at most
+1000 keys a page, ``IsTruncated`` and ``NextMarker``), so a client that does
+not page sees exactly what it would see on the real service. Errors are OSS's
+XML bodies (and, for HEAD, the base64 ``x-oss-err`` header oss2 reads).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from urllib.parse import quote
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
+
+logger = logging.getLogger(__name__)
+
+MAX_KEYS = 1000
+
+
+@dataclass
+class Reply:
+    """One HTTP answer: status, headers and body."""
+
+    status: int
+    headers: dict = field(default_factory=dict)
+    body: bytes = b""
+
+
+@dataclass
+class StoredObject:
+    data: bytes
+    etag: str
+    modified: float
+    content_type: str
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(ts))
+
+
+def _request_id() -> str:
+    return uuid.uuid4().hex[:24].upper()
+
+
+def oss_error(status: int, code: str, message: str, method: str = "GET", **extra) -> Reply:
+    rid = _request_id()
+    parts = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in extra.items())
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>{escape(message)}</Message><RequestId>{rid}</RequestId>"
+            f"<HostId>sandbox</HostId>{parts}</Error>").encode()
+    headers = {"x-oss-request-id": rid, "Content-Type": "application/xml"}
+    if method == "HEAD":
+        # OSS answers HEAD with no body; oss2 reads the error from this header.
+        headers["x-oss-err"] = base64.b64encode(body).decode()
+        body = b""
+    return Reply(status, headers, body)
+
+
+class ObjectStore:
+    """Thread-safe in-memory buckets, with OSS semantics for the calls Lithops makes."""
+
+    def __init__(self, region: str):
+        self.region = region
+        self._lock = threading.Lock()
+        self._buckets: dict[str, dict[str, StoredObject]] = {}
+        self._created: dict[str, float] = {}
+
+    # Plain-Python access, used by the FC side (code packages in OSS) and tests.
+    def get_bytes(self, bucket: str, key: str) -> bytes | None:
+        with self._lock:
+            obj = self._buckets.get(bucket, {}).get(key)
+            return obj.data if obj else None
+
+    def count(self, bucket: str, prefix: str = "") -> int:
+        with self._lock:
+            return sum(1 for k in self._buckets.get(bucket, {}) if k.startswith(prefix))
+
+    def handle(self, method: str, bucket: str, key: str, query: dict[str, str],
+               headers: dict[str, str], body: bytes) -> Reply:
+        if not bucket:
+            return oss_error(400, "InvalidRequest", "the sandbox serves path-style bucket "
+                             "requests only (use an IP endpoint)", method)
+        if not key:
+            return self._bucket_call(method, bucket, query, body)
+        return self._object_call(method, bucket, key, headers, body)
+
+    # -------------------------------------------------------------- buckets
+    def _bucket_call(self, method: str, bucket: str, query: dict, body: bytes) -> Reply:
+        with self._lock:
+            exists = bucket in self._buckets
+            if method == "PUT":
+                if not exists:
+                    self._buckets[bucket] = {}
+                    self._created[bucket] = time.time()
+                return Reply(200, {"x-oss-request-id": _request_id(), "Location": f"/{bucket}"})
+            if not exists:
+                return oss_error(404, "NoSuchBucket", "The specified bucket does not exist.",
+                                 method, BucketName=bucket)
+            if method == "GET" and "bucketInfo" in query:
+                return self._bucket_info(bucket)
+            if method == "GET":
+                return self._list(bucket, query)
+            if method == "POST" and "delete" in query:
+                return self._batch_delete(bucket, query, body)
+            if method == "DELETE":
+                if self._buckets[bucket]:
+                    return oss_error(409, "BucketNotEmpty", "The bucket you tried to delete "
+                                     "is not empty.", method, BucketName=bucket)
+                del self._buckets[bucket]
+                return Reply(204, {"x-oss-request-id": _request_id()})
+        return oss_error(405, "MethodNotAllowed", f"{method} is not supported on a bucket here",
+                         method)
+
+    def _bucket_info(self, bucket: str) -> Reply:
+        created = _iso(self._created[bucket])
+        xml = ('<?xml version="1.0" encoding="UTF-8"?>\n<BucketInfo><Bucket>'
+               f"<CreationDate>{created}</CreationDate>"
+               f"<ExtranetEndpoint>oss-{self.region}.aliyuncs.com</ExtranetEndpoint>"
+               f"<IntranetEndpoint>oss-{self.region}-internal.aliyuncs.com</IntranetEndpoint>"
+               f"<Location>oss-{self.region}</Location><Name>{escape(bucket)}</Name>"
+               "<StorageClass>Standard</StorageClass>"
+               "<Owner><DisplayName>sandbox</DisplayName><ID>sandbox</ID></Owner>"
+               "<AccessControlList><Grant>private</Grant></AccessControlList>"
+               "</Bucket></BucketInfo>")
+        return Reply(200, {"x-oss-request-id": _request_id(),
+                           "Content-Type": "application/xml"}, xml.encode())
+
+    def _list(self, bucket: str, query: dict) -> Reply:
+        prefix = query.get("prefix", "")
+        marker = query.get("marker", "")
+        delimiter = query.get("delimiter", "")
+        try:
+            max_keys = min(int(query.get("max-keys", "100") or 100), MAX_KEYS)
+        except ValueError:
+            return oss_error(400, "InvalidArgument", "max-keys must be a number")
+        url = query.get("encoding-type") == "url"
+        enc = (lambda s: quote(s, safe="")) if url else escape
+        keys = sorted(k for k in self._buckets[bucket] if k.startswith(prefix) and k > marker)
+        contents, prefixes, last = [], [], ""
+        truncated = False
+        for k in keys:
+            if len(contents) + len(prefixes) >= max_keys:
+                truncated = True
+                break
+            if delimiter:
+                cut = k.find(delimiter, len(prefix))
+                if cut >= 0:
+                    common = k[:cut + len(delimiter)]
+                    last = k
+                    if not prefixes or prefixes[-1] != common:
+                        prefixes.append(common)
+                    continue
+            contents.append(k)
+            last = k
+        parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult>',
+                 f"<Name>{escape(bucket)}</Name><Prefix>{enc(prefix)}</Prefix>",
+                 f"<Marker>{enc(marker)}</Marker><MaxKeys>{max_keys}</MaxKeys>",
+                 f"<Delimiter>{enc(delimiter)}</Delimiter>",
+                 "<EncodingType>url</EncodingType>" if url else "",
+                 f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"]
+        if truncated:
+            parts.append(f"<NextMarker>{enc(last)}</NextMarker>")
+        for k in contents:
+            obj = self._buckets[bucket][k]
+            parts.append(f"<Contents><Key>{enc(k)}</Key><LastModified>{_iso(obj.modified)}"
+                         f'</LastModified><ETag>"{obj.etag}"</ETag><Type>Normal</Type>'
+                         f"<Size>{len(obj.data)}</Size><StorageClass>Standard</StorageClass>"
+                         "<Owner><ID>sandbox</ID><DisplayName>sandbox</DisplayName></Owner>"
+                         "</Contents>")
+        for p in prefixes:
+            parts.append(f"<CommonPrefixes><Prefix>{enc(p)}</Prefix></CommonPrefixes>")
+        parts.append("</ListBucketResult>")
+        return Reply(200, {"x-oss-request-id": _request_id(),
+                           "Content-Type": "application/xml"}, "".join(parts).encode())
+
+    def _batch_delete(self, bucket: str, query: dict, body: bytes) -> Reply:
+        try:
+            root = ElementTree.fromstring(body)
+        except ElementTree.ParseError:
+            return oss_error(400, "MalformedXML", "The XML you provided was not well-formed.")
+        quiet = (root.findtext("Quiet") or "false").lower() == "true"
+        keys = [node.findtext("Key") or "" for node in root.findall("Object")]
+        if len(keys) > 1000:
+            return oss_error(400, "MalformedXML", "at most 1000 keys per batch delete")
+        objects = self._buckets[bucket]
+        for k in keys:
+            objects.pop(k, None)
+        url = query.get("encoding-type") == "url"
+        enc = (lambda s: quote(s, safe="")) if url else escape
+        parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult>',
+                 "<EncodingType>url</EncodingType>" if url else ""]
+        if not quiet:
+            parts.extend(f"<Deleted><Key>{enc(k)}</Key></Deleted>" for k in keys)
+        parts.append("</DeleteResult>")
+        return Reply(200, {"x-oss-request-id": _request_id(),
+                           "Content-Type": "application/xml"}, "".join(parts).encode())
+
+    # -------------------------------------------------------------- objects
+    def _object_call(self, method: str, bucket: str, key: str, headers: dict,
+                     body: bytes) -> Reply:
+        with self._lock:
+            objects = self._buckets.get(bucket)
+            if objects is None:
+                return oss_error(404, "NoSuchBucket", "The specified bucket does not exist.",
+                                 method, BucketName=bucket)
+            if method == "PUT":
+                etag = hashlib.md5(body).hexdigest().upper()
+                objects[key] = StoredObject(body, etag, time.time(),
+                                            headers.get("content-type",
+                                                        "application/octet-stream"))
+                return Reply(200, {"x-oss-request-id": _request_id(), "ETag": f'"{etag}"'})
+            if method == "DELETE":
+                objects.pop(key, None)
+                return Reply(204, {"x-oss-request-id": _request_id()})
+            obj = objects.get(key)
+        if method not in ("GET", "HEAD"):
+            return oss_error(405, "MethodNotAllowed", f"{method} is not supported on an object",
+                             method)
+        if obj is None:
+            return oss_error(404, "NoSuchKey", "The specified key does not exist.", method,
+                             Key=key)
+        base = {"x-oss-request-id": _request_id(), "ETag": f'"{obj.etag}"',
+                "Last-Modified": formatdate(obj.modified, usegmt=True),
+                "Content-Type": obj.content_type, "x-oss-object-type": "Normal",
+                "x-oss-storage-class": "Standard", "Accept-Ranges": "bytes"}
+        data = obj.data
+        status = 200
+        rng = headers.get("range", "")
+        if rng.startswith("bytes=") and method == "GET":
+            start_s, _, end_s = rng[6:].partition("-")
+            size = len(data)
+            try:
+                if start_s:
+                    start, end = int(start_s), int(end_s) if end_s else size - 1
+                else:
+                    start, end = max(size - int(end_s), 0), size - 1
+            except ValueError:
+                start, end = 0, -1
+            # OSS ignores an invalid range and returns the whole object.
+            if 0 <= start <= end < size:
+                base["Content-Range"] = f"bytes {start}-{end}/{size}"
+                data, status = data[start:end + 1], 206
+        base["Content-Length"] = str(len(data))
+        return Reply(status, base, b"" if method == "HEAD" else data)
