@@ -256,3 +256,23 @@ def _stop(executor, futures) -> None:
                                        exception=KeyboardInterrupt())
     with contextlib.suppress(Exception):
         executor.clean(fs=futures, clean_cloudobjects=False, force=True)
+
+
+# ------------------------------------------------------------------ Lithops facts
+def fc_function_name(runtime_name: str, memory_mb: int) -> str:
+    """The FC function name Lithops' aliyun_fc backend derives from (runtime, memory).
+
+    Asked of Lithops itself (its naming method uses no instance state) so the
+    runtime-name limit fc_magic enforces follows whatever Lithops does.
+    """
+    from lithops.serverless.backends.aliyun_fc.aliyun_fc import AliyunFunctionComputeBackend
+
+    return AliyunFunctionComputeBackend._format_function_name(None, runtime_name, memory_mb)
+
+
+def fc_worker_requirements() -> list[str]:
+    """The requirement lines Lithops installs into its aliyun_fc zip runtime."""
+    from lithops.serverless.backends.aliyun_fc import config
+
+    lines = (line.split("#", 1)[0].strip() for line in config.REQUIREMENTS_FILE.splitlines())
+    return [line for line in lines if line]

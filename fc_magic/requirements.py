@@ -1,0 +1,562 @@
+"""Turn what a notebook declares and imports into one exact requirement list.
+
+A runtime is only reproducible if its package list is: the user's
+`%%fc_runtime` lines, the third-party packages the notebook imports, and the
+packages Lithops' worker needs, merged by canonical distribution name, pinned
+to what runs in this kernel, sorted, and hashed into a content key. Two cells
+that differ only in order, case, spacing or comments give the same key, so
+they share one built runtime; any real change gives a new key, hence a new
+deploy name (Lithops caches runtime metadata by name).
+
+Plain functions, no IPython. Mistakes raise `RequirementProblem` (an
+`InputProblem`) with one line naming the line number and the fix.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata as md
+import importlib.util
+import json
+import logging
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from packaging.markers import default_environment
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+
+from .inputs import InputProblem
+
+logger = logging.getLogger(__name__)
+
+DECLARED = "declared"
+CAPTURED = "captured"
+LITHOPS = "lithops"
+SOURCES = (DECLARED, CAPTURED, LITHOPS)
+
+BACKENDS = ("localhost", "aliyun_fc")
+
+#: Function Compute's limit on a function name (FC 3.0 API, functionName).
+FC_FUNCTION_NAME_MAX = 64
+#: FC function names: a letter or `_` first, then letters, digits, `_`, `-`.
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+#: Characters of the content key appended to a runtime name (`my_rt-1a2b3c4d`).
+DEPLOY_KEY_CHARS = 8
+#: A memory size with the most digits FC accepts; Lithops puts the memory into
+#: a hash only, so the name length does not depend on it, but we ask Lithops.
+_WIDEST_MEMORY_MB = 32768
+
+#: Distributions that only make sense next to the notebook: never shipped to
+#: workers (Lithops itself is copied into the runtime by its own client).
+CLIENT_ONLY = frozenset({"ipython", "ipykernel", "ipywidgets", "fc-magic", "lithops"})
+CLIENT_ONLY_PREFIXES = ("jupyter",)
+
+#: Function Compute's preinstalled Python packages per runtime, as listed in
+#: Alibaba Cloud's "Python runtime / built-in modules" documentation
+#: (help.aliyun.com/document_detail/2512973.html, and 158208 for 3.9/3.10).
+#: The 3.9 table is longer than what is listed here; a package missing from
+#: this list only makes the pre-flight ask the user to declare it, which is safe.
+FC_BUILTIN_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    "3.12": ("oss2", "alibabacloud-ecs20140526", "alibabacloud-vpc20160428",
+             "alibabacloud-rds20140815", "alibabacloud-kms20160120",
+             "alibabacloud-mns-open20220119", "alibabacloud-cdn20180510",
+             "alibabacloud-ram20150501", "alibabacloud-sts20150401",
+             "alibabacloud-iot20180120", "alibabacloud-sls20201230", "wand", "scrapy",
+             "pymysql", "elasticsearch", "pillow", "pyopenssl", "redis", "requests"),
+    "3.10": ("oss2", "tablestore", "aliyun-fc2", "aliyun-python-sdk-ecs",
+             "aliyun-python-sdk-vpc", "aliyun-python-sdk-rds", "aliyun-python-sdk-kms",
+             "aliyun-mns", "aliyun-python-sdk-cdn", "aliyun-python-sdk-ram",
+             "aliyun-python-sdk-sts", "aliyun-python-sdk-iot", "aliyun-log-python-sdk",
+             "wand", "scrapy", "pymysql", "elasticsearch", "pillow", "pyopenssl", "redis",
+             "requests"),
+    "3.9": ("oss2", "tablestore", "aliyun-fc2", "aliyun-python-sdk-ecs",
+            "aliyun-python-sdk-vpc", "aliyun-python-sdk-rds", "aliyun-python-sdk-kms",
+            "aliyun-mns", "aliyun-python-sdk-cdn", "aliyun-python-sdk-ram",
+            "aliyun-python-sdk-sts", "aliyun-python-sdk-iot", "aliyun-log-python-sdk",
+            "wand", "opencv-python", "numpy", "scipy", "matplotlib", "scrapy"),
+}
+
+
+class RequirementProblem(InputProblem):
+    """A requirement line or runtime name the user must fix; one line."""
+
+
+@dataclass(frozen=True)
+class RequirementEntry:
+    """One distribution of a runtime: canonical name, full PEP 508 line, origin."""
+
+    name: str
+    spec: str
+    source: str
+
+
+@dataclass(frozen=True)
+class RequirementSet:
+    """The canonical requirement list of a runtime and what it was resolved for."""
+
+    entries: tuple[RequirementEntry, ...]
+    python: str
+    lithops_version: str
+    backend: str
+    warnings: tuple[str, ...] = ()
+
+    def lines(self) -> list[str]:
+        """The requirements.txt body: one canonical PEP 508 line per distribution."""
+        return [e.spec for e in self.entries]
+
+    def user_lines(self) -> list[str]:
+        """Declared and captured lines only, without Lithops' own worker packages."""
+        return [e.spec for e in self.entries if e.source != LITHOPS]
+
+    @property
+    def key(self) -> str:
+        """sha256 over (lines, python, lithops version, backend): the cache and deploy key."""
+        payload = json.dumps({"lines": self.lines(), "python": self.python,
+                              "lithops": self.lithops_version, "backend": self.backend},
+                             sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def names(self) -> set[str]:
+        return {e.name for e in self.entries}
+
+
+# ------------------------------------------------------------------ environment
+@functools.lru_cache(maxsize=1)
+def _packages_distributions() -> dict[str, tuple[str, ...]]:
+    """Top-level module -> distributions that install it, names deduplicated."""
+    return {mod: tuple(sorted(set(dists), key=str.lower))
+            for mod, dists in md.packages_distributions().items()}
+
+
+def refresh_environment() -> None:
+    """Forget what was learnt about installed distributions (after a %pip install)."""
+    _packages_distributions.cache_clear()
+    _installed_versions.cache_clear()
+    _distribution_files.cache_clear()
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_versions() -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for dist in md.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            versions.setdefault(canonicalize_name(name), dist.version)
+    return versions
+
+
+def installed_version(name: str) -> str | None:
+    """The version of a distribution installed in this interpreter, or None."""
+    return _installed_versions().get(canonicalize_name(name))
+
+
+@functools.lru_cache(maxsize=256)
+def _distribution_files(dist_name: str) -> frozenset[str]:
+    """Paths a distribution installed (from its RECORD), '/'-separated."""
+    wanted = canonicalize_name(dist_name)
+    for dist in md.distributions():
+        name = dist.metadata["Name"]
+        if name and canonicalize_name(name) == wanted:
+            return frozenset(str(f).replace("\\", "/") for f in (dist.files or ()))
+    return frozenset()
+
+
+def lithops_version() -> str:
+    """The installed Lithops version (the client's; workers must run the same)."""
+    return md.version("lithops")
+
+
+def current_python() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def is_stdlib(module: str) -> bool:
+    top = module.split(".")[0]
+    return top in sys.stdlib_module_names or top in sys.builtin_module_names
+
+
+def is_client_only(dist_name: str) -> bool:
+    name = canonicalize_name(dist_name)
+    return name in CLIENT_ONLY or name.startswith(CLIENT_ONLY_PREFIXES)
+
+
+def is_local_module(module: str, local_dir: str | None) -> bool:
+    """A `.py` file or package next to the notebook: Lithops ships those itself."""
+    if not local_dir:
+        return False
+    top = module.split(".")[0]
+    base = os.path.join(local_dir, top)
+    return (os.path.isfile(base + ".py")
+            or os.path.isfile(os.path.join(base, "__init__.py")))
+
+
+# ------------------------------------------------------------------ Lithops' needs
+def lithops_worker_requirements(backend: str) -> list[str]:
+    """The packages a Lithops worker needs on `backend`, from Lithops' own source.
+
+    aliyun_fc: the list Lithops installs into its zip runtime
+    (`aliyun_fc.config.REQUIREMENTS_FILE`). Everything else that worker imports
+    comes from FC's preinstalled packages (requests, oss2). localhost: a bare
+    venv has no such platform packages, so the worker also gets those of FC's
+    preinstalled distributions that Lithops' worker modules import.
+    """
+    if backend not in BACKENDS:
+        raise RequirementProblem(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    return list(_worker_requirements(backend))
+
+
+@functools.lru_cache(maxsize=4)
+def _worker_requirements(backend: str) -> tuple[str, ...]:
+    from .engine import fc_worker_requirements
+
+    lines = {canonical_line(Requirement(line)) for line in fc_worker_requirements()}
+    if backend == "localhost":
+        builtins = {d for dists in FC_BUILTIN_DISTRIBUTIONS.values() for d in dists}
+        lines.update(d for d in _lithops_worker_imports() if d in builtins)
+    return tuple(sorted(lines))
+
+
+def _lithops_worker_imports() -> set[str]:
+    """Distributions imported by Lithops' worker package (read, not imported)."""
+    from .capture import imported_modules
+
+    spec = importlib.util.find_spec("lithops")
+    if spec is None or not spec.submodule_search_locations:
+        return set()
+    worker = os.path.join(list(spec.submodule_search_locations)[0], "worker")
+    sources = []
+    for name in sorted(os.listdir(worker)):
+        if name.endswith(".py"):
+            with open(os.path.join(worker, name), encoding="utf-8") as fh:
+                sources.append(fh.read())
+    report = imported_modules(sources, transform=lambda s: s)
+    dists = set()
+    # Guarded imports (numpy, psutil) are extras the worker copes without.
+    for module in report.modules - report.optional:
+        if is_stdlib(module):
+            continue
+        found = module_distribution(module)
+        if found.name and not is_client_only(found.name):
+            dists.add(found.name)
+    return dists
+
+
+# ------------------------------------------------------------------ names
+def max_runtime_name_length() -> int:
+    """Longest NAME whose Lithops function name `lithops-worker-NAME-KEY8-v..-hash` fits FC."""
+    from .engine import fc_function_name
+
+    probe = fc_function_name("-" + "0" * DEPLOY_KEY_CHARS, _WIDEST_MEMORY_MB)
+    return FC_FUNCTION_NAME_MAX - len(probe)
+
+
+def check_runtime_name(name: str) -> str:
+    """Return NAME if Function Compute and Lithops can use it, else say why and the limit."""
+    limit = max_runtime_name_length()
+    if not name:
+        raise RequirementProblem("a runtime NAME is required, e.g. %%fc_runtime my_rt")
+    if not _NAME_RE.match(name):
+        raise RequirementProblem(
+            f"runtime name {name!r} is not valid: use letters, digits, '_' and '-', "
+            f"starting with a letter or '_' (at most {limit} characters), e.g. my_rt")
+    if len(name) > limit:
+        raise RequirementProblem(
+            f"runtime name {name!r} has {len(name)} characters; at most {limit} fit, because "
+            f"Lithops names the function 'lithops-worker-{{NAME}}-{{key8}}-v{{version}}-{{hash}}' "
+            f"and Function Compute allows {FC_FUNCTION_NAME_MAX}; choose a shorter name")
+    return name
+
+
+# ------------------------------------------------------------------ modules -> distributions
+@dataclass(frozen=True)
+class ModuleOwner:
+    """Which distribution provides a module, and why when there was a choice."""
+
+    module: str
+    name: str | None            # canonical distribution name, None when none is installed
+    candidates: tuple[str, ...] = ()
+    note: str | None = None
+
+
+def module_distribution(module: str) -> ModuleOwner:
+    """Map an imported (dotted) module to the installed distribution that provides it.
+
+    Several distributions can install the same top-level name (namespace
+    packages such as `google`, or a stray `tests` folder). The choice is then
+    made by the deepest path of the dotted name that a distribution's file
+    list contains, then by the distribution owning `__init__.py`, then by name
+    order, and explained in `note`.
+    """
+    top = module.split(".")[0]
+    owners = _packages_distributions().get(top, ())
+    canon = sorted({canonicalize_name(d) for d in owners})
+    if not canon:
+        return ModuleOwner(module, None)
+    if len(canon) == 1:
+        return ModuleOwner(module, canon[0], tuple(canon))
+    by_canon = {canonicalize_name(d): d for d in owners}
+    parts = module.split(".")
+    best: list[str] = canon
+    reason = "all of them install it"
+    for depth in range(len(parts), 0, -1):
+        prefix = "/".join(parts[:depth])
+        having = [c for c in canon
+                  if any(f == prefix + ".py" or f.startswith(prefix + "/")
+                         for f in _distribution_files(by_canon[c]))]
+        if having and depth > 1:
+            best = having
+            reason = f"it contains {prefix}/"
+            break
+    if len(best) > 1:
+        init = "/".join(parts[:1]) + "/__init__.py"
+        with_init = [c for c in best if init in _distribution_files(by_canon[c])]
+        if len(with_init) == 1:
+            best = with_init
+            reason = f"it contains {init}"
+        else:
+            reason = "first in name order; declare the one you need in %%fc_runtime"
+    chosen = best[0]
+    others = [c for c in canon if c != chosen]
+    note = (f"module {module!r} is installed by several distributions "
+            f"({', '.join(canon)}); chose {chosen} because {reason}"
+            f" (not {', '.join(others)})")
+    return ModuleOwner(module, chosen, tuple(canon), note)
+
+
+# ------------------------------------------------------------------ parsing
+def canonical_line(req: Requirement) -> str:
+    """One deterministic PEP 508 line: canonical name, sorted extras and specifiers."""
+    line = canonicalize_name(req.name)
+    if req.extras:
+        line += "[" + ",".join(sorted(canonicalize_name(e) for e in req.extras)) + "]"
+    if req.url:
+        line += f" @ {req.url}"
+    elif req.specifier:
+        line += ",".join(sorted(str(s) for s in req.specifier))
+    if req.marker is not None:
+        line += ("; " if not req.url else " ; ") + str(req.marker)
+    return line
+
+
+_COMMENT_RE = re.compile(r"(^|\s)#.*$")
+
+
+def parse_declared(text: str) -> list[tuple[int, str, Requirement]]:
+    """Parse a `%%fc_runtime` body: (line number, text, Requirement) per requirement."""
+    parsed = []
+    for number, raw in enumerate((text or "").splitlines(), start=1):
+        line = _COMMENT_RE.sub("", raw).strip()
+        if not line:
+            continue
+        if line.startswith("-"):
+            raise RequirementProblem(
+                f"line {number}: {raw.strip()!r} is a pip option, not a requirement; "
+                f"write one PEP 508 requirement per line (e.g. numpy>=1.26)")
+        try:
+            req = Requirement(line)
+        except InvalidRequirement as exc:
+            reason = str(exc).splitlines()[0]
+            raise RequirementProblem(
+                f"line {number}: {raw.strip()!r} is not a valid requirement ({reason}); "
+                f"write e.g. numpy>=1.26 or scikit-learn==1.5.2") from None
+        parsed.append((number, raw.strip(), req))
+    return parsed
+
+
+def target_environment(backend: str, python: str) -> dict[str, str]:
+    """Marker environment of the workers: the target Python, and Linux x86_64 on FC."""
+    env = dict(default_environment())
+    env["python_version"] = python
+    if not env.get("python_full_version", "").startswith(python + "."):
+        env["python_full_version"] = python + ".0"
+    if backend == "aliyun_fc":
+        env.update(sys_platform="linux", platform_system="Linux", os_name="posix",
+                   platform_machine="x86_64", implementation_name="cpython",
+                   platform_python_implementation="CPython")
+    env["extra"] = ""
+    return env
+
+
+# ------------------------------------------------------------------ merging
+@dataclass
+class _Pending:
+    req: Requirement
+    source: str
+    origin: str                 # "line 3" / "import sklearn" / "Lithops worker"
+    notes: list[str] = field(default_factory=list)
+
+
+def _merge_declared(existing: _Pending, new: Requirement, origin: str) -> None:
+    """Two declared lines for one distribution: both constraints must hold."""
+    old = existing.req
+    if old.url or new.url:
+        if str(old.url) != str(new.url) or new.specifier or old.specifier:
+            raise RequirementProblem(
+                f"{origin}: {canonicalize_name(new.name)} is already declared on "
+                f"{existing.origin} differently; keep one line per package")
+        return
+    merged = Requirement(canonical_line(old))
+    merged.extras = set(old.extras) | set(new.extras)
+    merged.specifier = SpecifierSet(str(old.specifier)) & SpecifierSet(str(new.specifier))
+    pins = [s.version for s in merged.specifier if s.operator in ("==", "===")]
+    for pin in pins:
+        if "*" not in pin and not merged.specifier.contains(pin, prereleases=True):
+            raise RequirementProblem(
+                f"{origin}: {canonicalize_name(new.name)}{new.specifier} contradicts "
+                f"{existing.origin} ({old.specifier}); keep one line per package")
+    existing.req = merged
+    existing.origin = f"{existing.origin}+{origin}"
+
+
+def _pin(req: Requirement) -> Requirement:
+    version = installed_version(req.name)
+    if req.url or req.specifier or version is None:
+        return req
+    pinned = Requirement(canonical_line(req))
+    pinned.specifier = SpecifierSet(f"=={version}")
+    return pinned
+
+
+def resolve_requirements(declared: str, captured_modules: Iterable[str] = (), *,
+                         backend: str, python: str | None = None, pin: bool = True,
+                         local_dir: str | None = None) -> RequirementSet:
+    """The canonical requirement list for a runtime.
+
+    `declared` is the `%%fc_runtime` body; `captured_modules` the modules the
+    notebook imports (dotted names). Declared lines win over captured packages
+    (a disagreement with the installed version becomes a warning); Lithops'
+    worker packages are added unless the user named them. With `pin`, any
+    requirement without a version is pinned to the version installed here, so
+    workers run what the notebook ran.
+    """
+    if backend not in BACKENDS:
+        raise RequirementProblem(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    python = python or current_python()
+    if backend == "aliyun_fc":
+        from .limits import FC_PYTHONS
+        if python not in FC_PYTHONS:
+            raise RequirementProblem(
+                f"Function Compute has Python {', '.join(FC_PYTHONS)}, not {python}; "
+                f"run the notebook on one of those (the worker's Python must match)")
+    env = target_environment(backend, python)
+    warnings: list[str] = []
+    pending: dict[str, _Pending] = {}
+
+    for number, text, req in parse_declared(declared):
+        origin = f"line {number}"
+        if req.marker is not None and not req.marker.evaluate(env):
+            warnings.append(f"{origin}: {text!r} does not apply to Python {python} on "
+                            f"{backend}; skipped")
+            continue
+        req.marker = None
+        name = canonicalize_name(req.name)
+        if name in pending:
+            _merge_declared(pending[name], req, origin)
+        else:
+            pending[name] = _Pending(req, DECLARED, origin)
+
+    captured = _captured_requirements(captured_modules, local_dir, warnings)
+    for name, (req, module) in sorted(captured.items()):
+        version = installed_version(name)
+        if name in pending:
+            declared_req = pending[name].req
+            if (version and declared_req.specifier
+                    and not declared_req.specifier.contains(version, prereleases=True)):
+                warnings.append(
+                    f"{name}: {pending[name].origin} asks for {declared_req.specifier} but "
+                    f"this kernel imports {module} from {name} {version}; the declared "
+                    f"{declared_req.specifier} is used, so results may differ from the notebook's")
+            continue
+        pending[name] = _Pending(req, CAPTURED, f"import {module}")
+
+    for line in lithops_worker_requirements(backend):
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        if name not in pending:
+            pending[name] = _Pending(req, LITHOPS, "Lithops worker")
+
+    entries = []
+    for name in sorted(pending):
+        item = pending[name]
+        req = _pin(item.req) if pin else item.req
+        entries.append(RequirementEntry(name, canonical_line(req), item.source))
+    return RequirementSet(tuple(entries), python, lithops_version(), backend,
+                          tuple(warnings))
+
+
+def _captured_requirements(modules: Iterable[str], local_dir: str | None,
+                           warnings: list[str]) -> dict[str, tuple[Requirement, str]]:
+    """Captured module names -> {distribution: (Requirement, first module)}."""
+    names = sorted({m.strip() for m in modules if m and m.strip() and not m.startswith(".")})
+    # `import google.cloud.storage` says more than `import google`; keep the most specific.
+    specific = [m for m in names if not any(o.startswith(m + ".") for o in names)]
+    found: dict[str, tuple[Requirement, str]] = {}
+    unresolved: set[str] = set()
+    notes: set[str] = set()
+    for module in specific:
+        if module.split(".")[0] == "__main__" or is_stdlib(module):
+            continue
+        if is_local_module(module, local_dir):
+            continue
+        owner = module_distribution(module)
+        if owner.name is None:
+            unresolved.add(module.split(".")[0])
+            continue
+        if is_client_only(owner.name):
+            continue
+        if owner.note:
+            notes.add(owner.note)
+        found.setdefault(owner.name, (Requirement(owner.name), module.split(".")[0]))
+    warnings.extend(sorted(notes))
+    if unresolved:
+        warnings.append(
+            f"no installed distribution provides {', '.join(sorted(unresolved))}; "
+            f"not added (install it here or declare its package in %%fc_runtime)")
+    return found
+
+
+# ------------------------------------------------------------------ display
+def requirements_table(reqset: RequirementSet) -> list[tuple[str, str, str]]:
+    """Rows (package, version spec, source) for the table the magic shows."""
+    rows = []
+    for entry in reqset.entries:
+        req = Requirement(entry.spec)
+        package = entry.name + (f"[{','.join(sorted(req.extras))}]" if req.extras else "")
+        if req.url:
+            spec = f"@ {req.url}"
+        else:
+            spec = str(req.specifier) or "any"
+        rows.append((package, spec, entry.source))
+    return rows
+
+
+_HEADER = ("package", "version", "source")
+
+
+def format_table_text(rows: Sequence[tuple[str, str, str]]) -> str:
+    """A fixed-width text table (terminals, logs, `jupyter execute`)."""
+    table = [_HEADER, *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(3)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+             for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_table_html(rows: Sequence[tuple[str, str, str]]) -> str:
+    """A compact HTML table for notebooks; every cell is escaped."""
+    from html import escape
+
+    head = "".join(f"<th style='text-align:left'>{escape(h)}</th>" for h in _HEADER)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='text-align:left'><code>{escape(c)}</code></td>"
+                         if i < 2 else f"<td style='text-align:left'>{escape(c)}</td>"
+                         for i, c in enumerate(row)) + "</tr>"
+        for row in rows)
+    return (f"<table class='fc-magic-requirements'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table>")

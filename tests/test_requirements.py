@@ -1,0 +1,255 @@
+"""Requirement lists: parsing, merging, pinning, module -> distribution, keys, names."""
+from __future__ import annotations
+
+import importlib.metadata as md
+import sys
+
+import pytest
+
+from fc_magic import engine
+from fc_magic.requirements import (
+    RequirementProblem,
+    check_runtime_name,
+    format_table_html,
+    format_table_text,
+    lithops_worker_requirements,
+    max_runtime_name_length,
+    module_distribution,
+    refresh_environment,
+    requirements_table,
+    resolve_requirements,
+)
+
+
+def v(dist: str) -> str:
+    return md.version(dist)
+
+
+def by_name(reqset):
+    return {e.name: e for e in reqset.entries}
+
+
+# ------------------------------------------------------------------ canonical form and key
+def test_key_ignores_order_case_whitespace_and_comments():
+    a = resolve_requirements("numpy>=1.26\nPyYAML\nRequests[socks]  # http\n", backend="localhost")
+    b = resolve_requirements("# my packages\n\n  requests [SOCKS]\npyyaml\n  NumPy >= 1.26 \n",
+                             backend="localhost")
+    assert a.lines() == b.lines()
+    assert a.key == b.key
+    assert "numpy>=1.26" in a.lines()
+    assert f"requests[socks]=={v('requests')}" in a.lines()
+
+
+def test_key_changes_with_content_python_and_backend():
+    base = resolve_requirements("numpy>=1.26", backend="localhost", python="3.12")
+    assert resolve_requirements("numpy>=1.27", backend="localhost", python="3.12").key != base.key
+    assert resolve_requirements("numpy>=1.26", backend="localhost", python="3.10").key != base.key
+    assert resolve_requirements("numpy>=1.26", backend="aliyun_fc", python="3.12").key != base.key
+    assert resolve_requirements("numpy>=1.26", backend="localhost", python="3.12").key == base.key
+
+
+def test_lines_are_sorted_and_carry_lithops_worker_packages():
+    rs = resolve_requirements("scikit-learn", backend="aliyun_fc", pin=False)
+    assert rs.lines() == sorted(rs.lines())
+    lithops = [e.name for e in rs.entries if e.source == "lithops"]
+    assert sorted(lithops) == lithops_worker_requirements("aliyun_fc")
+    assert rs.user_lines() == ["scikit-learn"]
+    assert rs.lithops_version == md.version("lithops")
+
+
+def test_worker_packages_come_from_lithops_source():
+    from lithops.serverless.backends.aliyun_fc import config
+
+    listed = sorted(line.strip() for line in config.REQUIREMENTS_FILE.splitlines() if line.strip())
+    assert lithops_worker_requirements("aliyun_fc") == listed
+    # A bare local venv has no FC-preinstalled packages: it also needs what
+    # Lithops' worker imports unconditionally and FC provides (requests).
+    local = lithops_worker_requirements("localhost")
+    assert set(listed) < set(local)
+    assert "requests" in local
+    assert "numpy" not in local  # imported by the worker only under except ImportError
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("body, number, text", [
+    ("numpy\nscikit-learn>=\n", 2, "scikit-learn>="),
+    ("\n\n# c\nnum py==1\n", 4, "num py==1"),
+    ("pandas\n-r other.txt\n", 2, "-r other.txt"),
+    ("x[\n", 1, "x["),
+])
+def test_invalid_line_names_number_and_text(body, number, text):
+    with pytest.raises(RequirementProblem) as err:
+        resolve_requirements(body, backend="localhost")
+    message = str(err.value)
+    assert message.startswith(f"line {number}: {text!r}")
+    assert "\n" not in message
+
+
+def test_contradicting_duplicate_lines_are_refused():
+    with pytest.raises(RequirementProblem, match=r"line 2: .*contradicts line 1"):
+        resolve_requirements("numpy==1.26\nnumpy==2.1", backend="localhost")
+
+
+def test_compatible_duplicate_lines_are_merged():
+    rs = resolve_requirements("numpy>=1.20\nrequests\nNumPy<3\n", backend="localhost")
+    assert "numpy<3,>=1.20" in rs.lines()
+
+
+def test_fc_refuses_a_python_it_does_not_have():
+    with pytest.raises(RequirementProblem, match=r"Python 3\.9, 3\.10, 3\.12, not 3\.11"):
+        resolve_requirements("", backend="aliyun_fc", python="3.11")
+
+
+# ------------------------------------------------------------------ markers and extras
+def test_markers_are_evaluated_for_the_target():
+    body = ('pyyaml; python_version < "3.0"\n'
+            'requests; sys_platform == "linux"\n'
+            'six; python_version >= "3.10"\n')
+    rs = resolve_requirements(body, backend="aliyun_fc", python="3.10", pin=False)
+    names = by_name(rs)
+    assert "pyyaml" not in names
+    assert names["requests"].spec == "requests" and names["requests"].source == "declared"
+    assert names["six"].source == "declared"
+    assert any("does not apply to Python 3.10" in w and "pyyaml" in w for w in rs.warnings)
+    # The same cell for Python 3.9 keeps six out: markers see the target, not this kernel.
+    old = resolve_requirements('tblib; python_version < "3.10"', backend="aliyun_fc",
+                               python="3.9", pin=False)
+    assert by_name(old)["tblib"].source == "declared"
+
+
+def test_extras_and_urls_are_kept_canonically():
+    rs = resolve_requirements("Requests[Socks , Security]>=2\n"
+                              "mypkg @ https://example.com/mypkg-1.0-py3-none-any.whl\n",
+                              backend="localhost")
+    lines = rs.lines()
+    assert "requests[security,socks]>=2" in lines
+    assert "mypkg @ https://example.com/mypkg-1.0-py3-none-any.whl" in lines
+    rows = dict((p, s) for p, s, _ in requirements_table(rs))
+    assert rows["requests[security,socks]"] == ">=2"
+    assert rows["mypkg"] == "@ https://example.com/mypkg-1.0-py3-none-any.whl"
+
+
+# ------------------------------------------------------------------ capture -> distributions
+MISMATCHED = {"sklearn": "scikit-learn", "PIL": "Pillow", "yaml": "PyYAML",
+              "Crypto": "pycryptodome", "bs4": "beautifulsoup4", "nacl": "PyNaCl"}
+
+
+@pytest.mark.parametrize("module, dist", sorted(MISMATCHED.items()))
+def test_module_maps_to_its_real_distribution(module, dist):
+    from packaging.utils import canonicalize_name
+
+    assert module_distribution(module).name == canonicalize_name(dist)
+
+
+def test_captured_modules_are_pinned_to_installed_versions():
+    modules = ["sklearn.linear_model", "PIL.Image", "yaml", "Crypto.Cipher.AES", "bs4", "nacl"]
+    rs = resolve_requirements("", modules, backend="localhost")
+    names = by_name(rs)
+    for dist in MISMATCHED.values():
+        from packaging.utils import canonicalize_name
+        entry = names[canonicalize_name(dist)]
+        assert entry.source == "captured"
+        assert entry.spec == f"{canonicalize_name(dist)}=={v(dist)}"
+    unpinned = resolve_requirements("", modules, backend="localhost", pin=False)
+    assert "scikit-learn" in unpinned.user_lines()
+
+
+def test_declared_pin_wins_over_capture_with_a_warning():
+    rs = resolve_requirements("numpy==1.26", ["numpy", "sklearn"], backend="localhost")
+    entry = by_name(rs)["numpy"]
+    assert entry.spec == "numpy==1.26" and entry.source == "declared"
+    [warning] = [w for w in rs.warnings if w.startswith("numpy:")]
+    assert "==1.26" in warning and v("numpy") in warning and "declared" in warning
+
+
+def test_excluded_modules(tmp_path):
+    (tmp_path / "helpers.py").write_text("X = 1\n")
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    modules = ["os.path", "json", "collections.abc", "__future__.annotations", "helpers",
+               "mypkg.sub", "IPython.display", "ipykernel", "ipywidgets", "jupyter_client",
+               "jupyter_core.paths", "fc_magic.engine", "lithops", "yaml"]
+    rs = resolve_requirements("", modules, backend="localhost", local_dir=str(tmp_path),
+                              pin=False)
+    assert rs.user_lines() == ["pyyaml"]
+    assert not rs.warnings
+
+
+def test_unknown_modules_get_one_warning_and_no_guess():
+    rs = resolve_requirements("", ["surely_not_installed_x", "also_missing_y.sub", "yaml"],
+                              backend="localhost", pin=False)
+    assert rs.user_lines() == ["pyyaml"]
+    [warning] = rs.warnings
+    assert "also_missing_y, surely_not_installed_x" in warning
+
+
+def _install_dist(site, name, files):
+    """A real installed distribution (dist-info with METADATA and RECORD) under `site`."""
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    record = [f"{info.name}/METADATA,,", f"{info.name}/RECORD,,"]
+    for rel in files:
+        path = site / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+        record.append(f"{rel},,")
+    (info / "RECORD").write_text("\n".join(record) + "\n")
+
+
+def test_module_owned_by_several_distributions_is_resolved_and_explained(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    _install_dist(site, "nsdemo-alpha", ["nsdemo/alpha/__init__.py"])
+    _install_dist(site, "nsdemo-beta", ["nsdemo/beta/__init__.py"])
+    monkeypatch.syspath_prepend(str(site))
+    refresh_environment()
+    try:
+        rs = resolve_requirements("", ["nsdemo.beta"], backend="localhost", pin=False)
+        assert rs.user_lines() == ["nsdemo-beta"]
+        [note] = rs.warnings
+        assert "nsdemo-alpha, nsdemo-beta" in note and "chose nsdemo-beta" in note
+        # Nothing tells them apart: the choice is by name, the same every time, and said so.
+        tie = resolve_requirements("", ["nsdemo"], backend="localhost", pin=False)
+        assert tie.user_lines() == ["nsdemo-alpha"]
+        assert "name order" in tie.warnings[0]
+    finally:
+        monkeypatch.undo()
+        refresh_environment()
+
+
+# ------------------------------------------------------------------ runtime names
+def test_name_limit_comes_from_lithops_naming():
+    limit = max_runtime_name_length()
+    longest = "r" * limit
+    assert check_runtime_name(longest) == longest
+    assert len(engine.fc_function_name(f"{longest}-0123abcd", 32768)) == 64
+    assert len(engine.fc_function_name(f"{longest}x-0123abcd", 128)) == 65
+    with pytest.raises(RequirementProblem) as err:
+        check_runtime_name(longest + "x")
+    assert f"at most {limit}" in str(err.value) and "64" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["1rt", "-rt", "my rt", "rt.v2", "rté", ""])
+def test_invalid_names_are_refused(name):
+    with pytest.raises(RequirementProblem):
+        check_runtime_name(name)
+
+
+@pytest.mark.parametrize("name", ["my_rt", "_x", "RT-2"])
+def test_valid_names(name):
+    assert check_runtime_name(name) == name
+
+
+# ------------------------------------------------------------------ display
+def test_table_text_and_html():
+    rs = resolve_requirements("numpy>=1.26\n", ["yaml"], backend="localhost")
+    rows = requirements_table(rs)
+    assert ("numpy", ">=1.26", "declared") in rows
+    assert ("pyyaml", f"=={v('PyYAML')}", "captured") in rows
+    assert ("cloudpickle", f"=={v('cloudpickle')}", "lithops") in rows
+    text = format_table_text(rows)
+    assert text.splitlines()[0].split() == ["package", "version", "source"]
+    assert len(text.splitlines()) == len(rows) + 2
+    html = format_table_html([("a<b", "<2", "declared")])
+    assert "a&lt;b" in html and "&lt;2" in html and "<b" not in html.replace("<tbody", "")
