@@ -1,0 +1,194 @@
+"""The fc target: a Function Compute code package zip for Lithops' aliyun_fc backend.
+
+Lithops 3.8's own zip build cannot be used: it installs a fixed package list
+and ignores the user's requirements, shells out to ``zip``, and leaves the
+process in a deleted working directory. This builder installs the
+requirement list for FC's Python (the client's X.Y) and platform
+(x86_64 manylinux, binary wheels only, so nothing is compiled with the
+client's interpreter), adds the client's Lithops package and Lithops' Aliyun
+handler module at the zip root (FC calls ``entry_point.main``), slims it and
+writes it with ``zipfile``. Lithops' ``deploy_runtime`` reads the package
+from ``<tempdir>/AliyunRuntimeBuild/<runtime name>.zip``; the deployer copies
+`RuntimeEntry.package` there under the entry's deploy name.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import stat
+import sys
+import zipfile
+from typing import Callable
+
+from .. import limits
+from ..inputs import InputProblem
+from . import installer as inst
+from .sizes import PackageSize, human, owner_of, owners, table
+
+PACKAGE = "package.zip"
+STAGE = "stage"
+HANDLER_MODULE = "entry_point.py"
+#: The handler FC is configured with (Lithops' aliyun_fc `_create_function`).
+HANDLER = "entry_point.main"
+#: Oldest glibc among FC's Python runtimes; manylinux2014 = glibc 2.17.
+UV_PLATFORM = "x86_64-manylinux2014"
+PIP_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64",
+                 "manylinux2010_x86_64", "manylinux1_x86_64")
+#: Fixed timestamp for every zip member: the same content gives the same bytes.
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+#: Folder names removed from installed packages (never top-level packages).
+SLIM_DIRS = {"__pycache__", "tests", "test", "testing_data"}
+SLIM_SUFFIXES = (".pyc", ".pyo", ".pyi")
+
+
+def check_python(python: str) -> None:
+    if python not in limits.FC_PYTHONS:
+        raise InputProblem(f"Function Compute runs Python {', '.join(limits.FC_PYTHONS)}, "
+                           f"not {python}; run the notebook on one of those Pythons")
+
+
+def lithops_dir() -> str:
+    """The installed Lithops package folder, found without importing Lithops."""
+    spec = importlib.util.find_spec("lithops")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputProblem("Lithops is not installed in this kernel; pip install lithops")
+    return list(spec.submodule_search_locations)[0]
+
+
+def handler_file() -> str:
+    return os.path.join(lithops_dir(), "serverless", "backends", "aliyun_fc", HANDLER_MODULE)
+
+
+def install_command(installer: str, python: str, stage: str, req_file: str) -> list[str]:
+    if installer == "uv":
+        return [inst.find_uv(), "pip", "install", "--no-config", "--python", sys.executable,
+                "--target", stage, "--python-version", python,
+                "--python-platform", UV_PLATFORM, "--only-binary", ":all:",
+                "-r", req_file, *inst.pip_sources().uv_args()]
+    platforms = [arg for p in PIP_PLATFORMS for arg in ("--platform", p)]
+    return [sys.executable, "-m", "pip", "install", "--no-input", "--no-compile",
+            "--target", stage, *platforms, "--python-version", python,
+            "--implementation", "cp", "--only-binary=:all:", "-r", req_file]
+
+
+def slim(stage: str) -> int:
+    """Drop what never runs on FC (bytecode, type stubs, test suites, scripts); bytes saved."""
+    saved = 0
+    for name in os.listdir(stage):  # uv's --target leaves its ".lock" file behind
+        path = os.path.join(stage, name)
+        if name.startswith(".") and os.path.isfile(path):
+            saved += os.lstat(path).st_size
+            os.unlink(path)
+    bin_dir = os.path.join(stage, "bin")
+    if os.path.isdir(bin_dir):
+        saved += _tree_size(bin_dir)
+        shutil.rmtree(bin_dir)
+    for base, dirs, files in os.walk(stage):
+        depth = os.path.relpath(base, stage).count(os.sep) + (base != stage)
+        for name in list(dirs):
+            # A top-level "tests" would be someone's real package; only
+            # test folders inside a package are safe to drop.
+            if name in SLIM_DIRS and (depth >= 1 or name == "__pycache__"):
+                path = os.path.join(base, name)
+                saved += _tree_size(path)
+                shutil.rmtree(path)
+                dirs.remove(name)
+        for name in files:
+            if name.endswith(SLIM_SUFFIXES):
+                path = os.path.join(base, name)
+                saved += os.lstat(path).st_size
+                os.unlink(path)
+    return saved
+
+
+def _tree_size(path: str) -> int:
+    return sum(os.lstat(os.path.join(b, f)).st_size for b, _d, fs in os.walk(path) for f in fs)
+
+
+def write_zip(stage: str, dest: str) -> list[tuple[str, int, int]]:
+    """Zip ``stage`` into ``dest`` deterministically; (path, size, compressed) per file."""
+    members = []
+    for base, dirs, files in os.walk(stage):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(base, name)
+            members.append((os.path.relpath(full, stage).replace(os.sep, "/"), full))
+    members.sort()
+    out = []
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        for rel, full in members:
+            st = os.stat(full)
+            info = zipfile.ZipInfo(rel, ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (stat.S_IFREG | (st.st_mode & 0o777)) << 16
+            with open(full, "rb") as src, zf.open(info, "w") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        for info in zf.infolist():
+            out.append((info.filename, info.file_size, info.compress_size))
+    return out
+
+
+def check_limits(zip_bytes: int, unpacked_bytes: int,
+                 rows: list[PackageSize]) -> list[str]:
+    """Notes for a package over the inline limit; InputProblem over the hard limits."""
+    largest = ", ".join(f"{r.name} {human(r.zipped_bytes)}" for r in rows[:3])
+    if zip_bytes > limits.CODE_OSS_MAX_BYTES:
+        raise InputProblem(f"the code package is {human(zip_bytes)} zipped, over Function "
+                           f"Compute's {human(limits.CODE_OSS_MAX_BYTES)} limit; largest: "
+                           f"{largest}; drop or replace the largest packages")
+    if unpacked_bytes > limits.UNPACKED_DISK_MAX_BYTES:
+        raise InputProblem(f"the code package unpacks to {human(unpacked_bytes)}, over "
+                           f"Function Compute's {human(limits.UNPACKED_DISK_MAX_BYTES)} disk; "
+                           f"largest: {largest}; drop the largest packages")
+    if zip_bytes > limits.CODE_INLINE_MAX_BYTES:
+        return [f"the code package is {human(zip_bytes)}, over the "
+                f"{human(limits.CODE_INLINE_MAX_BYTES)} inline upload limit: deploy it "
+                f"through an OSS code location (largest: {largest})"]
+    return []
+
+
+def build(build_dir: str, req_file: str, *, python: str, installer: str,
+          log: inst.CommandLog, step: Callable[[str], None]) -> dict:
+    """Fill ``build_dir`` with ``package.zip``; return the manifest's target part."""
+    check_python(python)
+    stage = os.path.join(build_dir, STAGE)
+    os.makedirs(stage)
+    step(f"install requirements for FC Python {python} x86_64 ({installer})")
+    inst.run(install_command(installer, python, stage, req_file), cwd=build_dir,
+             env=inst.installer_env(installer), log=log, what="installing the requirements")
+
+    step("add Lithops and its Aliyun handler")
+    # Lithops' own build warns and keeps a user-installed lithops; the
+    # worker must run the client's Lithops, so it always wins here.
+    shutil.rmtree(os.path.join(stage, "lithops"), ignore_errors=True)
+    shutil.copytree(lithops_dir(), os.path.join(stage, "lithops"),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests"))
+    shutil.copyfile(handler_file(), os.path.join(stage, HANDLER_MODULE))
+
+    step("slim")
+    saved = slim(stage)
+    owned = owners(stage)
+
+    step("zip")
+    package = os.path.join(build_dir, PACKAGE)
+    members = write_zip(stage, package)
+    rows = table((owner_of(rel, owned), size, packed) for rel, size, packed in members)
+    zip_bytes = os.path.getsize(package)
+    unpacked = sum(size for _rel, size, _p in members)
+    shutil.rmtree(stage)
+
+    step("check Function Compute limits and publish")
+    notes = check_limits(zip_bytes, unpacked, rows)
+    return {
+        "package_rel": PACKAGE,
+        "handler": HANDLER,
+        "platform": UV_PLATFORM,
+        "check_files": {PACKAGE: zip_bytes},
+        "sizes": [[r.name, r.unpacked_bytes, r.zipped_bytes] for r in rows],
+        "total_bytes": unpacked,
+        "package_bytes": zip_bytes,
+        "slimmed_bytes": saved,
+        "needs_oss_code_location": zip_bytes > limits.CODE_INLINE_MAX_BYTES,
+        "notes": notes,
+    }

@@ -1,0 +1,217 @@
+"""Views of a runtime build: steps, a tail of the installer log, the size table.
+
+Fed `fc_magic.runtime.BuildSnapshot`s only (``draw`` while running,
+``finish`` once), like the map views. The text view writes a line per step
+and a summary; the widget view redraws one box and leaves a plain-text
+bundle behind for saved notebooks. A cache hit is one line in both.
+Also here: how a runtime and the runtime list are shown (`%fc_runtime`).
+"""
+from __future__ import annotations
+
+import html
+import sys
+from typing import Sequence, TextIO
+
+from ..runtime import ERROR, SUCCESS, BuildSnapshot, RuntimeEntry
+from ..runtime.sizes import human
+from .text import fmt_seconds
+
+#: Rows of the size table shown; the rest are summed into one line.
+TABLE_ROWS = 12
+_MARK = {"done": "✓", "running": "…", "failed": "✗"}
+
+
+def _what(s: BuildSnapshot) -> str:
+    return "code package" if s.target == "fc" else "local runtime"
+
+
+def headline(s: BuildSnapshot) -> str:
+    """One line: what happened to the build, e.g. 'my_rt: cache hit (local runtime …)'."""
+    size = s.package_bytes if s.package_bytes is not None else s.total_bytes
+    if s.cache_hit:
+        return (f"{s.name}: cache hit — {_what(s)} {s.deploy_name} "
+                f"({human(size)}) reused, nothing built")
+    if s.status == SUCCESS:
+        return (f"{s.name}: built {_what(s)} {s.deploy_name} in {fmt_seconds(s.elapsed_s)} "
+                f"({human(size)})")
+    if s.status == ERROR:
+        return f"{s.name}: build FAILED after {fmt_seconds(s.elapsed_s)}: {s.error}"
+    step = s.steps[-1][0] if s.steps else "starting"
+    return f"{s.name}: building {_what(s)} — {step} ({fmt_seconds(s.elapsed_s)})"
+
+
+def size_rows(sizes: Sequence, limit: int = TABLE_ROWS) -> list[tuple[str, str, str]]:
+    rows = [(p.name, human(p.unpacked_bytes), human(p.zipped_bytes)) for p in sizes[:limit]]
+    rest = sizes[limit:]
+    if rest:
+        zipped = [p.zipped_bytes for p in rest if p.zipped_bytes is not None]
+        rows.append((f"({len(rest)} more)", human(sum(p.unpacked_bytes for p in rest)),
+                     human(sum(zipped)) if zipped else "-"))
+    return rows
+
+
+def size_table_text(sizes: Sequence, zipped: bool) -> str:
+    header = ("package", "unpacked", "zipped") if zipped else ("package", "size")
+    rows = [r if zipped else r[:2] for r in size_rows(sizes)]
+    table = [header, *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(row, widths))) for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def size_table_html(sizes: Sequence, zipped: bool) -> str:
+    header = ("package", "unpacked", "zipped") if zipped else ("package", "size")
+    head = "".join(f"<th style='text-align:left'>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>"
+                                    for c in (r if zipped else r[:2])) + "</tr>"
+                   for r in size_rows(sizes))
+    return (f"<table class='fc-magic-sizes'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table>")
+
+
+def final_text(s: BuildSnapshot) -> str:
+    lines = [headline(s)]
+    lines += [f"note: {n}" for n in s.notes]
+    if s.status == SUCCESS and not s.cache_hit and s.sizes:
+        lines.append(size_table_text(s.sizes, zipped=s.target == "fc"))
+    if s.status == ERROR and s.log_tail:
+        lines.append("installer output (last lines):")
+        lines += ["  " + line for line in s.log_tail]
+    return "\n".join(lines)
+
+
+class TextBuildView:
+    """A line per build step, then the headline and size table (or the error)."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+        self._steps_shown = 0
+
+    def draw(self, s: BuildSnapshot) -> None:
+        for label, _state in s.steps[self._steps_shown:]:
+            self.stream.write(f"{s.name}: {label} …\n")
+        self._steps_shown = len(s.steps)
+        self.stream.flush()
+
+    def finish(self, s: BuildSnapshot) -> None:
+        if not s.cache_hit:
+            self.draw(s)
+        self.stream.write(final_text(s) + "\n")
+        self.stream.flush()
+
+
+class WidgetBuildView:
+    """One box: the step list, a scrolling log tail, then the size table."""
+
+    def __init__(self, display_now: bool = True):
+        import ipywidgets as w
+        from IPython.display import display
+
+        self.head = w.HTML()
+        self.steps = w.HTML()
+        self.log = w.HTML()
+        self.table = w.HTML()
+        self.box = w.VBox([self.head, self.steps, self.log, self.table])
+        self._text = ""
+        self._handle = display(self, display_id=True) if display_now else None
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = self.box._repr_mimebundle_(**kwargs) or {}
+        bundle["text/plain"] = self._text or "fc_runtime: starting"
+        return bundle
+
+    def draw(self, s: BuildSnapshot) -> None:
+        self._text = headline(s)
+        self.head.value = f"<b>{html.escape(self._text)}</b>"
+        self.steps.value = "<br>".join(
+            f"{_MARK.get(state, '')} {html.escape(label)}" for label, state in s.steps)
+        if s.log_tail and not s.final:
+            self.log.value = ("<pre style='max-height:12em;overflow:auto;font-size:85%'>"
+                              + html.escape("\n".join(s.log_tail)) + "</pre>")
+
+    def finish(self, s: BuildSnapshot) -> None:
+        self.draw(s)
+        self._text = final_text(s)
+        color = "#c62828" if s.status == ERROR else "#2e7d32"
+        self.head.value = f"<b style='color:{color}'>{html.escape(headline(s))}</b>"
+        notes = "".join(f"<div>note: {html.escape(n)}</div>" for n in s.notes)
+        if s.cache_hit:
+            self.steps.value = ""
+            self.log.value = notes
+        elif s.status == ERROR:
+            self.log.value = notes + ("<pre style='font-size:85%'>"
+                                      + html.escape("\n".join(s.log_tail)) + "</pre>")
+        else:
+            self.log.value = notes
+            self.table.value = size_table_html(s.sizes, zipped=s.target == "fc")
+        if self._handle is not None:
+            self._handle.update(self)
+
+
+def make_build_view(kind: str, *, stream: TextIO | None = None):
+    if kind == "widget":
+        return WidgetBuildView()
+    return TextBuildView(stream)
+
+
+class BuildFeeder:
+    """The ``on_snapshot`` hook: creates the view on the first snapshot, ends it on the last."""
+
+    def __init__(self, make_view):
+        self._make_view = make_view
+        self.view = None
+
+    def __call__(self, s: BuildSnapshot) -> None:
+        if self.view is None:
+            self.view = self._make_view()
+        (self.view.finish if s.final else self.view.draw)(s)
+
+
+# ----------------------------------------------------------------- %fc_runtime
+def runtime_text(e: RuntimeEntry) -> str:
+    m = e.manifest
+    where = e.interpreter if e.target == "local" else e.package
+    lines = [f"runtime {e.name} ({'local venv' if e.target == 'local' else 'FC code package'}"
+             f", Python {e.python})",
+             f"  key        {e.key[:16]}…  deploy name {e.deploy_name}",
+             f"  packages   {', '.join(m.get('user_requirements') or []) or '(none declared)'}",
+             f"  with       {len(e.requirements)} requirement lines in all "
+             f"(Lithops worker packages included)",
+             f"  size       {human(e.total_bytes)}"
+             + (f" zipped, {human(m.get('total_bytes'))} unpacked" if e.target == "fc" else ""),
+             f"  built      {e.created} in {m.get('build_seconds', '?')} s with "
+             f"{m.get('installer', '?')}",
+             f"  at         {where}"]
+    if e.memory_mb:
+        lines.append(f"  memory     {e.memory_mb} MB (default for %fc_map)")
+    lines += [f"  note       {n}" for n in m.get("notes", ())]
+    return "\n".join(lines)
+
+
+def runtime_list_text(rows) -> str:
+    if not rows:
+        return "no runtimes cached yet; build one with %%fc_runtime NAME"
+    table = [("name", "target", "key", "size", "built", "packages")]
+    for r in rows:
+        table.append((r.name or "(unused)", r.target, r.key[:8], human(r.size_bytes),
+                      r.created[:16].replace("T", " "), ", ".join(r.packages) or "-"))
+    widths = [max(len(t[i]) for t in table) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(t[:5], widths)) + "  " + t[5]
+             for t in table]
+    return "\n".join(lines)
+
+
+def show_text(text: str, kind: str, *, html_body: str | None = None,
+              stream: TextIO | None = None) -> None:
+    """Show a block of text: as output (HTML + text bundle) in a kernel, else on stdout."""
+    if kind == "widget":
+        from IPython.display import display
+
+        body = html_body or f"<pre>{html.escape(text)}</pre>"
+        display({"text/plain": text, "text/html": body}, raw=True)
+    else:
+        out = stream or sys.stdout
+        out.write(text + "\n")
+        out.flush()
