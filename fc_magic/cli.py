@@ -22,6 +22,23 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_requirements(args) -> int:
+    """requirements.txt lines on stdout, warnings on stderr: pipe-friendly."""
+    from .capture import NotebookProblem
+    from .requirements import notebook_requirements
+
+    try:
+        reqset = notebook_requirements(args.notebooks, pin=not args.no_pin)
+    except NotebookProblem as exc:
+        print(f"fc-magic requirements: {exc}", file=sys.stderr)
+        return 2
+    for warning in reqset.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for line in reqset.user_lines():
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fc-magic", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -31,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", "-o", help="where to save the executed copy")
     run.add_argument("--timeout", type=int, default=600, help="per-cell timeout in seconds")
     run.set_defaults(handler=_cmd_run)
+
+    reqs = sub.add_parser("requirements",
+                          help="print the packages notebooks import, as requirements.txt lines")
+    reqs.add_argument("notebooks", nargs="+", metavar="NOTEBOOK.ipynb")
+    reqs.add_argument("--no-pin", action="store_true",
+                      help="do not pin to the versions installed here")
+    reqs.set_defaults(handler=_cmd_requirements)
     return parser
 
 

@@ -424,7 +424,8 @@ def _pin(req: Requirement) -> Requirement:
 
 def resolve_requirements(declared: str, captured_modules: Iterable[str] = (), *,
                          backend: str, python: str | None = None, pin: bool = True,
-                         local_dir: str | None = None) -> RequirementSet:
+                         local_dir: str | None = None,
+                         worker_packages: bool = True) -> RequirementSet:
     """The canonical requirement list for a runtime.
 
     `declared` is the `%%fc_runtime` body; `captured_modules` the modules the
@@ -432,7 +433,8 @@ def resolve_requirements(declared: str, captured_modules: Iterable[str] = (), *,
     (a disagreement with the installed version becomes a warning); Lithops'
     worker packages are added unless the user named them. With `pin`, any
     requirement without a version is pinned to the version installed here, so
-    workers run what the notebook ran.
+    workers run what the notebook ran. `worker_packages=False` leaves out
+    Lithops' own packages (for a requirements.txt of the notebook alone).
     """
     if backend not in BACKENDS:
         raise RequirementProblem(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
@@ -474,7 +476,7 @@ def resolve_requirements(declared: str, captured_modules: Iterable[str] = (), *,
             continue
         pending[name] = _Pending(req, CAPTURED, f"import {module}")
 
-    for line in lithops_worker_requirements(backend):
+    for line in lithops_worker_requirements(backend) if worker_packages else ():
         req = Requirement(line)
         name = canonicalize_name(req.name)
         if name not in pending:
@@ -487,6 +489,28 @@ def resolve_requirements(declared: str, captured_modules: Iterable[str] = (), *,
         entries.append(RequirementEntry(name, canonical_line(req), item.source))
     return RequirementSet(tuple(entries), python, lithops_version(), backend,
                           tuple(warnings))
+
+
+def notebook_requirements(paths: Iterable[str], *, pin: bool = True) -> RequirementSet:
+    """What saved notebooks import, as requirements (`fc-magic requirements`).
+
+    Each notebook's own folder is where its local modules live. Raises
+    `capture.NotebookProblem` for a missing or unreadable notebook.
+    """
+    from dataclasses import replace
+
+    from .capture import notebook_capture
+
+    modules: set[str] = set()
+    warnings: list[str] = []
+    for path in paths:
+        report = notebook_capture(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        modules |= {m for m in report.modules if not is_local_module(m, folder)}
+        warnings.extend(report.warnings)
+    reqset = resolve_requirements("", modules, backend="localhost", pin=pin,
+                                  worker_packages=False)
+    return replace(reqset, warnings=(*warnings, *reqset.warnings))
 
 
 def _captured_requirements(modules: Iterable[str], local_dir: str | None,
