@@ -22,6 +22,94 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _default_cache() -> str:
+    from .magics import _default_cache_dir
+
+    return _default_cache_dir()
+
+
+def _cmd_runtimes(args) -> int:
+    from .inputs import InputProblem
+    from .runtime import gc_runtimes, list_runtimes, remove_runtime
+    from .runtime.sizes import human
+    from .views.build import runtime_list_text
+
+    cache_dir = args.cache_dir or _default_cache()
+    try:
+        if args.action == "list":
+            print(runtime_list_text(list_runtimes(cache_dir)))
+        elif args.action == "remove":
+            if not args.name:
+                print("fc-magic runtimes remove: NAME is required", file=sys.stderr)
+                return 2
+            removed = remove_runtime(cache_dir, args.name)
+            print(f"removed runtime {args.name}"
+                  + (f" and {len(removed)} cached build(s)" if removed else ""))
+        else:
+            removed, freed = gc_runtimes(cache_dir)
+            print(f"removed {len(removed)} unused cached build(s), freed {human(freed)}")
+    except InputProblem as exc:
+        print(f"fc-magic runtimes {args.action}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _notebook_declared(path: str, name: str) -> str:
+    """The body of the notebook's ``%%fc_runtime NAME`` cell, if it has one."""
+    from .capture import notebook_sources
+
+    for source in notebook_sources(path):
+        first, _, body = source.partition("\n")
+        words = first.split()
+        if words[:1] == ["%%fc_runtime"] and len(words) > 1 and words[1] == name:
+            return body
+    return ""
+
+
+def _cmd_build(args) -> int:
+    import os
+
+    from .inputs import InputProblem
+    from .requirements import (check_runtime_name, format_table_text, requirements_table,
+                               resolve_requirements)
+    from .runtime import BuildFailed, ensure_runtime
+    from .views.build import BuildFeeder, TextBuildView
+
+    source = args.source
+    backend = "localhost" if args.target == "local" else "aliyun_fc"
+    try:
+        name = check_runtime_name(args.name)
+        if not os.path.isfile(source):
+            raise InputProblem(f"no such file: {source}")
+        if source.endswith(".ipynb"):
+            from .capture import notebook_capture
+
+            report = notebook_capture(source)
+            for warning in report.warnings:
+                print(f"note: {warning}")
+            declared, captured = _notebook_declared(source, name), report.modules
+        else:
+            with open(source, encoding="utf-8") as fh:
+                declared, captured = fh.read(), ()
+        reqs = resolve_requirements(declared, captured, backend=backend, pin=not args.no_pin,
+                                    local_dir=os.path.dirname(os.path.abspath(source)))
+        print(format_table_text(requirements_table(reqs)))
+        for warning in reqs.warnings:
+            print(f"note: {warning}")
+        entry = ensure_runtime(name, reqs, target=args.target,
+                               cache_dir=args.cache_dir or _default_cache(),
+                               rebuild=args.rebuild,
+                               on_snapshot=BuildFeeder(lambda: TextBuildView(sys.stdout)))
+    except BuildFailed as exc:
+        print(f"fc-magic build: {exc}", file=sys.stderr)
+        return 1
+    except (InputProblem, ValueError) as exc:  # NotebookProblem is a ValueError
+        print(f"fc-magic build: {exc}", file=sys.stderr)
+        return 2
+    print(entry.interpreter or entry.package)
+    return 0
+
+
 def _cmd_requirements(args) -> int:
     """requirements.txt lines on stdout, warnings on stderr: pipe-friendly."""
     from .capture import NotebookProblem
@@ -55,6 +143,24 @@ def build_parser() -> argparse.ArgumentParser:
     reqs.add_argument("--no-pin", action="store_true",
                       help="do not pin to the versions installed here")
     reqs.set_defaults(handler=_cmd_requirements)
+
+    rts = sub.add_parser("runtimes", help="list, remove or garbage-collect cached runtimes")
+    rts.add_argument("action", choices=("list", "remove", "gc"))
+    rts.add_argument("name", nargs="?", help="runtime name (for remove)")
+    rts.add_argument("--cache-dir", help="runtime cache (default ~/.cache/fc_magic)")
+    rts.set_defaults(handler=_cmd_runtimes)
+
+    build = sub.add_parser("build", help="build (or find cached) the runtime of a notebook's "
+                                         "imports or of a requirements.txt")
+    build.add_argument("source", metavar="NOTEBOOK.ipynb|requirements.txt")
+    build.add_argument("--name", required=True, help="runtime name, as in %%%%fc_runtime NAME")
+    build.add_argument("--target", choices=("local", "fc"), default="local",
+                       help="local venv (localhost backend) or FC code package (aliyun_fc)")
+    build.add_argument("--no-pin", action="store_true",
+                       help="do not pin unversioned requirements to this Python's versions")
+    build.add_argument("--rebuild", action="store_true", help="build even if cached")
+    build.add_argument("--cache-dir", help="runtime cache (default ~/.cache/fc_magic)")
+    build.set_defaults(handler=_cmd_build)
     return parser
 
 

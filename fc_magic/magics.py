@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Enum, Float, Int, TraitError, Unicode, default, validate
 
@@ -267,10 +267,148 @@ class FCMagic(Magics):
         if self.last_map is not None:
             self._rerun_from_view(self.last_map, memory_mb)
 
+    # -------------------------------------------------------------- %%fc_runtime
+    #: The runtime %fc_map uses, set by %%fc_runtime (None: the kernel's own Python).
+    current_runtime = None
+
+    @magic_arguments()
+    @argument("name", metavar="NAME", nargs="?", default=None,
+              help="Runtime name (letters, digits, '_', '-'). As a line magic: switch to "
+                   "the cached runtime of that name.")
+    @argument("--capture", "-c", action="store_true",
+              help="Also add the packages imported by the cells executed so far "
+                   "(pinned to the versions installed in this kernel).")
+    @argument("--no-pin", action="store_true",
+              help="Leave requirements without a version unpinned instead of pinning them "
+                   "to the versions installed in this kernel.")
+    @argument("--memory", "-m", type=int, default=None,
+              help="Default memory in MB of every %%fc_map that uses this runtime.")
+    @argument("--rebuild", action="store_true",
+              help="Build again even if the cache already holds this runtime.")
+    @argument("--list", "-l", dest="list_all", action="store_true",
+              help="List the cached runtimes (name, target, key, size, packages).")
+    @argument("--remove", metavar="NAME", default=None,
+              help="Forget runtime NAME and delete its cached builds no other name uses.")
+    @argument("--gc", action="store_true",
+              help="Delete cached builds no runtime name uses any more.")
+    @line_cell_magic
+    def fc_runtime(self, line: str = "", cell: str | None = None):
+        """Build (once) the runtime that %fc_map runs tasks in, from a package list.
+
+        The cell body is a requirements list (PEP 508 lines; comments and blank
+        lines allowed). It is resolved (pinned to this kernel's versions, Lithops'
+        worker packages added), shown, and built for the current backend: a venv
+        for 'localhost', a Function Compute code package for 'aliyun_fc'. Builds
+        are cached by content under FCMagic.cache_dir: running the same cell
+        again reuses the build at once, and a changed list gets a new deploy name
+        (NAME-<key8>). The runtime becomes the current one for %fc_map; a package
+        missing from it is not importable in a task.
+
+        Examples
+        --------
+        ::
+
+            In [1]: %%fc_runtime my_rt --memory 1024
+               ...: humanize
+               ...: scikit-learn>=1.3
+
+            In [2]: %fc_runtime              # the current runtime
+
+            In [3]: %fc_runtime --list       # every cached runtime
+
+            In [4]: %fc_runtime --remove my_rt
+
+            In [5]: %fc_runtime --gc         # drop builds no name uses
+        """
+        args = _parse(self.fc_runtime, line, "fc_runtime")
+        magic = "%%fc_runtime" if cell is not None else "%fc_runtime"
+        try:
+            if cell is not None:
+                return self._build_runtime(args, cell)
+            return self._runtime_line(args)
+        except InputProblem as exc:
+            raise UsageError(f"{magic}: {exc}") from None
+
+    def _build_runtime(self, args, cell: str) -> None:
+        from . import views
+        from .capture import kernel_capture
+        from .requirements import (check_runtime_name, format_table_html, format_table_text,
+                                   requirements_table, resolve_requirements)
+        from .runtime import BuildFailed, ensure_runtime, target_for_backend
+        from .views import build as build_views
+
+        if args.list_all or args.remove or args.gc:
+            raise InputProblem("--list, --remove and --gc are line forms; use %fc_runtime "
+                               "--list (one %) in a cell of their own")
+        if not args.name:
+            raise InputProblem("a runtime NAME is required, e.g. %%fc_runtime my_rt")
+        name = check_runtime_name(args.name)
+        if args.memory is not None and limits.memory_problem(args.memory):
+            raise InputProblem(f"{limits.memory_problem(args.memory)}; pass a valid --memory")
+        captured, warnings = (), []
+        if args.capture:
+            report = kernel_capture(self.shell)
+            captured, warnings = report.modules, list(report.warnings)
+        reqs = resolve_requirements(cell, captured, backend=self.backend,
+                                    pin=not args.no_pin, local_dir=os.getcwd())
+        kind = views.choose_view_kind(self.shell, self.view)
+        rows = requirements_table(reqs)
+        notes = "".join(f"\nnote: {w}" for w in [*warnings, *reqs.warnings])
+        build_views.show_text(format_table_text(rows) + notes, kind,
+                              html_body=format_table_html(rows) + notes.replace("\n", "<br>"))
+        feeder = build_views.BuildFeeder(lambda: build_views.make_build_view(kind))
+        try:
+            entry = ensure_runtime(name, reqs, target=target_for_backend(self.backend),
+                                   cache_dir=self.cache_dir, rebuild=args.rebuild,
+                                   on_snapshot=feeder, memory_mb=args.memory)
+        except BuildFailed as exc:
+            raise InputProblem(f"building {name} failed ({exc}); fix or remove that "
+                               f"requirement and run the cell again") from None
+        self.current_runtime = entry
+
+    def _runtime_line(self, args) -> None:
+        from . import views
+        from .runtime import (gc_runtimes, list_runtimes, remove_runtime, runtime_by_name,
+                              target_for_backend)
+        from .runtime.sizes import human
+        from .views import build as build_views
+
+        kind = views.choose_view_kind(self.shell, self.view)
+        if args.list_all:
+            text = build_views.runtime_list_text(list_runtimes(self.cache_dir))
+        elif args.remove:
+            removed = remove_runtime(self.cache_dir, args.remove)
+            if self.current_runtime is not None and self.current_runtime.name == args.remove:
+                self.current_runtime = None
+            text = (f"removed runtime {args.remove}"
+                    + (f" and {len(removed)} cached build(s)" if removed else ""))
+        elif args.gc:
+            removed, freed = gc_runtimes(self.cache_dir)
+            text = f"removed {len(removed)} unused cached build(s), freed {human(freed)}"
+        elif args.name:
+            target = target_for_backend(self.backend)
+            entry = runtime_by_name(self.cache_dir, args.name, target, memory_mb=args.memory)
+            if entry is None:
+                raise InputProblem(f"no cached {target} runtime named {args.name!r}; build it "
+                                   f"with %%fc_runtime {args.name} and its package list")
+            self.current_runtime = entry
+            text = build_views.runtime_text(entry)
+        elif self.current_runtime is None:
+            text = ("no current runtime: %fc_map runs tasks with this kernel's Python; "
+                    "define one with %%fc_runtime NAME and a package list")
+        else:
+            text = build_views.runtime_text(self.current_runtime)
+        build_views.show_text(text, kind)
+
     def _map_request(self, args):
         from .engine import MapRequest
 
-        memory = self.memory if args.memory is None else args.memory
+        runtime = self.current_runtime
+        if args.memory is not None:
+            memory = args.memory
+        else:  # the runtime's --memory, when it has one, before the trait
+            memory = (runtime.memory_mb if runtime is not None and runtime.memory_mb
+                      else self.memory)
         timeout = self.timeout if args.timeout is None else args.timeout
         for problem, flag in ((limits.memory_problem(memory), "--memory"),
                               (limits.timeout_problem(timeout), "--timeout")):
@@ -280,5 +418,18 @@ class FCMagic(Magics):
         if self.backend != "localhost":
             raise InputProblem(f"backend {self.backend!r} is not available in this "
                                f"version; use %config FCMagic.backend = 'localhost'")
-        return MapRequest(backend=self.backend, memory_mb=memory, timeout_s=timeout,
-                          workers=self.workers or None)
+        request = MapRequest(backend=self.backend, memory_mb=memory, timeout_s=timeout,
+                             workers=self.workers or None)
+        if runtime is not None:
+            from .runtime import target_for_backend
+            from .runtime.isolation import kernel_site_modules
+
+            if runtime.target != target_for_backend(self.backend):
+                raise InputProblem(f"the current runtime {runtime.name} was built for "
+                                   f"{runtime.target}, not backend {self.backend!r}; run its "
+                                   f"%%fc_runtime {runtime.name} cell again")
+            request.runtime = runtime.interpreter or runtime.deploy_name
+            # Lithops would ship the kernel's copy of a package the runtime lacks.
+            request.extra_config.setdefault("lithops", {})["exclude_modules"] = \
+                kernel_site_modules()
+        return request

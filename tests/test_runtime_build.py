@@ -1,0 +1,384 @@
+"""Real runtime builds (small PyPI packages), each target built once per session.
+
+What a user sees: `%%fc_runtime` builds, shows, caches; `%fc_map` then runs
+in that runtime, where an undeclared package the kernel has is missing; the
+FC code package runs Lithops' handler under FC's Python; the cache survives
+races, failures and damage.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.utils.capture import capture_output
+
+from fc_magic.requirements import resolve_requirements
+from fc_magic.runtime import BuildFailed, ensure_runtime, list_runtimes
+
+pytestmark = pytest.mark.slow
+
+PYENV = "/root/.pyenv/versions"
+#: humanize: small, pure Python, not installed in the project's venv.
+CELL = "humanize\n"
+#: A package the kernel has (fc_magic depends on it) that no runtime here declares.
+UNDECLARED = "traitlets"
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("runtime-cache"))
+
+
+@pytest.fixture(scope="session")
+def local_build(session_cache):
+    """The local runtime of CELL, built once; (entry, snapshots seen)."""
+    cwd = os.getcwd()
+    seen = []
+    reqs = resolve_requirements(CELL, backend="localhost")
+    entry = ensure_runtime("rt_local", reqs, target="local", cache_dir=session_cache,
+                           on_snapshot=seen.append)
+    assert os.getcwd() == cwd
+    return entry, seen
+
+
+@pytest.fixture(scope="session")
+def fc_build(session_cache):
+    cwd = os.getcwd()
+    seen = []
+    reqs = resolve_requirements(CELL, backend="aliyun_fc")
+    entry = ensure_runtime("rt_fc", reqs, target="fc", cache_dir=session_cache,
+                           on_snapshot=seen.append)
+    assert os.getcwd() == cwd
+    return entry, seen
+
+
+def _tree(root: str) -> dict:
+    """Every path under root with its bytes' hash (or 'dir'): a byte-for-byte picture."""
+    out = {}
+    for base, dirs, files in os.walk(root):
+        for d in dirs:
+            out[os.path.relpath(os.path.join(base, d), root)] = "dir"
+        for f in files:
+            path = os.path.join(base, f)
+            if os.path.islink(path):
+                out[os.path.relpath(path, root)] = "link:" + os.readlink(path)
+            else:
+                with open(path, "rb") as fh:
+                    out[os.path.relpath(path, root)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+# ------------------------------------------------------------------ local target
+def test_local_build_reports_steps_and_sizes(local_build):
+    entry, seen = local_build
+    assert entry.target == "local" and entry.deploy_name == f"rt_local-{entry.key[:8]}"
+    assert os.path.isabs(entry.interpreter) and os.access(entry.interpreter, os.X_OK)
+    assert [s for s in seen if s.log_tail], "the installer's output reached the view"
+    final = seen[-1]
+    assert final.status == "success" and not final.cache_hit
+    assert all(state == "done" for _label, state in final.steps)
+    assert "humanize" in {p.name for p in final.sizes}
+    assert any(line.startswith("humanize") for line in entry.requirements)
+    # The venv is the kernel's Python, without the kernel's packages.
+    out = subprocess.run([entry.interpreter, "-c", textwrap.dedent(f"""
+        import sys, humanize
+        try:
+            import {UNDECLARED}
+        except ImportError:
+            print(sys.version_info[:2], "refused")
+        """)], capture_output=True, text=True, cwd=os.sep)
+    assert out.stdout.strip() == f"{tuple(sys.version_info[:2])} refused", out.stderr
+
+
+def test_map_runs_in_the_runtime_and_undeclared_package_is_missing(ip, fc, cell,
+                                                                    session_cache, local_build):
+    entry, _ = local_build
+    fc.cache_dir = session_cache
+    cwd = os.getcwd()
+    with capture_output() as cap:
+        cell(f"%%fc_runtime rt_local --memory 512\n{CELL}")
+    assert "cache hit" in cap.stdout and "humanize" in cap.stdout
+    assert fc.current_runtime.interpreter == entry.interpreter
+    cell("def uses_declared(x):\n    import humanize, sys\n"
+         "    return humanize.intcomma(x * 1000), sys.executable\n"
+         f"def uses_undeclared(x):\n    import {UNDECLARED}\n    return x\n")
+    ok = cell("%fc_map uses_declared [1, 2] --quiet")
+    assert ok.values == [("1,000", entry.interpreter), ("2,000", entry.interpreter)]
+    assert ok.memory_mb == 512  # the runtime's --memory is the default
+    bad = cell("%fc_map uses_undeclared [1] --quiet")
+    assert bad.failures and bad.failures[0].exc_type == "ModuleNotFoundError"
+    assert UNDECLARED in bad.failures[0].message
+    assert os.getcwd() == cwd
+
+
+def test_second_run_of_the_cell_is_a_hit_without_subprocess(ip, fc, cell, session_cache,
+                                                             local_build, monkeypatch):
+    fc.cache_dir = session_cache
+    cell(f"%%fc_runtime rt_local\n{CELL}")
+    first = fc.current_runtime
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError(f"a cache hit started a subprocess: {args}")
+
+    monkeypatch.setattr(subprocess, "Popen", no_subprocess)
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    with capture_output() as cap:
+        cell(f"%%fc_runtime rt_local\n{CELL}")
+    assert fc.current_runtime.key == first.key
+    assert "rt_local: cache hit" in cap.stdout
+    with capture_output() as cap:
+        cell("%fc_runtime")
+    assert "runtime rt_local (local venv" in cap.stdout and "humanize" in cap.stdout
+    assert first.key[:16] in cap.stdout
+
+
+def test_failing_build_leaves_cache_and_current_runtime_unchanged(ip, fc, cell, session_cache,
+                                                                  local_build):
+    fc.cache_dir = session_cache
+    cell(f"%%fc_runtime rt_local\n{CELL}")
+    before_runtime = fc.current_runtime
+    before = _tree(session_cache)
+    with capture_output() as cap, pytest.raises(UsageError) as err:
+        cell("%%fc_runtime broken\nfc-magic-no-such-package-xyz==1.0\n")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("%%fc_runtime: building broken failed")
+    assert "fc-magic-no-such-package-xyz" in message
+    assert "build FAILED" in cap.stdout
+    assert _tree(session_cache) == before
+    assert fc.current_runtime is before_runtime
+
+
+def test_line_forms_list_remove_gc(ip, fc, cell, tmp_path, session_cache, local_build):
+    entry, _ = local_build
+    fc.cache_dir = str(tmp_path / "own")
+    shutil.copytree(session_cache, fc.cache_dir, symlinks=True)
+    with capture_output() as cap:
+        cell("%fc_runtime --list")
+    assert "rt_local" in cap.stdout and entry.key[:8] in cap.stdout
+    with capture_output() as cap:
+        cell("%fc_runtime rt_local")      # switch to a cached runtime by name
+    assert fc.current_runtime.name == "rt_local"
+    with capture_output() as cap:
+        cell("%fc_runtime --remove rt_local")
+    assert "removed runtime rt_local and 1 cached build" in cap.stdout
+    assert fc.current_runtime is None
+    assert "rt_local" not in {r.name for r in list_runtimes(fc.cache_dir)}
+    with pytest.raises(UsageError, match="no runtime named 'rt_local'"):
+        cell("%fc_runtime --remove rt_local")
+    with capture_output() as cap:
+        cell("%fc_runtime --gc")
+    assert cap.stdout.startswith("removed ")
+
+
+def test_two_processes_racing_on_one_key_build_once(tmp_path):
+    go = tmp_path / "go"
+    script = textwrap.dedent(f"""
+        import json, os, sys, time
+        from fc_magic.requirements import resolve_requirements
+        from fc_magic.runtime import ensure_runtime
+        reqs = resolve_requirements("six\\n", backend="localhost")
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.005)
+        seen = []
+        entry = ensure_runtime("race", reqs, target="local", cache_dir={str(tmp_path / 'c')!r},
+                               on_snapshot=seen.append)
+        print(json.dumps({{"hit": seen[-1].cache_hit, "built_by": entry.manifest["built_by"],
+                           "path": entry.path}}))
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    import time
+    time.sleep(1.0)  # both interpreters are up and polling for the go file
+    go.write_text("go")
+    results = []
+    for proc in procs:
+        out, errs = proc.communicate(timeout=300)
+        assert proc.returncode == 0, errs
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert sorted(r["hit"] for r in results) == [False, True]
+    assert results[0]["built_by"] == results[1]["built_by"]
+    assert results[0]["path"] == results[1]["path"]
+    runtimes = os.path.join(tmp_path / "c", "runtimes")
+    assert sorted(n for n in os.listdir(runtimes) if not n.endswith(".json")) == \
+        [os.path.basename(results[0]["path"])]
+
+
+# ------------------------------------------------------------------ fc target
+def _unpack(zip_path: str, dest) -> str:
+    with zipfile.ZipFile(zip_path) as zf:
+        assert zf.testzip() is None
+        zf.extractall(dest)
+    return str(dest)
+
+
+@pytest.fixture(scope="session")
+def fc_builtins(tmp_path_factory):
+    """A stand-in for FC's preinstalled packages, per Python X.Y.
+
+    Lithops' zip runtime (and ours) relies on the FC Python runtime's own
+    requests/oss2, which FC puts on sys.path after the code folder. The
+    packages are the ones the local venv needs on top of the FC list.
+    """
+    from fc_magic.runtime import fcpackage, installer
+
+    made = {}
+
+    def get(python: str) -> str:
+        if python not in made:
+            extra = sorted(set(resolve_requirements("", backend="localhost").lines())
+                           - set(resolve_requirements("", backend="aliyun_fc",
+                                                      python=python).lines()))
+            folder = tmp_path_factory.mktemp(f"fc-builtins-{python}")
+            req = folder / "requirements.txt"
+            req.write_text("\n".join(extra) + "\n")
+            target = str(folder / "site")
+            kind = installer.choose_installer()
+            installer.run(fcpackage.install_command(kind, python, target, str(req)),
+                          cwd=str(folder), env=installer.installer_env(kind),
+                          log=installer.CommandLog(), what="installing FC's builtins")
+            made[python] = target
+        return made[python]
+
+    return get
+
+
+_HANDLER_CHECK = textwrap.dedent("""
+    import json, sys, types
+    sys.path.insert(0, sys.argv[1])
+    sys.path.append(sys.argv[2])   # FC's preinstalled packages come after the code
+    import humanize, entry_point
+    meta = entry_point.main(json.dumps({"get_metadata": True, "log_level": "WARNING"}),
+                            types.SimpleNamespace(request_id="req-1"))
+    try:
+        import %s
+        refused = False
+    except ImportError:
+        refused = True
+    print(json.dumps({"python": meta["python_version"], "lithops": meta["lithops_version"],
+                      "preinstalls": len(meta["preinstalls"]), "refused": refused,
+                      "humanize": humanize.__file__}))
+""" % UNDECLARED)
+
+
+def _run_handler(python: str, unpacked: str, builtins: str) -> dict:
+    # -I -S: the standard library, the unpacked package and FC's builtins only.
+    out = subprocess.run([python, "-I", "-S", "-c", _HANDLER_CHECK, unpacked, builtins],
+                         capture_output=True, text=True, cwd=unpacked, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_fc_package_runs_lithops_handler_under_fc_python(fc_build, tmp_path, fc_builtins):
+    entry, seen = fc_build
+    assert entry.target == "fc" and entry.interpreter is None
+    with zipfile.ZipFile(entry.package) as zf:
+        names = zf.namelist()
+    assert "entry_point.py" in names and "lithops/worker/handler.py" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert not [n for n in names if n.startswith(("bin/", "."))]
+    final = seen[-1]
+    assert final.package_bytes == os.path.getsize(entry.package)
+    assert {"humanize", "lithops"} <= {p.name for p in final.sizes}
+    assert all(p.zipped_bytes is not None for p in final.sizes)
+    python = os.path.join(PYENV, "3.12.1", "bin", "python3.12")
+    if not os.path.exists(python):
+        pytest.skip("no pyenv Python 3.12 on this machine")
+    meta = _run_handler(python, _unpack(entry.package, tmp_path / "u"), fc_builtins("3.12"))
+    assert meta["python"] == "3.12" and meta["refused"] and meta["preinstalls"] > 0
+    assert meta["humanize"].startswith(str(tmp_path / "u"))
+
+
+def test_fc_package_for_python_3_10(session_cache, tmp_path, fc_builtins):
+    python = os.path.join(PYENV, "3.10.13", "bin", "python3.10")
+    if not os.path.exists(python):
+        pytest.skip("no pyenv Python 3.10 on this machine")
+    reqs = resolve_requirements(CELL, backend="aliyun_fc", python="3.10")
+    entry = ensure_runtime("rt_fc310", reqs, target="fc", cache_dir=session_cache)
+    assert entry.python == "3.10"
+    meta = _run_handler(python, _unpack(entry.package, tmp_path / "u"), fc_builtins("3.10"))
+    assert meta["python"] == "3.10" and meta["refused"]
+
+
+def test_truncated_package_is_rebuilt_with_a_warning(fc_build, tmp_path, caplog):
+    entry, _ = fc_build
+    cache_dir = str(tmp_path / "c")
+    shutil.copytree(os.path.dirname(os.path.dirname(entry.path)), cache_dir, symlinks=True)
+    damaged = os.path.join(cache_dir, "runtimes", os.path.basename(entry.path), "package.zip")
+    size = os.path.getsize(damaged)
+    with open(damaged, "r+b") as fh:
+        fh.truncate(size // 2)
+    seen = []
+    reqs = resolve_requirements(CELL, backend="aliyun_fc")
+    again = ensure_runtime("rt_fc", reqs, target="fc", cache_dir=cache_dir,
+                           on_snapshot=seen.append)
+    assert not seen[-1].cache_hit
+    assert any("damaged" in n and "rebuilding" in n for n in seen[-1].notes)
+    assert "damaged" in caplog.text
+    assert os.path.getsize(again.package) == again.manifest["check_files"]["package.zip"]
+    with zipfile.ZipFile(again.package) as zf:
+        assert zf.testzip() is None
+
+
+def test_fc_build_with_pip_gives_a_working_package(tmp_path, fc_builtins):
+    """The path without uv: pip --target --platform --only-binary."""
+    python = os.path.join(PYENV, "3.12.1", "bin", "python3.12")
+    reqs = resolve_requirements(CELL, backend="aliyun_fc")
+    entry = ensure_runtime("rt_pip", reqs, target="fc", cache_dir=str(tmp_path / "c"),
+                           installer="pip")
+    assert entry.manifest["installer"] == "pip"
+    if os.path.exists(python):
+        unpacked = _unpack(entry.package, tmp_path / "u")
+        assert _run_handler(python, unpacked, fc_builtins("3.12"))["refused"]
+
+
+def test_build_failure_names_the_missing_package_and_leaves_nothing(tmp_path):
+    reqs = resolve_requirements("fc-magic-no-such-package-xyz==1.0\n", backend="aliyun_fc")
+    with pytest.raises(BuildFailed, match="fc-magic-no-such-package-xyz"):
+        ensure_runtime("nope", reqs, target="fc", cache_dir=str(tmp_path / "c"))
+    assert os.listdir(tmp_path / "c" / "runtimes") == []
+
+
+# ------------------------------------------------------------------ views and CLI
+def test_widget_view_renders_build_and_hit(local_build):
+    from fc_magic.views.build import WidgetBuildView
+
+    entry, seen = local_build
+    view = WidgetBuildView(display_now=False)
+    for snapshot in seen[:-1]:
+        view.draw(snapshot)
+    assert "building" in view.head.value
+    view.finish(seen[-1])
+    assert "built local runtime" in view.head.value and "humanize" in view.table.value
+    assert "humanize" in view._repr_mimebundle_()["text/plain"]
+    from dataclasses import replace
+    hit = WidgetBuildView(display_now=False)
+    hit.finish(replace(seen[-1], cache_hit=True))
+    assert "cache hit" in hit.head.value and hit.table.value == ""
+
+
+def test_cli_build_list_and_gc(tmp_path, session_cache, local_build, capsys):
+    from fc_magic.cli import main
+
+    cache_dir = str(tmp_path / "c")
+    shutil.copytree(session_cache, cache_dir, symlinks=True)
+    req = tmp_path / "requirements.txt"
+    req.write_text(CELL)
+    assert main(["build", str(req), "--name", "cli_rt", "--cache-dir", cache_dir]) == 0
+    out = capsys.readouterr().out
+    assert "cli_rt: cache hit" in out  # same content as rt_local: the same entry
+    assert out.strip().splitlines()[-1] == local_build[0].interpreter.replace(
+        session_cache, cache_dir)
+    assert main(["runtimes", "list", "--cache-dir", cache_dir]) == 0
+    assert "cli_rt" in capsys.readouterr().out
+    assert main(["runtimes", "remove", "nobody", "--cache-dir", cache_dir]) == 2
+    assert "no runtime named 'nobody'" in capsys.readouterr().err
+    missing = tmp_path / "nope.txt"
+    assert main(["build", str(missing), "--name", "x", "--cache-dir", cache_dir]) == 2
