@@ -7,6 +7,7 @@ Everything is checked before anything is sent to a worker.
 from __future__ import annotations
 
 import inspect
+import keyword
 from typing import Any, Callable, Mapping
 
 
@@ -66,7 +67,7 @@ def resolve_items(expr: str, namespace: Mapping[str, Any]) -> list:
 
 
 def check_identifier(name: str, option: str) -> str:
-    if not name.isidentifier():
+    if not name.isidentifier() or keyword.iskeyword(name):
         raise InputProblem(f"{option} {name!r} is not a valid Python name; "
                            f"use letters, digits and _ (e.g. results)")
     return name

@@ -14,6 +14,32 @@ import pytest  # noqa: E402
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 
 
+class Tally:
+    """Counts the reliability suite reports at the end of the run."""
+
+    def __init__(self):
+        self.inputs_tried = 0
+        self.faults_injected = 0
+        self.secrets_found = 0
+        self.secret_scans = 0
+
+
+_TALLY = Tally()
+
+
+@pytest.fixture(scope="session")
+def tally() -> Tally:
+    return _TALLY
+
+
+def pytest_terminal_summary(terminalreporter):
+    t = _TALLY
+    if t.inputs_tried or t.faults_injected or t.secret_scans:
+        terminalreporter.write_line(
+            f"reliability: {t.inputs_tried} bad inputs tried, {t.faults_injected} faults "
+            f"injected, {t.secret_scans} places scanned, secrets found = {t.secrets_found}")
+
+
 @pytest.fixture(scope="session")
 def _shell():
     return InteractiveShell.instance()
