@@ -113,7 +113,16 @@ def test_map_runs_in_the_runtime_and_undeclared_package_is_missing(ip, fc, cell,
     ok = cell("%fc_map uses_declared [1, 2] --quiet")
     assert ok.values == [("1,000", entry.interpreter), ("2,000", entry.interpreter)]
     assert ok.memory_mb == 512  # the runtime's --memory is the default
-    bad = cell("%fc_map uses_undeclared [1] --quiet")
+    with pytest.raises(UsageError, match=UNDECLARED):   # %fc_map's check before sending
+        cell("%fc_map uses_undeclared [1] --quiet")
+    # Past that check, the task itself cannot import it: the kernel's copy is
+    # not shipped along (Lithops would, for a pure-Python package).
+    from fc_magic.engine import run_map
+    from fc_magic.magics import _parse
+
+    request = fc._map_request(_parse(fc.fc_map, "uses_undeclared [1]", "fc_map"))
+    assert request.runtime == entry.interpreter
+    bad = run_map(ip.user_ns["uses_undeclared"], [1], request)
     assert bad.failures and bad.failures[0].exc_type == "ModuleNotFoundError"
     assert UNDECLARED in bad.failures[0].message
     assert os.getcwd() == cwd

@@ -4,7 +4,7 @@ Lithops 3.8's own zip build cannot be used: it installs a fixed package list
 and ignores the user's requirements, shells out to ``zip``, and leaves the
 process in a deleted working directory. This builder installs the
 requirement list for FC's Python (the client's X.Y) and platform
-(x86_64 manylinux, binary wheels only, so nothing is compiled with the
+(x86_64 manylinux for its glibc, binary wheels only, so nothing is compiled with the
 client's interpreter), adds the client's Lithops package and Lithops' Aliyun
 handler module at the zip root (FC calls ``entry_point.main``), slims it and
 writes it with ``zipfile``. Lithops' ``deploy_runtime`` reads the package
@@ -31,10 +31,24 @@ STAGE = "stage"
 HANDLER_MODULE = "entry_point.py"
 #: The handler FC is configured with (Lithops' aliyun_fc `_create_function`).
 HANDLER = "entry_point.main"
-#: Oldest glibc among FC's Python runtimes; manylinux2014 = glibc 2.17.
-UV_PLATFORM = "x86_64-manylinux2014"
-PIP_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64",
-                 "manylinux2010_x86_64", "manylinux1_x86_64")
+#: glibc of each FC Python runtime's system image (python3.9: Debian 9,
+#: python3.10: Debian 10; python3.12 is given Debian 10's 2.28 too, to stay on
+#: the safe side). numpy >= 2.3 ships manylinux_2_28 wheels only, so the
+#: older manylinux2014 floor would refuse it for no reason on 3.10/3.12.
+FC_GLIBC = {"3.9": (2, 24), "3.10": (2, 28), "3.12": (2, 28)}
+_LEGACY = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+
+
+def uv_platform(python: str) -> str:
+    major, minor = FC_GLIBC[python]
+    return f"x86_64-manylinux_{major}_{minor}"
+
+
+def pip_platforms(python: str) -> list[str]:
+    """Every manylinux tag FC's glibc accepts: pip does not expand one tag to older ones."""
+    _major, top = FC_GLIBC[python]
+    tags = [f"manylinux_2_{minor}_x86_64" for minor in range(top, 16, -1)]
+    return tags + [f"{name}_x86_64" for name in _LEGACY.values()]
 #: Fixed timestamp for every zip member: the same content gives the same bytes.
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 #: Folder names removed from installed packages (never top-level packages).
@@ -64,9 +78,9 @@ def install_command(installer: str, python: str, stage: str, req_file: str) -> l
     if installer == "uv":
         return [inst.find_uv(), "pip", "install", "--no-config", "--python", sys.executable,
                 "--target", stage, "--python-version", python,
-                "--python-platform", UV_PLATFORM, "--only-binary", ":all:",
+                "--python-platform", uv_platform(python), "--only-binary", ":all:",
                 "-r", req_file, *inst.pip_sources().uv_args()]
-    platforms = [arg for p in PIP_PLATFORMS for arg in ("--platform", p)]
+    platforms = [arg for p in pip_platforms(python) for arg in ("--platform", p)]
     return [sys.executable, "-m", "pip", "install", "--no-input", "--no-compile",
             "--target", stage, *platforms, "--python-version", python,
             "--implementation", "cp", "--only-binary=:all:", "-r", req_file]
@@ -183,7 +197,7 @@ def build(build_dir: str, req_file: str, *, python: str, installer: str,
     return {
         "package_rel": PACKAGE,
         "handler": HANDLER,
-        "platform": UV_PLATFORM,
+        "platform": uv_platform(python),
         "check_files": {PACKAGE: zip_bytes},
         "sizes": [[r.name, r.unpacked_bytes, r.zipped_bytes] for r in rows],
         "total_bytes": unpacked,
