@@ -10,7 +10,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean venv
+.PHONY: demo test bench clean venv browser
 
 venv: $(STAMP)
 
@@ -34,8 +34,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/fc-magic run notebooks/quickstart.ipynb --output notebooks/quickstart.executed.ipynb
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest
+
+# The browser test (tests/test_browser.py) drives JupyterLab with Debian's
+# chromium through Playwright (installed by '.[test]'; Playwright cannot
+# download browsers here). As root, install chromium if it is missing;
+# otherwise the test skips and says why.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "warning: chromium could not be installed; tests/test_browser.py will skip" >&2; \
+	fi
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

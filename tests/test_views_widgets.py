@@ -100,7 +100,7 @@ def test_final_panel_failures_preview_figures_and_hint():
     acc = view.failures
     assert acc.selected_index is None  # collapsed until opened
     assert acc.get_title(0) == "2 of 30 failed"
-    body = acc.children[0].children[1].value
+    body = acc.children[0].value
     assert "#3  input 3" in body and "ValueError: bad input 3" in body
     assert "in score" in body and "<details>" in body
     preview, figures = view.details.children[1].value, view.details.children[2].value
@@ -108,6 +108,8 @@ def test_final_panel_failures_preview_figures_and_hint():
     assert "yyyyyyyy…" in preview and "y" * 100 not in preview  # reprs truncated
     assert figures.count("<svg") == 2 and "duration" in figures and "peak memory" in figures
     assert "peak 180 MB of 1024 MB: 256 MB would do, about" in figures
+    assert view.retry_button in view.head.children  # visible without opening the list
+    assert view.cancel_button not in view.head.children
     view.retry_button.click()
     assert retried == [True] and view.retry_button.disabled
     # The saved notebook's plain text: status line then the failure summary.
@@ -125,7 +127,7 @@ def test_final_panel_is_bounded_for_huge_maps():
     small = WidgetMapView(display_now=False)
     small.show_result(scripted_result(n=40, failed=set(range(0, 40, 10))), on_retry=lambda: None)
     small_html = sum(len(c.value) for c in _walk(small.box) if isinstance(c, w.HTML))
-    assert "… 980 more in <code>.failures</code>" in view.failures.children[0].children[1].value
+    assert "… 980 more in <code>.failures</code>" in view.failures.children[0].value
     assert total_html < small_html * 2  # 250x the tasks, not 250x the state
 
 

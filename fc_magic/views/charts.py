@@ -8,6 +8,13 @@ from __future__ import annotations
 import html
 
 
+def fmt_duration(seconds: float) -> str:
+    """Task durations are often milliseconds: '3.2 ms', '0.41 s', '12.0 s'."""
+    if seconds < 0.1:
+        return f"{seconds * 1000:.1f} ms"
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
+
+
 def histogram(values: list[float], bins: int = 20) -> tuple[list[int], float, float]:
     """Counts per equal-width bin, and the range covered."""
     values = [v for v in values if v is not None]

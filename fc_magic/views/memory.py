@@ -54,6 +54,7 @@ class MemorySlider:
         self.info = w.HTML()
         self.rerun = w.Button(description="Re-run with this memory", icon="redo",
                               disabled=on_rerun is None or result is None,
+                              layout=w.Layout(width="auto"),
                               tooltip="Run the last map again at the chosen memory")
         self.box = w.VBox([w.HBox([self.slider, self.rerun]), self.info])
         self.slider.observe(self._slider_moved, "value")

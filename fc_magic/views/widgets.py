@@ -24,8 +24,8 @@ from IPython.display import display
 from .. import pricing
 from ..progress import CANCELLED, ERROR, SUCCESS, CancelToken, MapSnapshot
 from ..results import short_repr
-from .charts import svg_histogram
-from .text import fmt_seconds, status_line
+from .charts import fmt_duration, svg_histogram
+from .text import status_line
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +76,11 @@ class WidgetMapView:
     def __init__(self, display_now: bool = True, *, cancel: CancelToken | None = None):
         self.cancel_token = cancel or CancelToken()
         self.bar = w.IntProgress(value=0, min=0, max=1, bar_style="info",
-                                 layout=w.Layout(width="40%"))
-        self.label = w.HTML()
+                                 layout=w.Layout(width="30%", flex="0 0 auto"))
+        self.label = w.HTML(layout=w.Layout(flex="1 1 auto"))
         self.cancel_button = w.Button(description="Cancel", icon="stop", button_style="warning",
                                       tooltip="Stop sending tasks; keep the results that arrived",
-                                      layout=w.Layout(width="auto"))
+                                      layout=w.Layout(width="auto", flex="0 0 auto"))
         self.cancel_button.on_click(lambda _b: self._cancel_clicked())
         self.busy_cancel = listen_while_busy(
             self.cancel_button, lambda data: is_click(data) and self.cancel_token.cancel())
@@ -160,14 +160,16 @@ class WidgetMapView:
                      f"<code>.failures</code></div>")
         if cancelled:
             rows += f"<div>{cancelled} task(s) cancelled before they finished.</div>"
-        body: list[w.Widget] = [w.HTML(rows)]
         if on_retry is not None:
+            # In the head row, where the cancel button was: visible without
+            # opening the list.
             self.retry_button = w.Button(description=f"Retry {n} failed", icon="redo",
                                          button_style="danger",
-                                         tooltip="Run only these inputs again; merge in place")
+                                         tooltip="Run only these inputs again; merge in place",
+                                         layout=w.Layout(width="auto", flex="0 0 auto"))
             self.retry_button.on_click(lambda _b: self._retry(on_retry))
-            body.insert(0, self.retry_button)
-        self.failures = w.Accordion(children=[w.VBox(body)], selected_index=None)
+            self.head.children = [self.bar, self.label, self.retry_button]
+        self.failures = w.Accordion(children=[w.HTML(rows)], selected_index=None)
         title = f"{len(failures)} of {len(result)} failed" if failures else f"{cancelled} cancelled"
         if failures and cancelled:
             title += f", {cancelled} cancelled"
@@ -205,8 +207,9 @@ def preview_html(result, rows: int = PREVIEW_ROWS) -> str:
         for i, v in enumerate(result.values[:rows]))
     more = (f"<tr><td colspan=3>… {len(result) - rows} more in <code>.values</code></td></tr>"
             if len(result) > rows else "")
-    return ("<table style='font-size:12px'><tr><th>#</th><th>input</th><th>result</th></tr>"
-            f"{body}{more}</table>")
+    return ("<table style='font-size:12px;border-collapse:collapse;line-height:1.3'>"
+            "<tr><th>#</th><th>input</th><th>result</th></tr>"
+            f"{body}{more}</table>").replace("<td>", "<td style='padding:0 10px 0 0'>")
 
 
 def figures_html(result) -> str:
@@ -215,11 +218,11 @@ def figures_html(result) -> str:
     peaks = [s.peak_memory_mb for s in result.stats if s.peak_memory_mb]
     charts = ""
     if durations:
-        charts += svg_histogram(durations, "duration", fmt_seconds)
+        charts += svg_histogram(durations, "duration", fmt_duration)
     if peaks:
         charts += svg_histogram(peaks, "peak memory", lambda v: f"{v:.0f} MB", colour="#7b1fa2")
     hint = pricing.sizing_hint(result)
-    hint_html = (f"<div style='font-size:12px'>💡 {html.escape(hint.describe())}</div>"
+    hint_html = (f"<div style='font-size:12px'><b>Memory:</b> {html.escape(hint.describe())}</div>"
                  if hint is not None else "")
     return (f"<div>{charts}</div>" if charts else "") + hint_html
 

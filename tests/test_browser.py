@@ -1,0 +1,205 @@
+"""The quickstart notebook in a real browser: JupyterLab, Debian's headless chromium, Playwright.
+
+One browser session (about a minute): run all cells, check the progress
+widgets reached their final state (green for the prime count, red for the
+map with failures), drag the memory slider and check the kernel's
+FCMagic.memory followed, then start a long map and press its Cancel button
+while the cell runs. Screenshots go to test-artifacts/ (git-ignored).
+
+`make test` installs chromium (apt, as root), Playwright and JupyterLab; the
+test is skipped only when /usr/bin/chromium is absent, and says why.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server on loopback serving a copy of the quickstart notebook."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing and could not be installed here (make test "
+                    f"installs Debian's chromium with apt-get when run as root)")
+    base = tmp_path_factory.mktemp("lab")
+    notebooks = base / "notebooks"
+    notebooks.mkdir()
+    shutil.copy(ROOT / "notebooks" / "quickstart.ipynb", notebooks / "quickstart.ipynb")
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(base / "config"),
+               JUPYTER_RUNTIME_DIR=str(base / "runtime"))
+    log = open(base / "lab.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+         "--ServerApp.ip=127.0.0.1", "--LabApp.extension_manager=readonly",
+         f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={notebooks}", "--LabApp.expose_app_in_browser=True",
+         f"--LabApp.workspaces_dir={base / 'workspaces'}",
+         f"--LabApp.user_settings_dir={base / 'settings'}"],
+        cwd=notebooks, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError("JupyterLab did not start:\n"
+                                     + (base / "lab.log").read_text(errors="replace")[-3000:])
+            time.sleep(0.5)
+    yield url, token
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+JS_STATE = """() => {
+  const nb = window.jupyterapp.shell.currentWidget;
+  if (!nb || !nb.content || !nb.sessionContext.session || !nb.sessionContext.session.kernel)
+    return null;
+  const cells = nb.content.widgets.filter(c => c.model.type === 'code');
+  return {status: nb.sessionContext.session.kernel.status,
+          counts: cells.map(c => c.model.executionCount)};
+}"""
+
+JS_ADD_CELL = """(source) => {
+  const nb = window.jupyterapp.shell.currentWidget;
+  nb.content.activeCellIndex = nb.content.widgets.length - 1;
+  return window.jupyterapp.commands.execute('notebook:insert-cell-below').then(() => {
+    nb.content.activeCell.model.sharedModel.setSource(source);
+    const index = nb.content.activeCellIndex;
+    window.jupyterapp.commands.execute('notebook:run-cell');
+    return index;
+  });
+}"""
+
+JS_CELL_TEXT = """(index) => {
+  const cell = window.jupyterapp.shell.currentWidget.content.widgets[index];
+  if (cell.model.executionCount === null) return null;
+  return cell.model.outputs.toJSON().map(o => o.text || (o.data && o.data['text/plain']) || '')
+         .map(t => Array.isArray(t) ? t.join('') : t).join('');
+}"""
+
+
+def _wait(page, fn, arg=None, timeout=120.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = page.evaluate(fn, arg) if arg is not None else page.evaluate(fn)
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _all_ran(page) -> bool:
+    state = page.evaluate(JS_STATE)
+    return bool(state and state["status"] == "idle" and state["counts"]
+                and all(c is not None for c in state["counts"]))
+
+
+def _run_cell(page, source: str, timeout=120.0) -> tuple[int, str]:
+    index = page.evaluate(JS_ADD_CELL, source)
+    text = _wait(page, JS_CELL_TEXT, index, timeout, f"cell {source!r}")
+    return index, text
+
+
+def test_quickstart_in_jupyterlab(lab):
+    from playwright.sync_api import sync_playwright
+
+    url, token = lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    profile = Path(os.environ.get("TMPDIR", "/tmp")) / f"chromium-{secrets.token_hex(4)}"
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1400, "height": 1000})
+        try:
+            page = context.new_page()
+            page.goto(f"{url}/lab/tree/quickstart.ipynb?token={token}")
+            _wait(page, f"() => {{ const s = ({JS_STATE})(); return s && s.status === 'idle'; }}",
+                  timeout=90, what="the kernel")
+
+            # 1. Run all; the prime count's bar ends green, the failing map's red.
+            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            deadline = time.monotonic() + 180
+            while not _all_ran(page):
+                assert time.monotonic() < deadline, "run-all did not finish"
+                time.sleep(0.5)
+            page.wait_for_selector(".progress-bar-success", timeout=30_000)
+            page.wait_for_selector(".progress-bar-danger", timeout=30_000)
+            labels = page.locator(".widget-html-content").all_inner_texts()
+            assert any("300/300 done" in t and "[ok]" in t for t in labels), labels
+            assert any("1 failed" in t and "[FAILED]" in t for t in labels), labels
+            no_news = page.get_by_role("button", name="No", exact=True)
+            if no_news.count():
+                no_news.first.click()  # JupyterLab's "news?" toast would cover the cells
+            page.locator(".jp-Cell:has(.progress-bar-success)").first.screenshot(
+                path=str(ARTIFACTS / "browser-1-primes-done.png"))
+            page.locator(".jp-Cell:has(.progress-bar-danger)").first.screenshot(
+                path=str(ARTIFACTS / "browser-1-failures.png"))
+
+            # 2. Drag the memory slider (the %fc_memory cell's, the last one).
+            slider = page.locator(".widget-hslider .slider").last
+            slider.scroll_into_view_if_needed()
+            readout = page.locator(".widget-hslider .widget-readout").last
+            before = readout.inner_text()
+            box = slider.bounding_box()
+            page.mouse.click(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
+            _wait(page, "(b) => { const r = [...document.querySelectorAll("
+                        "'.widget-hslider .widget-readout')].pop(); return r.innerText !== b; }",
+                  before, timeout=20, what="the slider to move")
+            shown = int(re.match(r"(\d+) MB", readout.inner_text()).group(1))
+            _, text = _run_cell(page, "print('kernel memory:', "
+                                      "get_ipython().magics_manager.registry['FCMagic'].memory)")
+            assert f"kernel memory: {shown}" in text and shown != 512, (shown, text)
+            page.locator(".jp-Cell:has(.widget-hslider)").last.screenshot(
+                path=str(ARTIFACTS / "browser-2-slider.png"))
+
+            # 3. A long map; press Cancel while the cell runs.
+            index = page.evaluate(JS_ADD_CELL, "import time\ndef slow(x):\n    time.sleep(0.25)\n"
+                                               "    return x\nr_long = %fc_map slow range(400)")
+            cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+            cancel = cell.locator("button", has_text="Cancel")
+            cancel.wait_for(state="visible", timeout=60_000)
+            time.sleep(1.5)  # let some tasks finish first
+            cell.screenshot(path=str(ARTIFACTS / "browser-3-running.png"))
+            cancel.click()
+            cell.locator(".progress-bar-warning").wait_for(timeout=40_000)
+            _wait(page, JS_CELL_TEXT, index, 40, "the cancelled map's cell")
+            _, text = _run_cell(page, "print('cancelled:', r_long.cancelled, "
+                                      "0 < len(r_long.results) < 400)")
+            assert "cancelled: True True" in text, text
+            cell.screenshot(path=str(ARTIFACTS / "browser-4-cancelled.png"))
+        finally:
+            context.close()
+            shutil.rmtree(profile, ignore_errors=True)
