@@ -155,6 +155,10 @@ class FCMagic(Magics):
                                        f"%fc_map --retry NAME to re-run a stored map's failures")
                 func = resolve_function(args.func, self.shell.user_ns)
                 items = resolve_items(" ".join(args.iterable), self.shell.user_ns)
+            # A package the runtime lacks fails every task; say so before invoking any.
+            from .preflight import check_function
+            check_function(func, getattr(self, "current_runtime", None), backend=self.backend,
+                           local_dir=os.getcwd(), func_label=args.func)
         except InputProblem as exc:
             raise UsageError(f"%fc_map: {exc}") from None
 

@@ -253,3 +253,47 @@ def test_table_text_and_html():
     assert len(text.splitlines()) == len(rows) + 2
     html = format_table_html([("a<b", "<2", "declared")])
     assert "a&lt;b" in html and "&lt;2" in html and "<b" not in html.replace("<tbody", "")
+
+
+# ------------------------------------------------------------------ %%fc_runtime through the shell
+from IPython.core.error import UsageError  # noqa: E402
+
+
+def runtime_cell(ip, line, body):
+    result = ip.run_cell(f"%%fc_runtime {line}\n{body}", store_history=True)
+    return result.error_in_exec
+
+
+def nothing_stored(fc, tmp_path):
+    runtimes = tmp_path / "cache" / "runtimes"
+    return fc.current_runtime is None and (not runtimes.exists() or not any(runtimes.iterdir()))
+
+
+def test_cell_with_an_invalid_line_names_it_and_stores_nothing(ip, fc, tmp_path):
+    assert ip.find_cell_magic("fc_runtime") is not None
+    error = runtime_cell(ip, "my_rt", "numpy>=1.26\n# tools\nscikit-learn>=\n")
+    assert type(error) is UsageError
+    message = str(error)
+    assert message.startswith("%%fc_runtime: line 3: 'scikit-learn>='")
+    assert "\n" not in message
+    assert nothing_stored(fc, tmp_path)
+
+
+@pytest.mark.parametrize("name, says", [
+    ("1st", "starting with a letter or '_'"),
+    ("my.rt", "letters, digits, '_' and '-'"),
+])
+def test_cell_with_an_invalid_name_is_refused(ip, fc, tmp_path, name, says):
+    error = runtime_cell(ip, name, "six\n")
+    assert type(error) is UsageError
+    assert str(error).startswith(f"%%fc_runtime: runtime name {name!r} is not valid")
+    assert says in str(error)
+    assert nothing_stored(fc, tmp_path)
+
+
+def test_cell_with_a_too_long_name_says_the_limit(ip, fc, tmp_path):
+    limit = max_runtime_name_length()
+    error = runtime_cell(ip, "n" * (limit + 1), "six\n")
+    assert type(error) is UsageError
+    assert f"at most {limit} fit" in str(error) and "64" in str(error)
+    assert nothing_stored(fc, tmp_path)
