@@ -391,3 +391,101 @@ def test_cli_build_list_and_gc(tmp_path, session_cache, local_build, capsys):
     assert "no runtime named 'nobody'" in capsys.readouterr().err
     missing = tmp_path / "nope.txt"
     assert main(["build", str(missing), "--name", "x", "--cache-dir", cache_dir]) == 2
+
+
+# ------------------------------------------------------------------ more user paths
+def test_capture_adds_the_notebooks_imports_pinned(ip, fc, cell, session_cache):
+    """--capture: a package the notebook imported is built in, at the kernel's version."""
+    from importlib.metadata import version
+
+    fc.cache_dir = session_cache
+    ip.run_cell("import tabulate", store_history=True)   # as a notebook cell runs
+    with capture_output() as cap:
+        cell("%%fc_runtime rt_cap --capture\n# what the notebook imports\n")
+    pin = f"tabulate=={version('tabulate')}"
+    assert pin in fc.current_runtime.requirements
+    assert "captured" in cap.stdout and "rt_cap: built local runtime" in cap.stdout
+    cell("def table(x):\n    import tabulate\n    return tabulate.__version__\n")
+    assert cell("%fc_map table [1] --quiet").values == [version("tabulate")]
+
+
+def test_rebuild_builds_again_and_replaces_the_entry(ip, fc, cell, tmp_path, session_cache,
+                                                     local_build):
+    entry, _ = local_build
+    fc.cache_dir = str(tmp_path / "own")
+    shutil.copytree(session_cache, fc.cache_dir, symlinks=True)
+    with capture_output() as cap:
+        cell(f"%%fc_runtime rt_local --rebuild\n{CELL}")
+    assert "rt_local: built local runtime" in cap.stdout
+    rebuilt = fc.current_runtime
+    assert rebuilt.key == entry.key and rebuilt.created >= entry.created
+    assert rebuilt.manifest["built_by"]["pid"] == os.getpid()
+    out = subprocess.run([rebuilt.interpreter, "-c", "import humanize"], cwd=os.sep)
+    assert out.returncode == 0
+    leftovers = [n for n in os.listdir(os.path.join(fc.cache_dir, "runtimes"))
+                 if n.startswith(".")]
+    assert leftovers == []
+
+
+def test_interrupted_build_leaves_nothing(tmp_path):
+    """Ctrl-C while the installer runs: the installer is stopped, the temp folder removed."""
+    def interrupt(snapshot):
+        if snapshot.log_tail:
+            raise KeyboardInterrupt
+
+    reqs = resolve_requirements("six\n", backend="localhost")
+    with pytest.raises(KeyboardInterrupt):
+        ensure_runtime("stop", reqs, target="local", cache_dir=str(tmp_path),
+                       on_snapshot=interrupt)
+    assert os.listdir(tmp_path / "runtimes") == []
+
+
+def test_local_build_with_pip(tmp_path):
+    """The path without uv: python -m venv + pip, same isolation."""
+    reqs = resolve_requirements(CELL, backend="localhost")
+    entry = ensure_runtime("rt_pip_local", reqs, target="local",
+                           cache_dir=str(tmp_path / "c"), installer="pip")
+    assert entry.manifest["installer"] == "pip"
+    code = f"import humanize\ntry:\n    import {UNDECLARED}\nexcept ImportError:\n    print('refused')"
+    out = subprocess.run([entry.interpreter, "-c", code], capture_output=True, text=True,
+                         cwd=os.sep)
+    assert out.stdout.strip() == "refused", out.stderr
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("%%fc_runtime\nhumanize\n", "%%fc_runtime: a runtime NAME is required"),
+    ("%%fc_runtime 9bad\nhumanize\n", "%%fc_runtime: runtime name '9bad' is not valid"),
+    ("%%fc_runtime ok --memory 100\nhumanize\n", "%%fc_runtime: memory 100 MB is outside"),
+    ("%fc_runtime nothing_cached", "%fc_runtime: no cached local runtime named 'nothing_cached'"),
+    ("%%fc_runtime ok --list\nhumanize\n", "%%fc_runtime: --list, --remove and --gc are line"),
+])
+def test_mistakes_are_one_line_usage_errors(ip, cell, source, expected):
+    with pytest.raises(UsageError) as err:
+        cell(source)
+    assert str(err.value).startswith(expected) and "\n" not in str(err.value)
+
+
+def test_help_documents_every_option(ip):
+    from IPython.core.magic_arguments import construct_parser  # noqa: F401
+
+    doc = ip.magics_manager.registry["FCMagic"].fc_runtime.__doc__
+    for option in ("--capture", "--no-pin", "--memory", "--rebuild", "--list", "--remove",
+                   "--gc", "Examples"):
+        assert option in doc
+
+
+def test_gc_drops_only_entries_no_name_uses(tmp_path, session_cache, local_build, fc_build):
+    from fc_magic.runtime import cache, gc_runtimes
+
+    cache_dir = str(tmp_path / "c")
+    shutil.copytree(session_cache, cache_dir, symlinks=True)
+    root = cache.runtimes_root(cache_dir)
+    fc_entry, _ = fc_build
+    cache.remove_name(root, "rt_fc")      # as if its name now pointed elsewhere
+    before = {r.name for r in list_runtimes(cache_dir)}
+    assert None in before                 # the orphan shows as "(unused)"
+    removed, freed = gc_runtimes(cache_dir)
+    assert removed == [os.path.basename(fc_entry.path)]
+    assert freed >= os.path.getsize(fc_entry.package)
+    assert not os.path.exists(os.path.join(root, os.path.basename(fc_entry.path)))
+    assert os.path.exists(local_build[0].interpreter.replace(session_cache, cache_dir))
