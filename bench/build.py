@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,12 +48,19 @@ def lithops_style(lines: list[str], work: str) -> tuple[float, int]:
     return time.perf_counter() - start, os.path.getsize(package)
 
 
-def fc_magic_build(reqs, work: str) -> tuple[float, int]:
+def fc_magic_build(reqs, work: str) -> tuple[float, int, float]:
+    """(cold build seconds, zip bytes, median cache-hit seconds afterwards)."""
     os.environ["UV_CACHE_DIR"] = os.path.join(work, "uv-cache")
+    cache_dir = os.path.join(work, "cache")
     start = time.perf_counter()
-    entry = ensure_runtime("bench", reqs, target="fc", cache_dir=os.path.join(work, "cache"))
+    entry = ensure_runtime("bench", reqs, target="fc", cache_dir=cache_dir)
     elapsed = time.perf_counter() - start
-    return elapsed, os.path.getsize(entry.package)
+    hits = []
+    for _ in range(21):
+        t = time.perf_counter()
+        ensure_runtime("bench", reqs, target="fc", cache_dir=cache_dir)
+        hits.append(time.perf_counter() - t)
+    return elapsed, os.path.getsize(entry.package), statistics.median(hits)
 
 
 def main() -> None:
@@ -64,8 +72,9 @@ def main() -> None:
             ours.append(fc_magic_build(reqs, work))
         with tempfile.TemporaryDirectory(prefix="fc_magic_bench_build_") as work:
             theirs.append(lithops_style(reqs.lines(), work))
-    our_t, our_size = min(t for t, _ in ours), ours[0][1]
+    our_t, our_size = min(t for t, _s, _h in ours), ours[0][1]
     their_t, their_size = min(t for t, _ in theirs), theirs[0][1]
+    print(f"cache hit afterwards: {min(h for _t, _s, h in ours) * 1000:.2f} ms (median of 21)")
     print(f"fc_magic:      {our_t:.2f} s  {our_size / 2**20:.1f} MB zip")
     print(f"Lithops-style: {their_t:.2f} s  {their_size / 2**20:.1f} MB zip")
     emit("fc build zip size ratio", our_size / 2**20, their_size / 2**20, "<= 0.7",
