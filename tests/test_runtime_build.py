@@ -466,8 +466,6 @@ def test_mistakes_are_one_line_usage_errors(ip, cell, source, expected):
 
 
 def test_help_documents_every_option(ip):
-    from IPython.core.magic_arguments import construct_parser  # noqa: F401
-
     doc = ip.magics_manager.registry["FCMagic"].fc_runtime.__doc__
     for option in ("--capture", "--no-pin", "--memory", "--rebuild", "--list", "--remove",
                    "--gc", "Examples"):

@@ -18,7 +18,7 @@ import os
 import platform
 import socket
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..inputs import InputProblem
@@ -277,7 +277,6 @@ class RuntimeRow:
     size_bytes: int | None
     created: str
     complete: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 def list_runtimes(cache_dir: str) -> list[RuntimeRow]:

@@ -128,11 +128,6 @@ def find_uv() -> str | None:
     return shutil.which("uv")
 
 
-def has_pip(python: str = sys.executable) -> bool:
-    return subprocess.run([python, "-m", "pip", "--version"], capture_output=True,
-                          cwd=os.sep).returncode == 0
-
-
 def choose_installer(preference: str = "auto") -> str:
     """'uv' or 'pip'; ``FC_MAGIC_INSTALLER`` overrides 'auto'."""
     preference = os.environ.get("FC_MAGIC_INSTALLER", preference) if preference == "auto" \

@@ -195,7 +195,8 @@ def runtime_list_text(rows) -> str:
         return "no runtimes cached yet; build one with %%fc_runtime NAME"
     table = [("name", "target", "key", "size", "built", "packages")]
     for r in rows:
-        table.append((r.name or "(unused)", r.target, r.key[:8], human(r.size_bytes),
+        size = human(r.size_bytes) if r.complete else "damaged (rebuilt on next use)"
+        table.append((r.name or "(unused)", r.target, r.key[:8], size,
                       r.created[:16].replace("T", " "), ", ".join(r.packages) or "-"))
     widths = [max(len(t[i]) for t in table) for i in range(5)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(t[:5], widths)) + "  " + t[5]
