@@ -487,3 +487,30 @@ def test_gc_drops_only_entries_no_name_uses(tmp_path, session_cache, local_build
     assert freed >= os.path.getsize(fc_entry.package)
     assert not os.path.exists(os.path.join(root, os.path.basename(fc_entry.path)))
     assert os.path.exists(local_build[0].interpreter.replace(session_cache, cache_dir))
+
+
+def test_executed_notebook_shows_widget_build_view_and_uses_the_runtime(tmp_path):
+    """In a real kernel: the requirements table, the widget build view with its text
+    fallback, then a map in that runtime; a second %%fc_runtime cell is a hit."""
+    import nbformat
+
+    from fc_magic.notebooks import cell_texts, execute
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
+        f"%load_ext fc_magic\n%config FCMagic.cache_dir = {str(tmp_path / 'cache')!r}",
+        f"%%fc_runtime rt_nb\n{CELL}",
+        f"%%fc_runtime rt_nb\n{CELL}",
+        "def words(x):\n    import humanize\n    return humanize.intword(x)\n"
+        "%fc_map words [1_200_000] --quiet",
+    )]
+    path = tmp_path / "rt.ipynb"
+    nbformat.write(nb, path)
+    executed = execute(path, tmp_path / "rt.executed.ipynb", timeout=300)
+    texts = [text for _n, _first, text in cell_texts(executed)]
+    assert "humanize" in texts[1] and "declared" in texts[1]
+    assert "rt_nb: built local runtime rt_nb-" in texts[1]
+    assert "rt_nb: cache hit" in texts[2]
+    assert "1.2 million" in texts[3]
+    mimes = {k for o in executed.cells[1].outputs for k in o.get("data", {})}
+    assert {"application/vnd.jupyter.widget-view+json", "text/html"} <= mimes
