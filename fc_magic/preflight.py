@@ -264,9 +264,16 @@ def function_needs(func: Callable, *, local_dir: str | None = None) -> list[Need
 # ------------------------------------------------------------------ what a runtime has
 def _closure(names: Iterable[str], env: dict[str, str]) -> set[str]:
     """Names plus their dependencies, as far as this interpreter's metadata knows them."""
+    return set(_closure_cached(tuple(sorted({canonicalize_name(n) for n in names})),
+                               tuple(sorted(env.items()))))
+
+
+@functools.lru_cache(maxsize=32)
+def _closure_cached(names: tuple[str, ...], env_items: tuple) -> frozenset[str]:
     import importlib.metadata as md
 
-    todo = [(canonicalize_name(n), frozenset()) for n in names]
+    env = dict(env_items)
+    todo = [(n, frozenset()) for n in names]
     have: set[str] = set()
     while todo:
         name, extras = todo.pop()
@@ -286,7 +293,7 @@ def _closure(names: Iterable[str], env: dict[str, str]) -> set[str]:
                 if not any(req.marker.evaluate({**env, "extra": e}) for e in (extras or {""})):
                     continue
             todo.append((canonicalize_name(req.name), frozenset(req.extras)))
-    return have
+    return frozenset(have)
 
 
 def runtime_distributions(runtime: Any, *, backend: str) -> tuple[set[str] | None, str]:

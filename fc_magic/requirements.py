@@ -140,6 +140,23 @@ def refresh_environment() -> None:
     _distribution_files.cache_clear()
 
 
+_stamp: tuple = ()
+
+
+def _refresh_if_changed() -> None:
+    """Re-read installed metadata when a folder on sys.path changed (pip adds dist-infos)."""
+    global _stamp
+    stamp = []
+    for folder in sys.path:
+        try:
+            stamp.append((folder, os.stat(folder or ".").st_mtime_ns))
+        except OSError:
+            continue
+    if tuple(stamp) != _stamp:
+        refresh_environment()
+        _stamp = tuple(stamp)
+
+
 @functools.lru_cache(maxsize=1)
 def _installed_versions() -> dict[str, str]:
     versions: dict[str, str] = {}
@@ -446,6 +463,8 @@ def resolve_requirements(declared: str, captured_modules: Iterable[str] = (), *,
                 f"Function Compute has Python {', '.join(FC_PYTHONS)}, not {python}; "
                 f"run the notebook on one of those (the worker's Python must match)")
     env = target_environment(backend, python)
+    # A `%pip install` earlier in the session changes what is installed.
+    _refresh_if_changed()
     warnings: list[str] = []
     pending: dict[str, _Pending] = {}
 
