@@ -121,3 +121,25 @@ def test_folder_table_groups_files_by_distribution(tmp_path):
     rows = {r.name: r.unpacked_bytes for r in folder_table(str(site))}
     assert rows["foo-bar"] == 100 + (info / "RECORD").stat().st_size
     assert rows["loose"] == 10
+
+
+def test_platform_follows_each_fc_runtimes_glibc():
+    assert fcpackage.uv_platform("3.12") == "x86_64-manylinux_2_28"
+    assert fcpackage.uv_platform("3.9") == "x86_64-manylinux_2_17"   # glibc 2.24: no uv name
+    tags = fcpackage.pip_platforms("3.9")
+    assert tags[0] == "manylinux_2_24_x86_64" and "manylinux_2_28_x86_64" not in tags
+    assert {"manylinux2014_x86_64", "manylinux_2_17_x86_64"} <= set(tags)
+
+
+def test_uv_accepts_the_platform_names(tmp_path):
+    uv = installer.find_uv()
+    if uv is None:
+        pytest.skip("uv is not installed")
+    import subprocess
+    for python in ("3.9", "3.10", "3.12"):
+        out = subprocess.run([uv, "pip", "install", "--no-config", "--dry-run", "--target",
+                              str(tmp_path), "--python-version", python, "--python-platform",
+                              fcpackage.uv_platform(python), "--only-binary", ":all:",
+                              "--offline", "--no-index", "fc-magic-nothing"],
+                             capture_output=True, text=True, cwd=str(tmp_path))
+        assert "invalid value" not in out.stderr, out.stderr

@@ -39,9 +39,15 @@ FC_GLIBC = {"3.9": (2, 24), "3.10": (2, 28), "3.12": (2, 28)}
 _LEGACY = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
 
 
+#: glibc minors uv's --python-platform names (x86_64-manylinux_2_17, _2_28, _2_31 ...).
+_UV_GLIBC_MINORS = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
+
+
 def uv_platform(python: str) -> str:
-    major, minor = FC_GLIBC[python]
-    return f"x86_64-manylinux_{major}_{minor}"
+    """uv's newest platform name FC's glibc still satisfies (3.9's 2.24 -> 2_17)."""
+    _major, top = FC_GLIBC[python]
+    minor = max(m for m in _UV_GLIBC_MINORS if m <= top)
+    return f"x86_64-manylinux_2_{minor}"
 
 
 def pip_platforms(python: str) -> list[str]:
