@@ -16,7 +16,6 @@ from __future__ import annotations
 import builtins
 import dis
 import functools
-import inspect
 import logging
 import os
 import types
@@ -43,6 +42,9 @@ logger = logging.getLogger(__name__)
 ALWAYS_SHIPPED = frozenset({"lithops", "__main__", "builtins"})
 _USER_MODULES = frozenset({"__main__", "__mp_main__", None})
 _MAX_OBJECTS = 2000
+#: What `_Walker.visit` reads as code; anything else is a value that gets pickled.
+_CODE_KINDS = (types.ModuleType, types.MethodType, functools.partial, types.FunctionType, type,
+               staticmethod, classmethod, property, types.BuiltinFunctionType)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ class _Walker:
 
     # -- walking
     def visit(self, obj: Any, via: str) -> None:
+        if not isinstance(obj, _CODE_KINDS):
+            self.visit_value(obj, via)
+            return
         if id(obj) in self.seen or len(self.seen) > _MAX_OBJECTS:
             return
         self.seen.add(id(obj))
@@ -115,8 +120,6 @@ class _Walker:
                     self.visit(part, via)
         elif isinstance(obj, types.BuiltinFunctionType):
             self.use(getattr(obj, "__module__", None), via)   # C functions: math.sqrt, np.*
-        else:
-            self.visit_value(obj, via)
 
     def visit_local_module(self, name: str, via: str) -> None:
         """A module next to the notebook is shipped as a file; importing it on the
@@ -124,9 +127,9 @@ class _Walker:
         from .capture import imported_modules
 
         top = name.split(".")[0]
-        if f"module:{top}" in self.local_seen:
+        if top in self.local_seen:
             return
-        self.local_seen.add(f"module:{top}")
+        self.local_seen.add(top)
         base = os.path.join(self.local_dir, top)
         files = [base + ".py"] if os.path.isfile(base + ".py") else [
             os.path.join(folder, f) for folder, _dirs, names in os.walk(base)
@@ -147,16 +150,14 @@ class _Walker:
 
     def visit_value(self, value: Any, via: str) -> None:
         """An object the function captures: it is pickled, so its type's module must exist."""
-        if isinstance(value, (types.FunctionType, types.ModuleType, type, types.MethodType,
-                              functools.partial)):
+        if isinstance(value, _CODE_KINDS):
             self.visit(value, via)
             return
-        if isinstance(value, (list, tuple, set, frozenset)) and len(value) <= 100:
-            for item in value:
-                self.visit_value(item, via)
-            return
-        if isinstance(value, dict) and len(value) <= 100:
-            for item in value.values():
+        if isinstance(value, (list, tuple, set, frozenset, dict)):
+            if id(value) in self.seen or len(value) > 100:  # big data: its type is enough
+                return
+            self.seen.add(id(value))
+            for item in (value.values() if isinstance(value, dict) else value):
                 self.visit_value(item, via)
             return
         cls = type(value)

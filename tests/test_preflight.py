@@ -58,6 +58,16 @@ uses_closure = make_closure()
 def relative(x):
     from . import sibling
     return sibling
+
+class Scorer:
+    def __init__(self):
+        self.model = LinearRegression()
+        self.loop = [1]
+        self.loop.append(self.loop)          # a self-referencing list
+    def score(self, x):
+        return x
+
+BOUND = Scorer().score
 '''
 
 
@@ -89,6 +99,8 @@ def test_needs_follow_globals_helpers_classes_closures_and_objects(nb):
     assert dists(nb["uses_closure"]) == {"pycryptodome"}          # closure cell holding a module
     assert dists(nb["uses_stdlib"]) == set()
     assert dists(nb["relative"]) == set()
+    # A bound method of a notebook object: the object (and its fitted model) is pickled too.
+    assert dists(nb["BOUND"]) == {"scikit-learn"}
 
 
 def test_need_says_how_the_module_is_reached(nb):

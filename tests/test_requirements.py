@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import importlib.metadata as md
-import sys
 
 import pytest
+from IPython.core.error import UsageError
 
 from fc_magic import engine
 from fc_magic.requirements import (
@@ -256,9 +256,6 @@ def test_table_text_and_html():
 
 
 # ------------------------------------------------------------------ %%fc_runtime through the shell
-from IPython.core.error import UsageError  # noqa: E402
-
-
 def runtime_cell(ip, line, body):
     result = ip.run_cell(f"%%fc_runtime {line}\n{body}", store_history=True)
     return result.error_in_exec
