@@ -544,8 +544,8 @@ def _captured_requirements(modules: Iterable[str], local_dir: str | None,
     for module in specific:
         if module.split(".")[0] == "__main__" or is_stdlib(module):
             continue
-        if is_local_module(module, local_dir):
-            continue
+        if is_local_module(module, local_dir) or is_client_only(module.split(".")[0]):
+            continue   # by import name too: an editable install may map to nothing
         owner = module_distribution(module)
         if owner.name is None:
             unresolved.add(module.split(".")[0])
