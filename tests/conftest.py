@@ -61,6 +61,11 @@ def ip(_shell, tmp_path):
     yield _shell
     for name in set(_shell.user_ns) - before:
         del _shell.user_ns[name]
+    # Cells a test stored in the history must not leak into the next test:
+    # the display hook re-reads the last stored cell, and capture reads them all.
+    history = _shell.history_manager
+    history.input_hist_parsed[:] = [""]
+    history.input_hist_raw[:] = [""]
 
 
 @pytest.fixture
