@@ -108,13 +108,3 @@ def show_memory(magic, kind: str, *, on_rerun=None, stream: TextIO | None = None
 
     (stream or sys.stdout).write(memory_line(magic.memory, getattr(magic, "last_map", None)) + "\n")
     return None
-
-
-def show_failures(result, kind: str, *, stream: TextIO | None = None) -> None:
-    """Tell the user how many tasks failed, with the first remote traceback, short."""
-    if kind == "widget":
-        from .widgets import show_failures as show
-        show(result)
-    else:
-        from .text import failure_report
-        (stream or sys.stdout).write(failure_report(result) + "\n")

@@ -225,18 +225,3 @@ def figures_html(result) -> str:
     hint_html = (f"<div style='font-size:12px'><b>Memory:</b> {html.escape(hint.describe())}</div>"
                  if hint is not None else "")
     return (f"<div>{charts}</div>" if charts else "") + hint_html
-
-
-def show_failures(result) -> None:
-    """A red summary with the first remote traceback folded in a <details>."""
-    from .text import failure_report
-
-    failures = result.failures
-    first = failures[0]
-    summary = html.escape(f"{len(failures)} of {len(result)} tasks failed "
-                          f"(the other results are kept; see .failures). First: task "
-                          f"#{first.index}, input {first.input_repr}: {first.exc_type}: "
-                          f"{first.message}")
-    body = (f"<div style='color:#c62828'>{summary}</div><details><summary>remote traceback"
-            f"</summary><pre>{html.escape(first.short_traceback())}</pre></details>")
-    display({"text/html": body, "text/plain": failure_report(result)}, raw=True)
