@@ -2,8 +2,8 @@
 
 One browser session (about a minute): run all cells, check the progress
 widgets reached their final state (green for the prime count, red for the
-map with failures), drag the memory slider and check the kernel's
-FCMagic.memory followed, then start a long map and press its Cancel button
+map with failures), press "retry failed" on the failing map, drag
+the memory slider and check the kernel's FCMagic.memory followed, then start a long map and press its Cancel button
 while the cell runs. Screenshots go to test-artifacts/ (git-ignored).
 
 `make test` installs chromium (apt, as root), Playwright and JupyterLab; the
@@ -106,8 +106,11 @@ JS_ADD_CELL = """(source) => {
 JS_CELL_TEXT = """(index) => {
   const cell = window.jupyterapp.shell.currentWidget.content.widgets[index];
   if (cell.model.executionCount === null) return null;
-  return cell.model.outputs.toJSON().map(o => o.text || (o.data && o.data['text/plain']) || '')
-         .map(t => Array.isArray(t) ? t.join('') : t).join('');
+  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  if (kernel.status !== 'idle') return null;
+  return {text: cell.model.outputs.toJSON()
+    .map(o => o.text || (o.data && o.data['text/plain']) || '')
+    .map(t => Array.isArray(t) ? t.join('') : t).join('')};
 }"""
 
 
@@ -129,8 +132,7 @@ def _all_ran(page) -> bool:
 
 def _run_cell(page, source: str, timeout=120.0) -> tuple[int, str]:
     index = page.evaluate(JS_ADD_CELL, source)
-    text = _wait(page, JS_CELL_TEXT, index, timeout, f"cell {source!r}")
-    return index, text
+    return index, _wait(page, JS_CELL_TEXT, index, timeout, f"cell {source!r}")["text"]
 
 
 def test_quickstart_in_jupyterlab(lab):
@@ -168,7 +170,17 @@ def test_quickstart_in_jupyterlab(lab):
             page.locator(".jp-Cell:has(.progress-bar-danger)").first.screenshot(
                 path=str(ARTIFACTS / "browser-1-failures.png"))
 
-            # 2. Drag the memory slider (the %fc_memory cell's, the last one).
+            # 2. "Retry 1 failed" on the failing map: it runs again (and fails again:
+            # 1/0), in a second red bar under the first, merged into `inv`.
+            _run_cell(page, "before = inv.failures[0]")
+            failing = page.locator(".jp-Cell:has(.progress-bar-danger)").first
+            failing.locator("button", has_text="Retry 1 failed").click()
+            failing.locator(".progress-bar-danger").nth(1).wait_for(timeout=60_000)
+            _, text = _run_cell(page, "print('retried:', len(inv), [f.index for f in inv.failures],"
+                                      " inv.failures[0] is not before)")
+            assert "retried: 7 [3] True" in text, text
+
+            # 3. Drag the memory slider (the %fc_memory cell's, the last one).
             slider = page.locator(".widget-hslider .slider").last
             slider.scroll_into_view_if_needed()
             readout = page.locator(".widget-hslider .widget-readout").last
@@ -185,7 +197,7 @@ def test_quickstart_in_jupyterlab(lab):
             page.locator(".jp-Cell:has(.widget-hslider)").last.screenshot(
                 path=str(ARTIFACTS / "browser-2-slider.png"))
 
-            # 3. A long map; press Cancel while the cell runs.
+            # 4. A long map; press Cancel while the cell runs.
             index = page.evaluate(JS_ADD_CELL, "import time\ndef slow(x):\n    time.sleep(0.25)\n"
                                                "    return x\nr_long = %fc_map slow range(400)")
             cell = page.locator(".jp-Notebook .jp-Cell").nth(index)

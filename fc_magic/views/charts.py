@@ -9,7 +9,9 @@ import html
 
 
 def fmt_duration(seconds: float) -> str:
-    """Task durations are often milliseconds: '3.2 ms', '0.41 s', '12.0 s'."""
+    """Task durations are often tiny: '12 µs', '3.2 ms', '0.41 s', '12.0 s'."""
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f} µs"
     if seconds < 0.1:
         return f"{seconds * 1000:.1f} ms"
     return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
