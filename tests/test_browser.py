@@ -51,8 +51,14 @@ def lab(tmp_path_factory):
     notebooks.mkdir()
     shutil.copy(ROOT / "notebooks" / "quickstart.ipynb", notebooks / "quickstart.ipynb")
     port, token = _free_port(), secrets.token_hex(16)
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(base / "config"),
-               JUPYTER_RUNTIME_DIR=str(base / "runtime"))
+    # The server's kernels get their own TMPDIR and no __LITHOPS_* session
+    # variables: Lithops exports its session id to child processes, and a
+    # kernel numbering its executors like this test process would share job
+    # data with it through a shared TMPDIR.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("__LITHOPS_")}
+    (base / "tmp").mkdir()
+    env.update(JUPYTER_CONFIG_DIR=str(base / "config"), JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+               TMPDIR=str(base / "tmp"))
     log = open(base / "lab.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import os
 import queue
 import time
 from pathlib import Path
@@ -29,14 +30,27 @@ def slow(x):
 """
 
 
+def child_env(tmp: Path) -> dict:
+    """The environment for a kernel this test process starts.
+
+    Lithops exports its session id and executor count (``__LITHOPS_*``) so a
+    spawned process "joins the session": a kernel started after this process
+    ran maps would number its executors like ours, and with a shared TMPDIR
+    the two would read each other's job data. The kernel gets its own.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("__LITHOPS_")}
+    env["TMPDIR"] = str(tmp)
+    return env
+
+
 class Frontend:
     """Just enough of a Jupyter frontend: execute cells, read iopub, send comm messages."""
 
-    def __init__(self):
+    def __init__(self, tmp: Path):
         from jupyter_client import KernelManager
 
         self.km = KernelManager(kernel_name="python3")
-        self.km.start_kernel()
+        self.km.start_kernel(env=child_env(tmp))
         self.kc = self.km.client()
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=60)
@@ -108,8 +122,8 @@ def _progress(msg, at_least: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def frontend():
-    fe = Frontend()
+def frontend(tmp_path_factory):
+    fe = Frontend(tmp_path_factory.mktemp("kernel_tmp"))
     reply = fe.reply(fe.execute(SETUP))
     assert reply["content"]["status"] == "ok", reply["content"]
     yield fe
