@@ -208,31 +208,30 @@ class FCMagic(Magics):
         else:
             retry.remember_function(result, func)
         self.last_map = result
+        self._last_request = request
         display.show_result(result, magic=self,
-                            on_retry=lambda: self._retry_from_view(result),
-                            on_rerun=lambda mb: self._rerun_from_view(result, mb))
+                            on_retry=lambda: self._retry_from_view(result, request),
+                            on_rerun=lambda mb: self._rerun_from_view(result, mb, request))
         return result
 
-    def _retry_from_view(self, result):
-        """The view's "retry failed" button: same as %fc_map --retry on that result."""
+    _last_request = None
+
+    def _retry_from_view(self, result, request):
+        """The view's "retry failed" button: the failed inputs again, same runtime and settings."""
         from . import retry
-        from .engine import MapRequest
 
         indices, items = retry.retry_inputs(result)
-        func = retry.function_for(result)
-        request = MapRequest(backend=self.backend, memory_mb=self.memory,
-                             timeout_s=self.timeout, workers=self.workers or None)
-        return self._run_and_show(func, items, request, into=(result, indices))
+        return self._run_and_show(retry.function_for(result), items, request,
+                                  into=(result, indices))
 
-    def _rerun_from_view(self, result, memory_mb: int):
+    def _rerun_from_view(self, result, memory_mb: int, request=None):
         """The slider's "re-run with this memory": the whole map again, in place."""
-        from . import retry
-        from .engine import MapRequest
+        import dataclasses
 
-        func = retry.function_for(result)
-        request = MapRequest(backend=self.backend, memory_mb=memory_mb,
-                             timeout_s=self.timeout, workers=self.workers or None)
-        return self._run_and_show(func, list(result.inputs), request,
+        from . import retry
+
+        request = dataclasses.replace(request or self._last_request, memory_mb=memory_mb)
+        return self._run_and_show(retry.function_for(result), list(result.inputs), request,
                                   into=(result, list(range(len(result.inputs)))))
 
     # --------------------------------------------------------------- %fc_memory
@@ -268,8 +267,8 @@ class FCMagic(Magics):
                           on_rerun=self._rerun_last)
 
     def _rerun_last(self, memory_mb: int):
-        if self.last_map is not None:
-            self._rerun_from_view(self.last_map, memory_mb)
+        if self.last_map is not None and self._last_request is not None:
+            self._rerun_from_view(self.last_map, memory_mb, self._last_request)
 
     # -------------------------------------------------------------- %%fc_runtime
     #: The runtime %fc_map uses, set by %%fc_runtime (None: the kernel's own Python).
