@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -127,6 +128,52 @@ def _cmd_requirements(args) -> int:
     return 0
 
 
+def _cmd_sandbox(args) -> int:
+    """Run a local FC + OSS sandbox until Ctrl-C and print how to use it."""
+    import logging
+    import signal
+    import threading
+
+    from .sandbox import Faults, Sandbox
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s")
+    sandbox = Sandbox(port=args.port, concurrency=args.concurrency,
+                      faults=Faults(args.throttle_rate, args.error_rate)).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        text = sandbox.config_yaml()
+        if args.config_out:
+            with open(os.open(args.config_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                      "w") as f:
+                f.write(text)
+        where = args.config_out or "<the config above, saved to a file>"
+        print(f"Function Compute + OSS sandbox at {sandbox.endpoint} "
+              f"(region {sandbox.region}, account {sandbox.account_id})")
+        print(f"AccessKey ID:     {sandbox.access_key_id}")
+        print(f"AccessKey secret: {sandbox.access_key_secret}  (generated; valid only here)")
+        print("\nLithops config (fc_magic also reads the two 'endpoint' keys):\n")
+        print(text)
+        print("In a notebook:")
+        print("  %load_ext fc_magic")
+        print("  %config FCMagic.backend = 'aliyun_fc'")
+        print(f"  %config FCMagic.config_file = '{where}'")
+        print(f"or, with these credentials in your own Lithops config:\n"
+              f"  %config FCMagic.fc_endpoint = '{sandbox.endpoint}'\n"
+              f"  %config FCMagic.oss_endpoint = '{sandbox.host}'")
+        print("\nready; Ctrl-C stops the sandbox", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    finally:
+        sandbox.stop()
+    print("sandbox stopped", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fc-magic", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--rebuild", action="store_true", help="build even if cached")
     build.add_argument("--cache-dir", help="runtime cache (default ~/.cache/fc_magic)")
     build.set_defaults(handler=_cmd_build)
+
+    sbx = sub.add_parser("sandbox", help="run a local Function Compute + OSS on 127.0.0.1 "
+                                         "for the aliyun_fc backend, until Ctrl-C")
+    sbx.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    sbx.add_argument("--concurrency", type=int, default=4,
+                     help="function instances running at once (default 4)")
+    sbx.add_argument("--config-out", metavar="FILE",
+                     help="also write the Lithops config to FILE (mode 600)")
+    sbx.add_argument("--throttle-rate", type=float, default=0.0,
+                     help="fraction of invocations answered 429 (fault injection)")
+    sbx.add_argument("--error-rate", type=float, default=0.0,
+                     help="fraction of invocations answered 503 (fault injection)")
+    sbx.add_argument("--verbose", "-v", action="store_true",
+                     help="log deployments and requests (never payloads)")
+    sbx.set_defaults(handler=_cmd_sandbox)
     return parser
 
 

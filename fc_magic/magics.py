@@ -63,6 +63,23 @@ class FCMagic(Magics):
     workers = Int(0, config=True,
                   help="Parallel worker processes for the localhost backend "
                        "(0: one per CPU core).")
+    config_file = Unicode("", config=True,
+                          help="aliyun_fc: the Lithops config file with the Alibaba Cloud "
+                               "credentials (sections aliyun, aliyun_fc, aliyun_oss); empty: "
+                               "Lithops' own lookup ($LITHOPS_CONFIG_FILE, ./.lithops_config, "
+                               "~/.lithops/config).")
+    region = Unicode("", config=True,
+                     help="aliyun_fc: region such as 'cn-hangzhou' (empty: the Lithops "
+                          "config's).")
+    fc_endpoint = Unicode("", config=True,
+                          help="aliyun_fc: Function Compute endpoint override, e.g. the "
+                               "VPC-internal '<account>.<region>-internal.fc.aliyuncs.com' "
+                               "inside Alibaba Cloud (PAI-DSW) or a sandbox's "
+                               "'http://127.0.0.1:PORT' (empty: the public endpoint).")
+    oss_endpoint = Unicode("", config=True,
+                           help="aliyun_fc: OSS endpoint override for the client and the "
+                                "workers, e.g. 'oss-<region>-internal.aliyuncs.com' inside "
+                                "Alibaba Cloud (empty: Lithops' public/internal defaults).")
 
     @default("cache_dir")
     def _cache_dir_default(self) -> str:
@@ -197,8 +214,11 @@ class FCMagic(Magics):
 
         kind = views.choose_view_kind(self.shell, self.view)
         display = views.MapDisplay(kind, progress_after=self.progress_after, quiet=quiet)
-        result = run_map(func, items, request, on_snapshot=display.on_snapshot,
-                         should_cancel=display.should_cancel)
+        try:
+            result = run_map(func, items, request, on_snapshot=display.on_snapshot,
+                             should_cancel=display.should_cancel)
+        except InputProblem as exc:  # e.g. aliyun_fc credentials refused
+            raise UsageError(f"%fc_map: {exc}") from None
         if into is not None:
             target, indices = into
             if len(indices) == len(target.values) and indices == list(range(len(indices))):
@@ -418,11 +438,8 @@ class FCMagic(Magics):
             if problem:
                 raise InputProblem(f"{problem}; pass a valid {flag} or set "
                                    f"%config FCMagic.{flag[2:]}")
-        if self.backend != "localhost":
-            raise InputProblem(f"backend {self.backend!r} is not available in this "
-                               f"version; use %config FCMagic.backend = 'localhost'")
         request = MapRequest(backend=self.backend, memory_mb=memory, timeout_s=timeout,
-                             workers=self.workers or None)
+                             workers=self.workers or None, **self._aliyun_settings())
         if runtime is not None:
             from .runtime import target_for_backend
             from .runtime.isolation import kernel_site_modules
@@ -432,7 +449,18 @@ class FCMagic(Magics):
                                    f"{runtime.target}, not backend {self.backend!r}; run its "
                                    f"%%fc_runtime {runtime.name} cell again")
             request.runtime = runtime.interpreter or runtime.deploy_name
+            request.package = runtime.package
             # Lithops would ship the kernel's copy of a package the runtime lacks.
             request.extra_config.setdefault("lithops", {})["exclude_modules"] = \
                 kernel_site_modules()
+        if self.backend == "aliyun_fc":
+            from .engine import check_aliyun
+
+            check_aliyun(request)
         return request
+
+    def _aliyun_settings(self) -> dict:
+        """The aliyun_fc traits as MapRequest fields (empty trait: not set)."""
+        return {"region": self.region or None, "fc_endpoint": self.fc_endpoint or None,
+                "oss_endpoint": self.oss_endpoint or None,
+                "config_file": self.config_file or None}

@@ -47,6 +47,9 @@ def default_cache_dir() -> str:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fc-magic-sandbox"
+    # Small requests and answers back to back: Nagle's algorithm would hold
+    # the second segment for the peer's delayed ACK.
+    disable_nagle_algorithm = True
     sandbox: "Sandbox"  # set on the subclass made per server
 
     def log_message(self, fmt, *args):  # method and path only; never bodies
@@ -79,9 +82,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         if not any(k.lower() == "content-length" for k in reply.headers):
             self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
+        # Headers and body in one write (end_headers would send them apart).
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD" and reply.body:
-            self.wfile.write(reply.body)
+            self._headers_buffer.append(reply.body)
+        self.flush_headers()
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _serve
 
@@ -111,6 +116,7 @@ class Sandbox:
         self._keys = {self.access_key_id: self.access_key_secret}
         self._port = port
         self._rng = random.Random(self.faults.seed)
+        self._rng_for = self.faults
         self._rng_lock = threading.Lock()
         self.faults_injected = 0
         self.store = ObjectStore(region)
@@ -170,7 +176,9 @@ class Sandbox:
     def lithops_config(self, bucket: str = DEFAULT_BUCKET) -> dict:
         """The Lithops config (plus fc_magic's endpoint keys) for this sandbox."""
         return {
-            "lithops": {"backend": "aliyun_fc", "storage": "aliyun_oss"},
+            # Listing the loopback store is cheap: poll it more often than OSS.
+            "lithops": {"backend": "aliyun_fc", "storage": "aliyun_oss",
+                        "monitoring_interval": 0.5},
             "aliyun": {"account_id": self.account_id, "access_key_id": self.access_key_id,
                        "access_key_secret": self.access_key_secret, "region": self.region},
             "aliyun_fc": {"role_arn": f"acs:ram::{self.account_id}:role/fc-sandbox",
@@ -189,6 +197,8 @@ class Sandbox:
         if not (faults.throttle_rate or faults.error_rate):
             return None
         with self._rng_lock:
+            if faults is not self._rng_for:  # new settings: restart their sequence
+                self._rng, self._rng_for = random.Random(faults.seed), faults
             roll = self._rng.random()
         if roll < faults.throttle_rate:
             self.faults_injected += 1

@@ -1,0 +1,278 @@
+"""fc_magic's aliyun_fc path end to end against the sandbox, with the real SDKs.
+
+One sandbox and one runtime build for the module: `%%fc_runtime` builds the
+FC code package (humanize: small, pure Python, not installed in the client's
+venv, so it can only come from the package), `%fc_map` deploys it as the
+Lithops function and runs tasks in it. Lithops' runtime-metadata cache is
+pointed at a temp dir so runs never share deployments.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from IPython.core.error import UsageError
+from IPython.utils.capture import capture_output
+
+from fc_magic import engine
+from fc_magic.sandbox import DEFAULT_BUCKET, Faults, Sandbox
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME_CELL = "%%fc_runtime demo\nhumanize\n"
+FMT = ("def fmt(x):\n"
+       "    import os, sys, humanize\n"
+       "    return humanize.intcomma(x * 1000), '%d.%d' % sys.version_info[:2], "
+       "os.environ.get('FC_FUNCTION_NAME')\n")
+
+
+@pytest.fixture(scope="module")
+def lithops_cache(tmp_path_factory):
+    """Lithops' ~/.lithops/cache for runtime metadata, private to this module."""
+    from lithops.storage import storage
+
+    saved = storage.CACHE_DIR
+    storage.CACHE_DIR = str(tmp_path_factory.mktemp("lithops-cache"))
+    yield storage.CACHE_DIR
+    storage.CACHE_DIR = saved
+
+
+@pytest.fixture(scope="module")
+def sandbox(lithops_cache):
+    with Sandbox(concurrency=4) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="module")
+def config_file(sandbox, tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("lithops-config") / "config.yaml"
+    path.write_text(sandbox.config_yaml())
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def xdg_cache(tmp_path_factory) -> str:
+    """XDG_CACHE_HOME whose fc_magic/ holds the module's runtime builds."""
+    return str(tmp_path_factory.mktemp("xdg"))
+
+
+@pytest.fixture(scope="module")
+def demo_runtime(xdg_cache):
+    """The FC package of RUNTIME_CELL, built once (the magic then hits the cache)."""
+    from fc_magic.requirements import resolve_requirements
+    from fc_magic.runtime import ensure_runtime
+
+    reqs = resolve_requirements("humanize\n", backend="aliyun_fc")
+    return ensure_runtime("demo", reqs, target="fc",
+                          cache_dir=os.path.join(xdg_cache, "fc_magic"))
+
+
+@pytest.fixture
+def aliyun(fc, cell, config_file, demo_runtime, xdg_cache):
+    """FCMagic on backend aliyun_fc, credentials from the sandbox's Lithops config."""
+    fc.backend = "aliyun_fc"
+    fc.config_file = config_file
+    fc.cache_dir = os.path.join(xdg_cache, "fc_magic")
+    with capture_output() as cap:
+        cell(RUNTIME_CELL)
+    assert "cache hit" in cap.stdout
+    cell(FMT)
+    return fc
+
+
+def _request(runtime, config_file, **kw) -> engine.MapRequest:
+    return engine.MapRequest(backend="aliyun_fc", runtime=runtime.deploy_name,
+                             package=runtime.package, memory_mb=256, timeout_s=60,
+                             config_file=config_file, **kw)
+
+
+def test_fc_runtime_and_fc_map_run_in_the_deployed_package(aliyun, cell, sandbox):
+    with capture_output() as cap:
+        result = cell("%fc_map fmt range(6)")
+    names = [n for n in sandbox.functions._functions if n.startswith("lithops-worker-demo-")]
+    assert len(names) == 1, "one FC function for (runtime, memory)"
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert result.values == [(f"{x * 1000:,}", python, names[0]) for x in range(6)]
+    assert "6/6 done" in cap.stdout and "[ok]" in cap.stdout
+
+
+@pytest.mark.slow
+def test_a_map_of_1500_tasks_completes(demo_runtime, config_file, sandbox):
+    # Lithops detects completion by listing the job's status keys (~3 per
+    # task): without paging past OSS's 1000-key pages this map never ends.
+    # Tasks are chunked 50 per invocation to keep the test light.
+    def double(x):
+        return 2 * x
+
+    request = _request(demo_runtime, config_file,
+                       extra_config={"lithops": {"chunksize": 50}})
+    result = engine.run_map(double, list(range(1500)), request)
+    assert result.values == [2 * x for x in range(1500)]
+
+
+def test_listing_pages_past_1000_keys(demo_runtime, config_file, sandbox):
+    executor = engine._new_executor(_request(demo_runtime, config_file))
+    try:
+        bucket = executor.internal_storage.bucket
+        for i in range(2100):
+            sandbox.store.handle("PUT", bucket, f"paging-test/{i:05d}", {}, {}, b"")
+        storage = executor.internal_storage.storage
+        assert len(storage.list_keys(bucket, "paging-test/")) == 2100
+        assert len(storage.list_objects(bucket, "paging-test/")) == 2100
+        storage.delete_objects(bucket, storage.list_keys(bucket, "paging-test/"))
+        assert sandbox.store.count(bucket, "paging-test/") == 0
+    finally:
+        executor.job_monitor.stop()
+
+
+def test_over_memory_and_over_timeout_are_reported_and_the_rest_kept(aliyun, cell):
+    cell("def hog(x):\n"
+         "    if x == 'mem':\n"
+         "        blob = 'x' * (600 * 2**20)\n"
+         "    if x == 'sleep':\n"
+         "        import time; time.sleep(60)\n"
+         "    return x\n")
+    with capture_output() as cap:
+        result = cell("%fc_map hog [1, 'mem', 'sleep', 4] --timeout 3")
+    assert result.values[0] == 1 and result.values[3] == 4
+    kinds = {f.input_repr: f for f in result.failures}
+    assert kinds["'mem'"].exc_type == "MemoryError"
+    assert "memory" in kinds["'mem'"].message
+    assert kinds["'sleep'"].exc_type == "TimeoutError"
+    assert "maximum time of 3 seconds" in kinds["'sleep'"].message
+    assert "2 of 4 tasks failed" in cap.stdout
+
+
+def test_injected_throttling_and_5xx_lose_no_result(aliyun, cell, sandbox, tally, caplog):
+    before = sandbox.faults_injected
+    sandbox.faults = Faults(throttle_rate=0.05, error_rate=0.05, seed=11)
+    try:
+        with caplog.at_level("WARNING", logger="urllib3"):
+            result = cell("%fc_map fmt range(60)")
+    finally:
+        sandbox.faults = Faults()
+    injected = sandbox.faults_injected - before
+    tally.faults_injected += injected
+    assert injected > 0
+    assert [v[0] for v in result.values] == [f"{x * 1000:,}" for x in range(60)]
+    # Sized invoke connection pool: no "Connection pool is full" in the cell.
+    assert "Connection pool is full" not in caplog.text
+
+
+def test_throttled_invoke_is_retried_not_raised(demo_runtime, config_file, sandbox):
+    executor = engine._new_executor(_request(demo_runtime, config_file))
+    sandbox.faults = Faults(throttle_rate=0.5, seed=3)
+    try:
+        backend = executor.compute_handler.backend
+        ids = [backend.invoke(demo_runtime.deploy_name, 256, {"get_metadata": True})
+               for _ in range(8)]
+    finally:
+        sandbox.faults = Faults()
+        executor.job_monitor.stop()
+    assert all(ids) and len(set(ids)) == 8
+
+
+def test_deleted_function_is_redeployed_through_an_oss_code_location(
+        aliyun, cell, sandbox, monkeypatch):
+    cell("%fc_map fmt range(2)")
+    (name,) = [n for n in sandbox.functions._functions if n.startswith("lithops-worker-demo-")]
+    sandbox.functions.delete(name)  # Lithops' metadata cache still says "deployed"
+    fetched = []
+    real_get = sandbox.store.get_bytes
+    monkeypatch.setattr(sandbox.store, "get_bytes",
+                        lambda b, k: fetched.append(k) or real_get(b, k))
+    monkeypatch.setattr(engine, "INLINE_CODE_MAX_BYTES", 1000)
+    result = cell("%fc_map fmt range(3)")
+    assert [v[0] for v in result.values] == ["0", "1,000", "2,000"]
+    assert name in sandbox.functions._functions
+    assert any(k.startswith("fc_magic/packages/") for k in fetched), "via OSS"
+    staged = [k for k in fetched if k.startswith("fc_magic/packages/")]
+    assert all(real_get(DEFAULT_BUCKET, k) is None for k in staged), "staged package removed"
+
+
+def test_wrong_secret_is_one_clear_error_without_the_secret(fc, cell, aliyun, config_file,
+                                                          tmp_path, sandbox):
+    bad = yaml.safe_load(Path(config_file).read_text())
+    wrong = "WrongSecret" + "z" * 19
+    bad["aliyun"]["access_key_secret"] = wrong
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    fc.config_file = str(path)
+    with capture_output() as cap, pytest.raises(UsageError) as err:
+        cell("%fc_map fmt range(3)")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("%fc_map: OSS refused the AccessKey")
+    assert "SignatureDoesNotMatch" in message and "access_key_secret" in message
+    for text in (message, cap.stdout, cap.stderr):
+        assert wrong not in text and sandbox.access_key_secret not in text
+
+
+def test_missing_credentials_and_unsupported_python_are_usage_errors(
+        aliyun, cell, tmp_path, config_file, monkeypatch):
+    partial = yaml.safe_load(Path(config_file).read_text())
+    del partial["aliyun"]["access_key_secret"]
+    (tmp_path / "partial.yaml").write_text(yaml.safe_dump(partial))
+    aliyun.config_file = str(tmp_path / "partial.yaml")
+    with pytest.raises(UsageError, match=r"needs access_key_secret under 'aliyun:'"):
+        cell("%fc_map fmt range(3)")
+    aliyun.config_file = config_file
+    monkeypatch.setattr(engine, "client_python", lambda: "3.11")
+    with pytest.raises(UsageError) as err:
+        cell("%fc_map fmt range(3)")
+    assert re.search(r"runs Python 3\.9, 3\.10, 3\.12 .* this kernel is Python 3\.11",
+                     str(err.value))
+
+
+@pytest.mark.slow
+def test_aliyun_notebook_runs_against_the_sandbox(config_file, demo_runtime, xdg_cache,
+                                                  tmp_path, sandbox):
+    from fc_magic.notebooks import cell_texts, execute
+
+    home = tmp_path / "home"
+    home.mkdir()
+    out = tmp_path / "aliyun_fc.executed.ipynb"
+    nb = execute(ROOT / "notebooks" / "aliyun_fc.ipynb", out, timeout=300,
+                 env={"LITHOPS_CONFIG_FILE": config_file, "XDG_CACHE_HOME": xdg_cache,
+                      "HOME": str(home)})
+    texts = {first: text for _, first, text in cell_texts(nb)}
+    assert "cache hit" in texts["%%fc_runtime demo"]
+    assert texts["def add_seven(x):"].endswith("[7, 8, 9, 10, 11, 12, 13, 14, 15, 16]")
+    where = texts["def where(x):"]
+    assert "lithops-worker-demo-" in where and "1,000,000" in where
+    assert "1 of 7 tasks failed" in texts["def inverse(x):"]
+    saved = out.read_text()
+    assert sandbox.access_key_secret not in saved
+
+
+def test_cli_sandbox_prints_a_working_config_and_stops_on_ctrl_c(tmp_path):
+    import oss2
+
+    config = tmp_path / "sandbox.yaml"
+    proc = subprocess.Popen([sys.executable, "-m", "fc_magic.cli", "sandbox",
+                             "--config-out", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("ready"):
+                break
+        text = "".join(lines)
+        data = yaml.safe_load(config.read_text())
+        secret = data["aliyun"]["access_key_secret"]
+        assert data["aliyun_fc"]["endpoint"] in text and secret in text
+        assert "%config FCMagic.backend = 'aliyun_fc'" in text
+        bucket = oss2.Bucket(oss2.Auth(data["aliyun"]["access_key_id"], secret),
+                             data["aliyun_oss"]["endpoint"], "cli-check")
+        bucket.create_bucket()
+        assert bucket.get_bucket_info().name == "cli-check"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
