@@ -199,3 +199,26 @@ def test_a_10000_task_map_adds_a_bounded_amount_to_the_saved_notebook(tmp_path):
     # Widget state plus the final summary: the same few kB, not one entry per update.
     assert big - small < 12_000, (small, big)
     assert big < 60_000
+
+
+CHILD_MAP = """\
+from fc_magic import engine
+def negate(x):
+    return -x
+print(engine.run_map(negate, list(range(5)), engine.MapRequest()).values)
+"""
+
+
+def test_a_process_started_after_a_map_does_not_share_its_lithops_session(ip, cell):
+    """Kernels and scripts started from a kernel that ran maps (as these tests start
+    kernels) must not number their Lithops executors like it: with a shared TMPDIR
+    the next map here would silently return the child's results."""
+    import subprocess
+    import sys
+
+    cell("def plus_one(x):\n    return x + 1")
+    assert ip.run_line_magic("fc_map", "plus_one range(5) --quiet").values == [1, 2, 3, 4, 5]
+    child = subprocess.run([sys.executable, "-c", CHILD_MAP], capture_output=True, text=True,
+                           timeout=120)  # same environment, same TMPDIR
+    assert child.stdout.strip().splitlines()[-1] == "[0, -1, -2, -3, -4]", child.stderr[-2000:]
+    assert ip.run_line_magic("fc_map", "plus_one range(5) --quiet").values == [1, 2, 3, 4, 5]
