@@ -13,12 +13,16 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
+import random
 import sys
+import threading
 import time
 import traceback as tb
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from .inputs import InputProblem
 from .progress import CANCELLED, ERROR, RUNNING, SUCCESS, MapSnapshot
 from .results import MapResult, TaskFailure, TaskStats, short_repr
 
@@ -43,6 +47,15 @@ class MapRequest:
     workers: int | None = None
     #: Extra Lithops configuration sections merged over the defaults.
     extra_config: dict = field(default_factory=dict)
+    #: aliyun_fc: the runtime's code package zip (RuntimeEntry.package), deployed
+    #: as the FC function for (runtime, memory) unless FC already has it.
+    package: str | None = None
+    #: aliyun_fc settings; None takes the Lithops config file's, then Lithops' defaults.
+    region: str | None = None
+    fc_endpoint: str | None = None
+    oss_endpoint: str | None = None
+    #: The Lithops config file holding the credentials (None: Lithops' own lookup).
+    config_file: str | None = None
 
 
 class MapCancelled(Exception):
@@ -50,7 +63,13 @@ class MapCancelled(Exception):
 
 
 def lithops_config(request: MapRequest) -> dict:
-    """The Lithops config dict for a request (no file, no environment lookups)."""
+    """The Lithops config dict for a request.
+
+    localhost needs no file or environment; aliyun_fc reads the credentials
+    from the user's Lithops config (see `aliyun_settings`).
+    """
+    if request.backend == "aliyun_fc":
+        return aliyun_settings(request)[0]
     if request.backend == "localhost":
         # Lithops' localhost default runtime is a bare interpreter name looked
         # up on PATH: with another Python first on PATH every task dies
@@ -174,7 +193,7 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
     interrupted: BaseException | None = None
 
     with _quiet_lithops():
-        executor = lithops.FunctionExecutor(config=lithops_config(request), log_level=None)
+        executor = _new_executor(request)
         # Lithops registers every executor with atexit; a long notebook
         # session would otherwise keep each one alive until exit.
         atexit.unregister(executor._clean_at_exit)
@@ -298,3 +317,348 @@ def fc_worker_requirements() -> list[str]:
 
     lines = (line.split("#", 1)[0].strip() for line in config.REQUIREMENTS_FILE.splitlines())
     return [line for line in lines if line]
+
+
+# ------------------------------------------------------------------ aliyun_fc
+#: Code packages up to this size go inline in CreateFunction (base64 in the
+#: request, FC's 100 MB SDK limit); larger ones through an OSS code location.
+INLINE_CODE_MAX_BYTES = 100 * 1024 * 1024
+#: Credentials as Alibaba Cloud's own tools read them from the environment,
+#: used when the Lithops config has none.
+_ENV_KEYS = {"access_key_id": "ALIBABA_CLOUD_ACCESS_KEY_ID",
+             "access_key_secret": "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+             "region": "ALIBABA_CLOUD_REGION_ID"}
+_CONFIG_HINT = ("in your Lithops config (~/.lithops/config, ./.lithops_config or "
+                "$LITHOPS_CONFIG_FILE, or %config FCMagic.config_file)")
+
+
+@dataclass(frozen=True)
+class AliyunEndpoints:
+    """Endpoint overrides: VPC-internal endpoints inside Alibaba Cloud, or the sandbox."""
+
+    fc: str | None = None
+    oss: str | None = None
+
+
+def client_python() -> str:
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def function_timeout_s(request: MapRequest) -> int:
+    """The FC function's own timeout: above the task timeout, which Lithops enforces.
+
+    FC bills run time, not the configured timeout, so a generous one costs
+    nothing and lets one function serve maps with different --timeout.
+    """
+    return min(max(request.timeout_s + 30, 900), 86_400)
+
+
+def aliyun_settings(request: MapRequest) -> tuple[dict, AliyunEndpoints]:
+    """(Lithops config, endpoint overrides) for an aliyun_fc map.
+
+    Credentials come from the Lithops config as Lithops users keep it (file or
+    $LITHOPS_CONFIG), sections ``aliyun`` (account_id, access_key_id,
+    access_key_secret, region), ``aliyun_fc`` (role_arn) and ``aliyun_oss``
+    (storage_bucket); fc_magic also reads ``endpoint`` in the last two. Raises
+    `InputProblem` naming what is missing, never a value.
+    """
+    import copy
+
+    from lithops.config import load_config
+
+    from . import limits
+
+    python = client_python()
+    if python not in limits.FC_PYTHONS:
+        raise InputProblem(f"Function Compute runs Python {', '.join(limits.FC_PYTHONS)} and "
+                           f"Lithops needs the same Python on both sides, but this kernel is "
+                           f"Python {python}; start the notebook with one of those")
+    try:
+        user = copy.deepcopy(load_config(request.config_file, log=False) or {})
+    except FileNotFoundError:
+        raise InputProblem(f"the Lithops config file {request.config_file!r} does not exist; "
+                           f"fix %config FCMagic.config_file") from None
+    aliyun = dict(user.get("aliyun") or {})
+    fc = dict(user.get("aliyun_fc") or {})
+    oss = dict(user.get("aliyun_oss") or {})
+    for key, env in _ENV_KEYS.items():
+        if not aliyun.get(key) and not fc.get(key) and os.environ.get(env):
+            aliyun[key] = os.environ[env]
+    if request.region:
+        aliyun["region"] = request.region
+        fc.pop("region", None)
+        oss.pop("region", None)
+    missing = [k for k in ("access_key_id", "access_key_secret", "account_id", "region")
+               if not (aliyun.get(k) or fc.get(k))]
+    if missing:
+        raise InputProblem(f"backend 'aliyun_fc' needs {', '.join(missing)} under 'aliyun:' "
+                           f"{_CONFIG_HINT}")
+    if not fc.get("role_arn"):
+        raise InputProblem(f"backend 'aliyun_fc' needs the RAM role FC runs as: role_arn "
+                           f"under 'aliyun_fc:' {_CONFIG_HINT}")
+    endpoints = AliyunEndpoints(fc=request.fc_endpoint or fc.pop("endpoint", None) or None,
+                                oss=request.oss_endpoint or oss.pop("endpoint", None) or None)
+    fc.pop("endpoint", None)
+    oss.pop("endpoint", None)
+    fc.update(runtime_memory=request.memory_mb, runtime_timeout=function_timeout_s(request))
+    if request.runtime:
+        fc["runtime"] = request.runtime
+    section = {"backend": "aliyun_fc", "storage": "aliyun_oss"}
+    for key in ("monitoring_interval", "execution_timeout"):
+        if key in (user.get("lithops") or {}):
+            section[key] = user["lithops"][key]
+    config = {"lithops": section, "aliyun": aliyun, "aliyun_fc": fc, "aliyun_oss": oss}
+    for name, values in request.extra_config.items():
+        config.setdefault(name, {}).update(values)
+    return config, endpoints
+
+
+def check_aliyun(request: MapRequest) -> None:
+    """Everything an aliyun_fc map needs before it starts; `InputProblem` if not."""
+    aliyun_settings(request)
+    if not request.runtime or not request.package:
+        raise InputProblem("backend 'aliyun_fc' runs tasks in a runtime built for Function "
+                           "Compute; define one with %%fc_runtime NAME and its packages")
+    if not os.path.isfile(request.package):
+        raise InputProblem(f"the code package of runtime {request.runtime} is gone from the "
+                           f"cache; run its %%fc_runtime cell again")
+
+
+_ENDPOINT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _aliyun_endpoints(endpoints: AliyunEndpoints) -> Iterator[None]:
+    """Point Lithops' aliyun backends at other endpoints while an executor is made.
+
+    Lithops 3.8 recomputes the endpoints from account id and region inside
+    ``load_config`` and has no setting for them; the module constants it
+    formats are the narrowest place to change them. They are read only while
+    the executor is built (the workers get the computed values in the
+    payload), and put back afterwards.
+    """
+    from lithops.serverless.backends.aliyun_fc import config as fc_config
+    from lithops.storage.backends.aliyun_oss import config as oss_config
+
+    with _ENDPOINT_LOCK:
+        saved = (fc_config.ENDPOINT, oss_config.PUBLIC_ENDPOINT, oss_config.INTERNAL_ENDPOINT)
+        try:
+            if endpoints.fc:
+                fc_config.ENDPOINT = endpoints.fc.replace("{", "{{").replace("}", "}}")
+            if endpoints.oss:
+                oss = endpoints.oss.replace("{", "{{").replace("}", "}}")
+                oss_config.PUBLIC_ENDPOINT = oss_config.INTERNAL_ENDPOINT = oss
+            yield
+        finally:
+            fc_config.ENDPOINT, oss_config.PUBLIC_ENDPOINT, oss_config.INTERNAL_ENDPOINT = saved
+
+
+class AliyunAuthError(InputProblem):
+    """Alibaba Cloud refused the credentials (one line, never the secret)."""
+
+
+def _auth_problem(exc: BaseException, config: dict) -> AliyunAuthError | None:
+    """Turn an FC/OSS 403 on the credentials into one clear line."""
+    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+    code = (getattr(exc, "code", None) or (getattr(exc, "details", None) or {}).get("Code")
+            or "")
+    auth_codes = ("SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidAccessKeyId.NotFound",
+                  "InvalidAccessKeyId.Inactive", "AccessDenied", "InvalidSecurityToken")
+    if status != 403 and code not in auth_codes:
+        return None
+    service = "OSS" if hasattr(exc, "details") else "Function Compute"
+    key_id = (config.get("aliyun") or {}).get("access_key_id", "")
+    shown = f"{key_id[:4]}…{key_id[-2:]}" if len(key_id) > 8 else "(unset)"
+    return AliyunAuthError(f"{service} refused the AccessKey {shown} ({code or status}): check "
+                           f"access_key_id and access_key_secret under 'aliyun:' {_CONFIG_HINT}")
+
+
+_PATCHED = False
+
+
+def _patch_lithops_aliyun() -> None:
+    """Work around Lithops 3.8 aliyun defects the real services expose (idempotent).
+
+    1. ``aliyun_oss.list_objects/list_keys`` make ONE ListObjects call of at
+       most 1000 keys, and job completion is detected by listing the job's
+       prefix (about 3 keys per task): a map of more than ~330 tasks is never
+       seen as finished. Replaced by versions that follow ``NextMarker``; and
+       ``delete_objects`` then sends at most 1000 keys per batch, OSS's limit.
+    2. ``aliyun_fc.invoke`` lets a throttled (429) or transient 5xx answer
+       escape as an exception in an invoker thread nobody waits on, so that
+       call is silently never run and the map never completes. Wrapped to
+       retry with backoff, then to return None, which makes Lithops' invoker
+       put the call back in its queue.
+    3. ``aliyun_fc`` invokes from up to 64 threads through the tea SDK's
+       default pool of 10 connections: every invoke beyond 10 in flight opens
+       a new connection and urllib3 prints "Connection pool is full" into the
+       cell. The invoke runtime options get a pool as large as the threads.
+    """
+    global _PATCHED
+    if _PATCHED:
+        return
+    import oss2
+    from lithops.serverless.backends.aliyun_fc import aliyun_fc as lithops_fc
+    from lithops.serverless.backends.aliyun_fc.aliyun_fc import AliyunFunctionComputeBackend
+    from lithops.storage.backends.aliyun_oss.aliyun_oss import (
+        AliyunObjectStorageServiceBackend as OSSBackend,
+    )
+    from lithops.storage.utils import StorageNoSuchKeyError
+
+    def list_all(self, bucket_name, prefix=None):
+        bucket = self._connect_bucket(bucket_name)
+        prefix = prefix or ""
+        try:
+            return list(oss2.ObjectIterator(bucket, prefix=prefix, max_keys=1000))
+        except (oss2.exceptions.NoSuchKey, oss2.exceptions.NoSuchBucket):
+            raise StorageNoSuchKeyError(bucket_name, prefix) from None
+
+    def list_objects(self, bucket_name, prefix=None, match_pattern=None):
+        return [{"Key": o.key, "Size": o.size} for o in list_all(self, bucket_name, prefix)]
+
+    def list_keys(self, bucket_name, prefix=None):
+        return [o.key for o in list_all(self, bucket_name, prefix)]
+
+    original_delete = OSSBackend.delete_objects
+
+    def delete_objects(self, bucket_name, key_list):
+        for start in range(0, len(key_list), 1000):
+            original_delete(self, bucket_name, key_list[start:start + 1000])
+
+    original_invoke = AliyunFunctionComputeBackend.invoke
+
+    def invoke(self, runtime_name, memory, payload=None):
+        for attempt in range(INVOKE_ATTEMPTS):
+            try:
+                return original_invoke(self, runtime_name, memory, payload)
+            except Exception as exc:
+                status = getattr(exc, "status_code", None)
+                transient = status == 429 or (status is not None and status >= 500) or \
+                    type(exc).__name__ in ("RetryError", "UnretryableException")
+                if not transient:
+                    raise
+                delay = min(INVOKE_BACKOFF_S * 2 ** attempt, 2.0) * (0.5 + random.random())
+                logger.debug("invoke answered %s; retrying in %.2f s", status, delay)
+                time.sleep(delay)
+        return None  # Lithops' invoker re-queues a call whose invoke returned None
+
+    lithops_fc.FC_INVOKE_RUNTIME.max_idle_conns = 128
+    OSSBackend.list_objects = list_objects
+    OSSBackend.list_keys = list_keys
+    OSSBackend.delete_objects = delete_objects
+    AliyunFunctionComputeBackend.invoke = invoke
+    _PATCHED = True
+
+
+INVOKE_ATTEMPTS = 6
+INVOKE_BACKOFF_S = 0.1
+
+
+def _new_executor(request: MapRequest):
+    """A Lithops FunctionExecutor for the request; for aliyun_fc, with its function deployed."""
+    import lithops
+
+    if request.backend != "aliyun_fc":
+        return lithops.FunctionExecutor(config=lithops_config(request), log_level=None)
+    config, endpoints = aliyun_settings(request)
+    _patch_lithops_aliyun()
+    try:
+        with _aliyun_endpoints(endpoints):
+            executor = lithops.FunctionExecutor(config=config, log_level=None)
+    except Exception as exc:
+        raise (_auth_problem(exc, config) or exc) from None
+    if endpoints.fc and endpoints.fc.startswith("http://"):
+        # The FC client says HTTPS for every call and the tea SDK then mounts
+        # its sized connection pool for https:// only; a plain-http endpoint
+        # (the sandbox) would fall back to requests' pool of 10.
+        executor.compute_handler.backend.fc_client._protocol = "http"
+    try:
+        if request.package:
+            deploy_package(executor, request)
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            executor.job_monitor.stop()
+        problem = _auth_problem(exc, config)
+        if problem is not None:
+            raise problem from None
+        raise
+    return executor
+
+
+def _package_digest(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def deploy_package(executor, request: MapRequest) -> bool:
+    """Make sure FC runs ``request.package`` as the function for (runtime, memory).
+
+    Checks FC itself on every map instead of trusting Lithops' runtime
+    metadata cache (kept in memory and under ~/.lithops/cache by runtime name):
+    after the function was deleted, or on another account or endpoint, that
+    cache says "deployed" and Lithops invokes a function that does not exist,
+    losing every call. The package's digest is kept in the function's
+    description, so a changed package is redeployed. Returns True when it
+    (re)deployed.
+    """
+    import base64
+
+    from alibabacloud_fc20230330 import models as fc_models
+    from lithops.serverless.backends.aliyun_fc import aliyun_fc as lithops_fc
+    from lithops.storage import storage as lithops_storage
+
+    backend = executor.compute_handler.backend
+    internal = executor.internal_storage
+    name = backend._format_function_name(request.runtime, request.memory_mb)
+    timeout = function_timeout_s(request)
+    digest = _package_digest(request.package)
+    marker = f"fc_magic package sha256:{digest[:32]}"
+    try:
+        current = backend._get_function(name)
+    except Exception as exc:
+        if not lithops_fc._is_not_found_error(exc):
+            raise
+        current = None
+    fresh = not (current is not None and current.description == marker
+                 and (current.timeout or 0) >= request.timeout_s + 5)
+    if fresh:
+        if current is not None:
+            backend.fc_client.delete_function(name)
+        size = os.path.getsize(request.package)
+        oss_key = None
+        if size <= INLINE_CODE_MAX_BYTES:
+            with open(request.package, "rb") as f:
+                code = fc_models.InputCodeLocation(
+                    zip_file=base64.b64encode(f.read()).decode())
+        else:
+            oss_key = f"fc_magic/packages/{digest}.zip"
+            with open(request.package, "rb") as f:
+                internal.storage.put_object(internal.bucket, oss_key, f)
+            code = fc_models.InputCodeLocation(oss_bucket_name=internal.bucket,
+                                               oss_object_name=oss_key)
+        logger.info("deploying %s (%d bytes, %s)", name, size,
+                    "inline" if oss_key is None else "via OSS")
+        body = fc_models.CreateFunctionInput(
+            function_name=name, runtime=f"python{client_python()}",
+            handler="entry_point.main", code=code, memory_size=request.memory_mb,
+            timeout=timeout, role=backend.role_arn, internet_access=True, description=marker)
+        try:
+            backend.fc_client.create_function(fc_models.CreateFunctionRequest(body=body))
+        finally:
+            if oss_key is not None:
+                with contextlib.suppress(Exception):
+                    internal.storage.delete_object(internal.bucket, oss_key)
+    key = backend.get_runtime_key(request.runtime, request.memory_mb)
+    if fresh or internal.get_runtime_meta(key) is None:
+        meta = backend._generate_runtime_meta(
+            name, max_attempts=lithops_fc.ZIP_METADATA_MAX_ATTEMPTS,
+            retry_sleep=lithops_fc.ZIP_METADATA_RETRY_SLEEP)
+        meta["runtime_timeout"] = current.timeout if not fresh else timeout
+        internal.put_runtime_meta(key, meta)
+        lithops_storage.RUNTIME_META_CACHE[internal._runtime_meta_refs(key)[1]] = meta
+    return fresh
