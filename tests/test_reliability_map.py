@@ -72,6 +72,12 @@ def test_a_map_leaves_no_processes_threads_handles_or_job_data(ip, cell):
     me = psutil.Process()
     cell("def ident(x):\n    return x")
     ip.run_line_magic("fc_map", "ident range(10) --quiet")  # warm: runner copy, imports
+    storage = os.path.join(os.environ["TMPDIR"], "lithops-root", "storage", "lithops.jobs")
+
+    def job_data():
+        return set(os.listdir(storage)) if os.path.isdir(storage) else set()
+
+    before = job_data()
     fds, threads = me.num_fds(), threading.active_count()
     for _ in range(3):
         ip.run_line_magic("fc_map", "ident range(30) --quiet")
@@ -83,6 +89,4 @@ def test_a_map_leaves_no_processes_threads_handles_or_job_data(ip, cell):
     assert me.children(recursive=True) == []
     assert threading.active_count() <= threads
     assert me.num_fds() <= fds
-    storage = os.path.join(os.environ["TMPDIR"], "lithops-root", "storage", "lithops.jobs")
-    leftovers = os.listdir(storage) if os.path.isdir(storage) else []
-    assert leftovers == []
+    assert job_data() - before == set()
