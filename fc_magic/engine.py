@@ -489,16 +489,11 @@ def _patch_lithops_aliyun() -> None:
        call is silently never run and the map never completes. Wrapped to
        retry with backoff, then to return None, which makes Lithops' invoker
        put the call back in its queue.
-    3. ``aliyun_fc`` invokes from up to 64 threads through the tea SDK's
-       default pool of 10 connections: every invoke beyond 10 in flight opens
-       a new connection and urllib3 prints "Connection pool is full" into the
-       cell. The invoke runtime options get a pool as large as the threads.
     """
     global _PATCHED
     if _PATCHED:
         return
     import oss2
-    from lithops.serverless.backends.aliyun_fc import aliyun_fc as lithops_fc
     from lithops.serverless.backends.aliyun_fc.aliyun_fc import AliyunFunctionComputeBackend
     from lithops.storage.backends.aliyun_oss.aliyun_oss import (
         AliyunObjectStorageServiceBackend as OSSBackend,
@@ -542,7 +537,6 @@ def _patch_lithops_aliyun() -> None:
                 time.sleep(delay)
         return None  # Lithops' invoker re-queues a call whose invoke returned None
 
-    lithops_fc.FC_INVOKE_RUNTIME.max_idle_conns = 128
     OSSBackend.list_objects = list_objects
     OSSBackend.list_keys = list_keys
     OSSBackend.delete_objects = delete_objects
@@ -567,11 +561,7 @@ def _new_executor(request: MapRequest):
             executor = lithops.FunctionExecutor(config=config, log_level=None)
     except Exception as exc:
         raise (_auth_problem(exc, config) or exc) from None
-    if endpoints.fc and endpoints.fc.startswith("http://"):
-        # The FC client says HTTPS for every call and the tea SDK then mounts
-        # its sized connection pool for https:// only; a plain-http endpoint
-        # (the sandbox) would fall back to requests' pool of 10.
-        executor.compute_handler.backend.fc_client._protocol = "http"
+    _plain_http(executor, endpoints)
     try:
         if request.package:
             deploy_package(executor, request)
@@ -583,6 +573,19 @@ def _new_executor(request: MapRequest):
             raise problem from None
         raise
     return executor
+
+
+def _plain_http(executor, endpoints: AliyunEndpoints) -> None:
+    """Tell Lithops' FC client that an ``http://`` endpoint override is plain HTTP.
+
+    Lithops builds the client without a protocol, so every call says HTTPS
+    and the tea SDK mounts its connection pool (40) for https:// only; calls
+    to a plain-http endpoint (the sandbox) then go through requests' default
+    pool of 10, and Lithops' 32 invoke threads make urllib3 print
+    "Connection pool is full" into the cell.
+    """
+    if endpoints.fc and endpoints.fc.startswith("http://"):
+        executor.compute_handler.backend.fc_client._protocol = "http"
 
 
 def _package_digest(path: str) -> str:

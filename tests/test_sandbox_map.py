@@ -160,7 +160,7 @@ def test_injected_throttling_and_5xx_lose_no_result(aliyun, cell, sandbox, tally
     tally.faults_injected += injected
     assert injected > 0
     assert [v[0] for v in result.values] == [f"{x * 1000:,}" for x in range(60)]
-    # Sized invoke connection pool: no "Connection pool is full" in the cell.
+    # Plain-http endpoint told to the FC client: no "Connection pool is full" in the cell.
     assert "Connection pool is full" not in caplog.text
 
 
