@@ -627,8 +627,10 @@ def deploy_package(executor, request: MapRequest) -> bool:
         if not lithops_fc._is_not_found_error(exc):
             raise
         current = None
+    # Lithops stops a task 5 s before the function's own timeout.
+    needed = min(request.timeout_s + 5, function_timeout_s(request))
     fresh = not (current is not None and current.description == marker
-                 and (current.timeout or 0) >= request.timeout_s + 5)
+                 and (current.timeout or 0) >= needed)
     if fresh:
         if current is not None:
             backend.fc_client.delete_function(name)

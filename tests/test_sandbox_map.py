@@ -86,9 +86,9 @@ def aliyun(fc, cell, config_file, demo_runtime, xdg_cache):
 
 
 def _request(runtime, config_file, **kw) -> engine.MapRequest:
+    settings = {"memory_mb": 256, "timeout_s": 60, **kw}
     return engine.MapRequest(backend="aliyun_fc", runtime=runtime.deploy_name,
-                             package=runtime.package, memory_mb=256, timeout_s=60,
-                             config_file=config_file, **kw)
+                             package=runtime.package, config_file=config_file, **settings)
 
 
 def test_fc_runtime_and_fc_map_run_in_the_deployed_package(aliyun, cell, sandbox):
@@ -285,3 +285,16 @@ def test_cli_sandbox_prints_a_working_config_and_stops_on_ctrl_c(tmp_path):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+
+
+def test_a_deployed_function_is_reused_until_its_package_or_timeout_no_longer_fits(
+        demo_runtime, config_file, sandbox):
+    request = _request(demo_runtime, config_file, timeout_s=86_400)
+    executor = engine._new_executor(request)  # deploys when FC lacks a fitting function
+    try:
+        assert engine.deploy_package(executor, request) is False, "FC already has it"
+        name = executor.compute_handler.backend._format_function_name(
+            demo_runtime.deploy_name, 256)
+        assert sandbox.functions._functions[name].spec.timeout_s == 86_400
+    finally:
+        executor.job_monitor.stop()
