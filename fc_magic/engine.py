@@ -159,16 +159,18 @@ def task_function(func: Callable) -> Callable:
     return task
 
 
-def _counts(futures) -> tuple[int, int, int]:
-    done = failed = running = 0
+def _settle(futures) -> tuple[list, int, int, int]:
+    """Split polled futures: (still pending, newly done, newly failed, running)."""
+    pending, done, failed, running = [], 0, 0, 0
     for f in futures:
         if f.error or f._state == f.State.Unknown:
             failed += 1
-        elif f.done or f.success:
+        elif f.done:
             done += 1
-        elif f.running:
-            running += 1
-    return done, failed, running
+        else:
+            pending.append(f)
+            running += f.running
+    return pending, done, failed, running
 
 
 def run_map(func: Callable, items: list, request: MapRequest, *,
@@ -207,13 +209,17 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
                                    runtime_memory=request.memory_mb,
                                    timeout=request.timeout_s)
             last_progress, last_finished = clock(), -1
+            # Only unsettled futures are polled, so a poll costs what is left
+            # to do, not the size of the map.
+            pending, done, failed = list(futures), 0, 0
             while True:
-                executor.wait(futures, return_when=ALWAYS, download_results=True,
+                executor.wait(pending, return_when=ALWAYS, download_results=True,
                               throw_except=False, show_progressbar=False)
-                done, failed, running = _counts(futures)
+                pending, newly_done, newly_failed, running = _settle(pending)
+                done, failed = done + newly_done, failed + newly_failed
                 now = clock()
                 notify(MapSnapshot(total, done, failed, running, now - start, RUNNING, label))
-                if done + failed == total:
+                if not pending:
                     break
                 if should_cancel is not None and should_cancel():
                     raise MapCancelled()
@@ -229,7 +235,14 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
             status = CANCELLED
             _stop(executor, futures if "futures" in locals() else [])
         else:
-            executor.wait(futures, throw_except=False, show_progressbar=False)
+            # Release the job and delete its data, and the function pickle too
+            # (clean_fn): a fresh executor per map would otherwise leave one
+            # behind in storage for every map of the session.
+            with contextlib.suppress(Exception):
+                executor.compute_handler.clear({f.job_key for f in futures})
+            with contextlib.suppress(Exception):
+                executor.clean(fs=futures, clean_cloudobjects=False, clean_fn=True)
+            _reap_cleaner(lithops.FunctionExecutor)
         finally:
             with contextlib.suppress(Exception):
                 executor.job_monitor.stop()
@@ -263,6 +276,19 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
         status = ERROR if failed else SUCCESS
     notify(MapSnapshot(total, len(result.results), failed, 0, result.elapsed_s, status, label))
     return result
+
+
+def _reap_cleaner(executor_class) -> None:
+    """Wait for Lithops' background data cleaner in a daemon thread.
+
+    Lithops starts the cleaner with Popen and only polls it when it starts
+    the next one, so the last cleaner of a session stays a zombie child of
+    the kernel. A thread that waits on it reaps it the moment it exits.
+    """
+    process = getattr(executor_class, "_cleaner_process", None)
+    if process is not None and process.poll() is None:
+        threading.Thread(target=process.wait, name="fc_magic-reap-cleaner",
+                         daemon=True).start()
 
 
 #: Environment variables through which Lithops hands its session to child processes.
