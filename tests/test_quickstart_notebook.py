@@ -16,7 +16,9 @@ def test_quickstart_runs_and_shows_results(tmp_path):
     out = tmp_path / "quickstart.executed.ipynb"
     nb = execute(ROOT / "notebooks" / "quickstart.ipynb", out, timeout=300)
     texts = {first: text for _, first, text in cell_texts(nb)}
-    assert texts["def add_seven(x):"] == "[7, 8, 9, 10, 11, 12, 13, 14, 15, 16]"
+    # On a busy machine the map may outlast progress_after and draw its bar
+    # first; the cell's value is always its last line.
+    assert texts["def add_seven(x):"].splitlines()[-1] == "[7, 8, 9, 10, 11, 12, 13, 14, 15, 16]"
     primes = texts["def count_primes(n):"]
     assert "300/300 done" in primes and "[ok]" in primes
     summary = texts['print(f"{len(primes)} tasks, ok={primes.ok}, elapsed {primes.elapsed_s:.2f}s")']
