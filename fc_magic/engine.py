@@ -614,6 +614,47 @@ def _plain_http(executor, endpoints: AliyunEndpoints) -> None:
         executor.compute_handler.backend.fc_client._protocol = "http"
 
 
+class RuntimeStartProblem(InputProblem):
+    """The deployed package cannot start Lithops' handler on FC (one line)."""
+
+
+_START_ERRORS = ("ModuleNotFoundError", "ImportError", "SyntaxError", "AttributeError")
+
+
+def _first_metadata(backend, function_name: str, runtime: str) -> dict | None:
+    """One metadata invocation: the metadata, None if not ready, or a clear error.
+
+    Lithops' ``_generate_runtime_meta`` retries any ``errorMessage`` 24 times,
+    5 s apart, because a fresh zip function may not answer yet; a package
+    whose handler cannot even be imported answers the same error every time,
+    so the user would wait two minutes for a generic exception. An import
+    failure is reported at once instead.
+    """
+    import io
+    import json
+
+    from alibabacloud_fc20230330 import models as fc_models
+    from lithops.serverless.backends.aliyun_fc import aliyun_fc as lithops_fc
+
+    payload = json.dumps({"get_metadata": True, "log_level": logging.WARNING}).encode()
+    try:
+        res = backend.fc_client.invoke_function_with_options(
+            function_name, fc_models.InvokeFunctionRequest(body=io.BytesIO(payload)),
+            fc_models.InvokeFunctionHeaders(x_fc_invocation_type="Sync"),
+            lithops_fc.FC_INVOKE_RUNTIME)
+        meta = json.loads(lithops_fc._read_invoke_body(res))
+    except Exception:
+        return None
+    if not isinstance(meta, dict):
+        return None
+    if meta.get("errorType") in _START_ERRORS:
+        raise RuntimeStartProblem(
+            f"runtime {runtime} cannot start on Function Compute: {meta['errorType']}: "
+            f"{str(meta.get('errorMessage', ''))[:200]}; rebuild its package with "
+            f"%%fc_runtime --rebuild") from None
+    return meta if "preinstalls" in meta else None
+
+
 def _package_digest(path: str) -> str:
     import hashlib
 
@@ -686,9 +727,11 @@ def deploy_package(executor, request: MapRequest) -> bool:
                     internal.storage.delete_object(internal.bucket, oss_key)
     key = backend.get_runtime_key(request.runtime, request.memory_mb)
     if fresh or internal.get_runtime_meta(key) is None:
-        meta = backend._generate_runtime_meta(
-            name, max_attempts=lithops_fc.ZIP_METADATA_MAX_ATTEMPTS,
-            retry_sleep=lithops_fc.ZIP_METADATA_RETRY_SLEEP)
+        meta = _first_metadata(backend, name, request.runtime)
+        if meta is None:  # not answering yet: Lithops' own wait-and-retry loop
+            meta = backend._generate_runtime_meta(
+                name, max_attempts=lithops_fc.ZIP_METADATA_MAX_ATTEMPTS,
+                retry_sleep=lithops_fc.ZIP_METADATA_RETRY_SLEEP)
         meta["runtime_timeout"] = current.timeout if not fresh else timeout
         internal.put_runtime_meta(key, meta)
         lithops_storage.RUNTIME_META_CACHE[internal._runtime_meta_refs(key)[1]] = meta

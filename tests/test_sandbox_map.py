@@ -300,3 +300,18 @@ def test_a_deployed_function_is_reused_until_its_package_or_timeout_no_longer_fi
         assert sandbox.functions._functions[name].spec.timeout_s == 86_400
     finally:
         executor.job_monitor.stop()
+
+
+def test_a_package_that_cannot_start_is_reported_at_once(config_file, sandbox, tmp_path):
+    import zipfile
+
+    broken = tmp_path / "broken.zip"  # Lithops' handler without Lithops
+    with zipfile.ZipFile(broken, "w") as zf:
+        zf.writestr("entry_point.py", "from lithops.worker import function_handler\n"
+                                      "def main(event, context):\n    return {}\n")
+    request = engine.MapRequest(backend="aliyun_fc", runtime="broken-0123abcd",
+                                package=str(broken), config_file=config_file)
+    with pytest.raises(engine.RuntimeStartProblem) as err:
+        engine.run_map(abs, [1], request)
+    assert ("runtime broken-0123abcd cannot start on Function Compute: ModuleNotFoundError: "
+            "No module named 'lithops'") in str(err.value)
