@@ -387,7 +387,15 @@ class FCMagic(Magics):
         except BuildFailed as exc:
             raise InputProblem(f"building {name} failed ({exc}); fix or remove that "
                                f"requirement and run the cell again") from None
+        self._make_current(entry)
+        if kind == "widget":  # the runtime's default memory, as a slider on the trait
+            views.memory_slider(self)
+
+    def _make_current(self, entry) -> None:
+        """Use ``entry`` for the next maps; its --memory becomes FCMagic.memory."""
         self.current_runtime = entry
+        if entry.memory_mb:
+            self.memory = entry.memory_mb
 
     def _runtime_line(self, args) -> None:
         from . import views
@@ -414,7 +422,7 @@ class FCMagic(Magics):
             if entry is None:
                 raise InputProblem(f"no cached {target} runtime named {args.name!r}; build it "
                                    f"with %%fc_runtime {args.name} and its package list")
-            self.current_runtime = entry
+            self._make_current(entry)
             text = build_views.runtime_text(entry)
         elif self.current_runtime is None:
             text = ("no current runtime: %fc_map runs tasks with this kernel's Python; "
@@ -427,11 +435,9 @@ class FCMagic(Magics):
         from .engine import MapRequest
 
         runtime = self.current_runtime
-        if args.memory is not None:
-            memory = args.memory
-        else:  # the runtime's --memory, when it has one, before the trait
-            memory = (runtime.memory_mb if runtime is not None and runtime.memory_mb
-                      else self.memory)
+        # A runtime's --memory was copied into the trait when it became current,
+        # so the trait (and every slider bound to it) decides.
+        memory = self.memory if args.memory is None else args.memory
         timeout = self.timeout if args.timeout is None else args.timeout
         for problem, flag in ((limits.memory_problem(memory), "--memory"),
                               (limits.timeout_problem(timeout), "--timeout")):

@@ -1,0 +1,48 @@
+"""A runtime's --memory and the memory slider agree: FCMagic.memory decides."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+from IPython.utils.capture import capture_output
+
+import fc_magic.runtime as runtime_pkg
+import fc_magic.views as views
+from fc_magic.runtime import RuntimeEntry
+
+
+@pytest.fixture
+def fake_build(monkeypatch):
+    """ensure_runtime without a build: the kernel's own interpreter as the runtime."""
+    def ensure(name, reqs, *, target, cache_dir, rebuild=False, on_snapshot=None,
+               memory_mb=None, **kwargs):
+        return RuntimeEntry(name=name, key=reqs.key, target=target,
+                            deploy_name=f"{name}-{reqs.key[:8]}", path=cache_dir,
+                            interpreter=sys.executable, package=None,
+                            requirements=tuple(reqs.lines()), python=reqs.python,
+                            memory_mb=memory_mb, manifest={})
+    monkeypatch.setattr(runtime_pkg, "ensure_runtime", ensure)
+
+
+def test_runtime_memory_becomes_the_setting_and_the_slider_moves_it(ip, fc, cell, fake_build,
+                                                                    monkeypatch):
+    sliders = []
+    real = views.memory_slider
+    monkeypatch.setattr(views, "memory_slider",
+                        lambda magic, *a, **k: sliders.append(real(magic, *a, display_now=False,
+                                                                   **k)) or sliders[-1])
+    fc.view = "widget"
+    with capture_output():
+        cell("%%fc_runtime mem_rt --memory 512\n# nothing but Lithops' own packages\n")
+    assert fc.memory == 512
+    assert len(sliders) == 1 and sliders[0].magic is fc and sliders[0].slider.value == 512
+    fc.view = "text"
+    cell("def ident(x):\n    return x")
+    assert cell("%fc_map ident [1] --quiet").memory_mb == 512
+    # The slider shown by %%fc_runtime is bound to FCMagic.memory: moving it
+    # changes the next map's memory.
+    slider = sliders[0]
+    slider.slider.value = 1024
+    assert fc.memory == 1024
+    assert cell("%fc_map ident [1] --quiet").memory_mb == 1024
+    assert cell("%fc_map ident [1] --quiet --memory 256").memory_mb == 256
