@@ -366,7 +366,9 @@ _COMMENT_RE = re.compile(r"(^|\s)#.*$")
 def parse_declared(text: str) -> list[tuple[int, str, Requirement]]:
     """Parse a `%%fc_runtime` body: (line number, text, Requirement) per requirement."""
     parsed = []
-    for number, raw in enumerate((text or "").splitlines(), start=1):
+    # Numbered as an editor numbers them: str.splitlines() would also break
+    # at form feeds and other separators, and name the wrong line.
+    for number, raw in enumerate(re.split(r"\r\n|\r|\n", text or ""), start=1):
         line = _COMMENT_RE.sub("", raw).strip()
         if not line:
             continue
