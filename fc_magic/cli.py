@@ -138,6 +138,8 @@ def _cmd_sandbox(args) -> int:
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
+    print("starting (the first start on a machine installs FC's preinstalled modules, "
+          "about a minute)", flush=True)
     sandbox = Sandbox(port=args.port, concurrency=args.concurrency,
                       faults=Faults(args.throttle_rate, args.error_rate)).start()
     stop = threading.Event()

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 import zipfile
 
 import oss2
@@ -67,12 +68,19 @@ def _fc(sb: Sandbox, secret: str | None = None, key_id: str | None = None) -> FC
 
 def _create(client, name, *, runtime="python3.12", memory=128, timeout=10,
             package: bytes | None = None, code=None):
+    """Create a function and wait until FC says it is Active, as a client must."""
     code = code or fc_models.InputCodeLocation(
         zip_file=base64.b64encode(package or _zip({"index.py": HANDLER})).decode())
-    return client.create_function(fc_models.CreateFunctionRequest(
+    created = client.create_function(fc_models.CreateFunctionRequest(
         body=fc_models.CreateFunctionInput(function_name=name, runtime=runtime,
                                            handler="index.handler", code=code,
                                            memory_size=memory, timeout=timeout, role="r")))
+    state = created.body.state
+    while state == "Pending":  # the first function of a Python prepares its base env
+        time.sleep(0.5)
+        state = client.get_function(name, fc_models.GetFunctionRequest()).body.state
+    assert state == "Active"
+    return created
 
 
 def _invoke(client, name, event: dict, kind="Sync"):
@@ -271,3 +279,11 @@ def test_payloads_are_never_logged(fn, caplog):
         _invoke(client, name, {"config": {"access_key_secret": marker}, "raise": "x"})
     assert caplog.records, "the sandbox logs requests at debug level"
     assert marker not in caplog.text
+
+
+def test_fc_preinstalled_modules_are_there_as_on_fc(fn):
+    # PIL (pillow) is one of FC's documented built-ins, and what fc_magic's
+    # pre-flight check assumes FC provides without the runtime declaring it.
+    client, name = fn
+    _, out = _invoke(client, name, {"import": "PIL"})
+    assert out["request_id"]

@@ -63,7 +63,7 @@ class FunctionRecord:
     created: float
     role: str
 
-    def view(self, account_id: str, region: str) -> dict:
+    def view(self, account_id: str, region: str, state: tuple[str, str]) -> dict:
         s = self.spec
         return {"functionName": s.name, "functionId": s.uid,
                 "functionArn": f"acs:fc:{region}:{account_id}:functions/{s.name}",
@@ -72,7 +72,8 @@ class FunctionRecord:
                 "codeSize": self.code_size, "codeChecksum": self.code_checksum,
                 "createdTime": _iso(self.created), "lastModifiedTime": _iso(self.created),
                 "environmentVariables": s.env, "role": self.role, "internetAccess": True,
-                "state": "Active", "lastUpdateStatus": "Successful",
+                "state": state[0], "stateReason": state[1],
+                "lastUpdateStatus": "Successful",
                 "instanceConcurrency": 1, "diskSize": 512}
 
 
@@ -183,7 +184,11 @@ class FunctionService:
             self._functions[name] = record
         logger.info("created function %s (%s, %d MB, %d s, %d-byte package)",
                     name, runtime, memory, timeout, len(package))
-        return _json(200, record.view(self.account_id, self.region))
+        return _json(200, self._view(record))
+
+    def _view(self, record: FunctionRecord) -> dict:
+        return record.view(self.account_id, self.region,
+                           self.executor.state(record.spec.runtime))
 
     @staticmethod
     def _unpack(package: bytes, code_dir: str) -> None:
@@ -203,7 +208,7 @@ class FunctionService:
             record = self._functions.get(name)
         if record is None:
             return fc_error(404, "FunctionNotFound", f"function '{name}' does not exist")
-        return _json(200, record.view(self.account_id, self.region))
+        return _json(200, self._view(record))
 
     def list(self, query: dict) -> Reply:
         prefix = query.get("prefix", "")
@@ -214,7 +219,7 @@ class FunctionService:
         start = query.get("nextToken", "")
         with self._lock:
             names = sorted(n for n in self._functions if n.startswith(prefix) and n >= start)
-            page = [self._functions[n].view(self.account_id, self.region)
+            page = [self._view(self._functions[n])
                     for n in names[:limit]]
         out = {"functions": page}
         if len(names) > limit:
@@ -242,6 +247,12 @@ class FunctionService:
         if kind not in ("Sync", "Async"):
             return fc_error(400, "InvalidArgument", f"x-fc-invocation-type {kind!r} must be "
                             "Sync or Async", request_id)
+        state, reason = self.executor.state(record.spec.runtime)
+        if state != "Active" and kind == "Sync":
+            # As FC answers while a new function's environment is prepared.
+            return fc_error(412 if state == "Pending" else 400,
+                            "PreconditionFailed" if state == "Pending" else "FunctionNotReady",
+                            f"function '{name}' is {state}: {reason}", request_id)
         limit = MAX_ASYNC_PAYLOAD if kind == "Async" else MAX_SYNC_PAYLOAD
         if len(body) > limit:
             return fc_error(413, "PayloadTooLarge", f"{kind} payload of {len(body)} bytes "

@@ -14,6 +14,7 @@ import random
 import secrets
 import shutil
 import string
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -133,6 +134,14 @@ class Sandbox:
         self.functions = FunctionService(self.store, self.executor,
                                          os.path.join(self.work_dir, "code"),
                                          self.account_id, self.region)
+        # The client's own Python is the usual runtime: have its base env ready
+        # before anything is deployed (built once per machine, then cached).
+        # Other Pythons are prepared on first use, their functions "Pending".
+        try:
+            self.executor.prepare(f"python{sys.version_info[0]}.{sys.version_info[1]}").result()
+        except Exception:
+            self.executor.stop()
+            raise
         handler = type("Handler", (_Handler,), {"sandbox": self})
         server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
         server.daemon_threads = True
