@@ -44,7 +44,7 @@ BASE_PACKAGES = ("oss2", "requests")
 ADDRESS_SPACE_HEADROOM_MB = 1024
 
 INSTANCE_START_TIMEOUT_S = 120.0
-WATCH_INTERVAL_S = 0.05
+WATCH_INTERVAL_S = 0.2
 
 
 class SandboxSetupError(RuntimeError):

@@ -54,7 +54,8 @@ class _Handler(BaseHTTPRequestHandler):
     sandbox: "Sandbox"  # set on the subclass made per server
 
     def log_message(self, fmt, *args):  # method and path only; never bodies
-        logger.debug("%s %s", self.address_string(), fmt % args)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s", self.address_string(), fmt % args)
 
     def _body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
