@@ -100,7 +100,9 @@ def _quiet_lithops() -> Iterator[None]:
     lithops_logger = logging.getLogger("lithops")
     untouched = not lithops_logger.handlers and lithops_logger.level == logging.NOTSET
     if untouched:
-        lithops_logger.setLevel(logging.ERROR)
+        # Its monitor logs every failed storage poll with a traceback; the
+        # map's own report (and _StorageProbe) says what matters, once.
+        lithops_logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
@@ -193,6 +195,7 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
     start = clock()
     status = RUNNING
     interrupted: BaseException | None = None
+    lost_reason: str | None = None
 
     with _quiet_lithops():
         executor = _new_executor(request)
@@ -209,12 +212,16 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
                                    runtime_memory=request.memory_mb,
                                    timeout=request.timeout_s)
             last_progress, last_finished = clock(), -1
+            probe = _StorageProbe(executor, clock)
             # Only unsettled futures are polled, so a poll costs what is left
             # to do, not the size of the map.
             pending, done, failed = list(futures), 0, 0
             while True:
-                executor.wait(pending, return_when=ALWAYS, download_results=True,
-                              throw_except=False, show_progressbar=False)
+                try:
+                    executor.wait(pending, return_when=ALWAYS, download_results=True,
+                                  throw_except=False, show_progressbar=False)
+                except Exception as exc:  # the storage or compute endpoint failing
+                    probe.failed(exc)
                 pending, newly_done, newly_failed, running = _settle(pending)
                 done, failed = done + newly_done, failed + newly_failed
                 now = clock()
@@ -225,6 +232,11 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
                     raise MapCancelled()
                 if done + failed != last_finished:
                     last_progress, last_finished = now, done + failed
+                elif probe.unreachable(stalled_s=now - last_progress):
+                    lost_reason = probe.reason
+                    logger.warning("%s: %d of %d tasks unfinished are reported lost",
+                                   lost_reason, len(pending), total)
+                    break
                 elif now - last_progress > request.timeout_s + STALL_GRACE_S:
                     logger.warning("no task finished for %.0f s; giving up on the rest",
                                    now - last_progress)
@@ -253,11 +265,14 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
     for index, item in enumerate(items):
         future = futures[index] if index < len(futures) else None
         if future is None or not (future.done or future.success or future.error):
-            reason = ("cancelled before it finished" if interrupted is not None
-                      else "no answer from the worker before the deadline; it was lost or killed")
-            values.append(TaskFailure(index, short_repr(item),
-                                      "Cancelled" if interrupted is not None else "TaskLost",
-                                      reason))
+            if interrupted is not None:
+                kind, reason = "Cancelled", "cancelled before it finished"
+            elif lost_reason is not None:
+                kind, reason = "ServiceUnavailable", lost_reason
+            else:
+                kind, reason = ("TaskLost", "no answer from the worker before the deadline; "
+                                "it was lost or killed")
+            values.append(TaskFailure(index, short_repr(item), kind, reason))
             stats.append(TaskStats(index))
             continue
         if future.error or future._state == future.State.Unknown:
@@ -276,6 +291,64 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
         status = ERROR if failed else SUCCESS
     notify(MapSnapshot(total, len(result.results), failed, 0, result.elapsed_s, status, label))
     return result
+
+
+#: A map with no task finishing for this long checks that its storage still answers.
+PROBE_AFTER_S = 10.0
+#: Consecutive failed checks (one per PROBE_AFTER_S) before the map gives up.
+PROBE_FAILURES = 2
+
+
+class _StorageProbe:
+    """Tell a slow map from a dead service without waiting out every timeout.
+
+    Lithops' job monitor swallows storage errors and keeps polling, so when
+    the FC/OSS endpoint goes away (network loss, a stopped sandbox) a map
+    would otherwise sit until each task's timeout plus the stall grace. Once
+    nothing has finished for PROBE_AFTER_S, the bucket is checked every
+    PROBE_AFTER_S; PROBE_FAILURES failures in a row end the map with a
+    one-line reason naming the service.
+    """
+
+    def __init__(self, executor, clock: Callable[[], float]):
+        self._executor = executor
+        self._clock = clock
+        self._last = clock()
+        self._failures = 0
+        self.reason: str | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        self._failures += 1
+        self.reason = _service_error(exc)
+
+    def unreachable(self, stalled_s: float) -> bool:
+        if stalled_s < PROBE_AFTER_S:
+            self._failures = 0
+            return False
+        now = self._clock()
+        if now - self._last >= PROBE_AFTER_S:
+            self._last = now
+            internal = self._executor.internal_storage
+            try:
+                internal.storage.head_bucket(internal.bucket)
+            except Exception as exc:
+                self.failed(exc)
+            else:
+                self._failures = 0
+        return self._failures >= PROBE_FAILURES
+
+
+def _service_error(exc: BaseException) -> str:
+    """One line naming the storage that stopped answering (no secrets: type and URL only)."""
+    source = type(exc).__module__.split(".")[0]
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "Connection refused" in detail or "Failed to establish" in detail:
+        detail = "connection refused"
+    elif "timed out" in detail.lower():
+        detail = "timed out"
+    else:
+        detail = f"{type(exc).__name__}: {short_repr(detail, 120)}"
+    return f"the storage service stopped answering ({source}: {detail})"
 
 
 def _reap_cleaner(executor_class) -> None:

@@ -103,7 +103,7 @@ class Sandbox:
     def __init__(self, *, concurrency: int = 4, region: str = "cn-hangzhou",
                  faults: Faults | None = None, cache_dir: str | None = None,
                  work_dir: str | None = None, idle_timeout_s: float = 300.0,
-                 port: int = 0):
+                 port: int = 0, access_key_secret: str | None = None):
         self.region = region
         self.faults = faults or Faults()
         self.concurrency = concurrency
@@ -113,7 +113,9 @@ class Sandbox:
         self.idle_timeout_s = idle_timeout_s
         alphabet = string.ascii_letters + string.digits
         self.access_key_id = "LTAI" + "".join(secrets.choice(alphabet) for _ in range(20))
-        self.access_key_secret = "".join(secrets.choice(alphabet) for _ in range(30))
+        # A given secret lets a test scan every output for a known string.
+        self.access_key_secret = access_key_secret or "".join(
+            secrets.choice(alphabet) for _ in range(30))
         self.account_id = str(secrets.randbelow(9 * 10**15) + 10**15)
         self._keys = {self.access_key_id: self.access_key_secret}
         self._port = port
