@@ -246,15 +246,14 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
             interrupted = exc
             status = CANCELLED
             _stop(executor, futures if "futures" in locals() else [])
+            _reap_cleaner(lithops.FunctionExecutor)
         else:
             # Release the job and delete its data, and the function pickle too
             # (clean_fn): a fresh executor per map would otherwise leave one
             # behind in storage for every map of the session.
             with contextlib.suppress(Exception):
                 executor.compute_handler.clear({f.job_key for f in futures})
-            with contextlib.suppress(Exception):
-                executor.clean(fs=futures, clean_cloudobjects=False, clean_fn=True)
-            _reap_cleaner(lithops.FunctionExecutor)
+            _clean_job_data(executor, futures, lithops.FunctionExecutor)
         finally:
             with contextlib.suppress(Exception):
                 executor.job_monitor.stop()
@@ -349,6 +348,31 @@ def _service_error(exc: BaseException) -> str:
     else:
         detail = f"{type(exc).__name__}: {short_repr(detail, 120)}"
     return f"the storage service stopped answering ({source}: {detail})"
+
+
+def _clean_job_data(executor, futures, executor_class) -> None:
+    """Delete a finished map's data: its job prefixes and its function pickle.
+
+    On localhost storage that is a local delete, done here and now: Lithops'
+    shared background cleaner serves every executor of the machine in turn,
+    so a request stuck on an unreachable cloud bucket would hold back the
+    local ones indefinitely. Cloud storage goes through Lithops' cleaner.
+    """
+    from lithops.constants import JOBS_PREFIX
+
+    internal = executor.internal_storage
+    if internal.backend != "localhost":
+        with contextlib.suppress(Exception):
+            executor.clean(fs=futures, clean_cloudobjects=False, clean_fn=True)
+        _reap_cleaner(executor_class)
+        return
+    prefixes = {f"{JOBS_PREFIX}/{f.job_key}/" for f in futures}
+    prefixes.add(f"{JOBS_PREFIX}/{executor.executor_id}/")
+    for prefix in prefixes:
+        with contextlib.suppress(Exception):
+            keys = internal.storage.list_keys(internal.bucket, prefix)
+            if keys:
+                internal.storage.delete_objects(internal.bucket, keys)
 
 
 def _reap_cleaner(executor_class) -> None:
