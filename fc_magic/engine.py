@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -220,8 +221,13 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
                 try:
                     executor.wait(pending, return_when=ALWAYS, download_results=True,
                                   throw_except=False, show_progressbar=False)
-                except Exception as exc:  # the storage or compute endpoint failing
-                    probe.failed(exc)
+                except Exception as exc:
+                    # Lithops tidies up inside its own KeyboardInterrupt handler;
+                    # if that tidying fails, the Ctrl-C arrives as the context
+                    # of another error, and it is still a cancel.
+                    if _caused_by_interrupt(exc):
+                        raise MapCancelled() from exc
+                    probe.failed(exc)  # the storage or compute endpoint failing
                 pending, newly_done, newly_failed, running = _settle(pending)
                 done, failed = done + newly_done, failed + newly_failed
                 now = clock()
@@ -245,8 +251,9 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
         except (KeyboardInterrupt, MapCancelled) as exc:
             interrupted = exc
             status = CANCELLED
-            _stop(executor, futures if "futures" in locals() else [])
-            _reap_cleaner(lithops.FunctionExecutor)
+            with _interrupts_deferred():  # a second Ctrl-C must not cut the tidy-up short
+                _stop(executor, futures if "futures" in locals() else [])
+                _reap_cleaner(lithops.FunctionExecutor)
         else:
             # Release the job and delete its data, and the function pickle too
             # (clean_fn): a fresh executor per map would otherwise leave one
@@ -373,6 +380,33 @@ def _clean_job_data(executor, futures, executor_class) -> None:
             keys = internal.storage.list_keys(internal.bucket, prefix)
             if keys:
                 internal.storage.delete_objects(internal.bucket, keys)
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen = exc.__context__
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Ignore further Ctrl-C while a cancelled map stops its calls and keeps its results.
+
+    The map is already being cancelled; another KeyboardInterrupt in the
+    middle of stopping Lithops would leave its threads and job half torn
+    down and lose the results that had arrived. Main thread only (signals).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _reap_cleaner(executor_class) -> None:

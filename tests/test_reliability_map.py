@@ -90,3 +90,19 @@ def test_a_map_leaves_no_processes_threads_handles_or_job_data(ip, cell):
     assert threading.active_count() <= threads
     assert me.num_fds() <= fds
     assert job_data() - before == set()
+
+
+def test_an_error_raised_while_lithops_handles_ctrl_c_still_counts_as_a_cancel():
+    # Lithops tidies up inside its KeyboardInterrupt handler; an error there
+    # surfaces with the interrupt as its context, and must not be taken for
+    # a storage failure (which would swallow the user's Ctrl-C).
+    from fc_magic.engine import _caused_by_interrupt
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("cleanup failed")
+    except RuntimeError as exc:
+        assert _caused_by_interrupt(exc)
+    assert not _caused_by_interrupt(RuntimeError("plain"))

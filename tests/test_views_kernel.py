@@ -153,7 +153,9 @@ def test_kernel_interrupt_cancels_and_the_kernel_stays_usable(frontend):
     frontend.wait_iopub(lambda m: _progress(m, 4) and m["parent_header"].get("msg_id") == msg_id)
     frontend.km.interrupt_kernel()
     reply = frontend.reply(msg_id, timeout=40)
-    assert reply["content"]["status"] == "ok"
+    content = reply["content"]
+    assert content["status"] == "ok", (content.get("ename"), content.get("evalue"),
+                                       "".join(content.get("traceback", []))[-3000:])
     assert frontend.value("r2.cancelled") == "True"
     assert int(frontend.value("len(r2.results)")) < 400
     again = frontend.reply(frontend.execute("r3 = %fc_map slow range(3) --quiet"))
