@@ -8,11 +8,13 @@ can be switched on at any time for reliability tests.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import secrets
 import shutil
+import socket
 import string
 import sys
 import tempfile
@@ -93,6 +95,39 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _serve
 
 
+class _Server(ThreadingHTTPServer):
+    """A ThreadingHTTPServer that can sever its open connections.
+
+    shutdown() only stops accepting: kept-alive connections (oss2 and the FC
+    SDK reuse theirs) would go on being served, so a "stopped" sandbox would
+    still answer. A service that goes away drops its connections too.
+    """
+
+    daemon_threads = True
+    request_queue_size = 256
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request_thread(self, request, client_address):
+        with self._open_lock:
+            self._open.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open.discard(request)
+
+    def sever(self) -> None:
+        with self._open_lock:
+            open_now = list(self._open)
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 class Sandbox:
     """A local Function Compute + OSS on 127.0.0.1, with its own AccessKey pair.
 
@@ -146,9 +181,7 @@ class Sandbox:
             self.executor.stop()
             raise
         handler = type("Handler", (_Handler,), {"sandbox": self})
-        server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
-        server.daemon_threads = True
-        server.request_queue_size = 256
+        server = _Server(("127.0.0.1", self._port), handler)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, daemon=True,
                                         name="fc-sandbox-http")
@@ -160,6 +193,7 @@ class Sandbox:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server.sever()
             self._server = None
         if self.executor is not None:
             self.executor.stop()
