@@ -174,7 +174,7 @@ class FCMagic(Magics):
                 items = resolve_items(" ".join(args.iterable), self.shell.user_ns)
             # A package the runtime lacks fails every task; say so before invoking any.
             from .preflight import check_function
-            check_function(func, getattr(self, "current_runtime", None), backend=self.backend,
+            check_function(func, self.current_runtime, backend=self.backend,
                            local_dir=os.getcwd(), func_label=args.func)
         except InputProblem as exc:
             raise UsageError(f"%fc_map: {exc}") from None
