@@ -85,16 +85,11 @@ class FCMagic(Magics):
     def _cache_dir_default(self) -> str:
         return _default_cache_dir()
 
-    @validate("memory")
-    def _check_memory(self, proposal):
-        problem = limits.memory_problem(proposal["value"])
-        if problem:
-            raise TraitError(problem)
-        return proposal["value"]
-
-    @validate("timeout")
-    def _check_timeout(self, proposal):
-        problem = limits.timeout_problem(proposal["value"])
+    @validate("memory", "timeout")
+    def _check_fc_limit(self, proposal):
+        """Function Compute's own rules, from fc_magic.limits."""
+        check = {"memory": limits.memory_problem, "timeout": limits.timeout_problem}
+        problem = check[proposal["trait"].name](proposal["value"])
         if problem:
             raise TraitError(problem)
         return proposal["value"]
@@ -444,21 +439,13 @@ class FCMagic(Magics):
             if problem:
                 raise InputProblem(f"{problem}; pass a valid {flag} or set "
                                    f"%config FCMagic.{flag[2:]}")
-        request = MapRequest(backend=self.backend, memory_mb=memory, timeout_s=timeout,
-                             workers=self.workers or None, **self._aliyun_settings())
+        fields = {}
         if runtime is not None:
-            from .runtime import target_for_backend
-            from .runtime.isolation import kernel_site_modules
+            from .runtime import map_fields
 
-            if runtime.target != target_for_backend(self.backend):
-                raise InputProblem(f"the current runtime {runtime.name} was built for "
-                                   f"{runtime.target}, not backend {self.backend!r}; run its "
-                                   f"%%fc_runtime {runtime.name} cell again")
-            request.runtime = runtime.interpreter or runtime.deploy_name
-            request.package = runtime.package
-            # Lithops would ship the kernel's copy of a package the runtime lacks.
-            request.extra_config.setdefault("lithops", {})["exclude_modules"] = \
-                kernel_site_modules()
+            fields = map_fields(runtime, self.backend)
+        request = MapRequest(backend=self.backend, memory_mb=memory, timeout_s=timeout,
+                             workers=self.workers or None, **self._aliyun_settings(), **fields)
         if self.backend == "aliyun_fc":
             from .engine import check_aliyun
 

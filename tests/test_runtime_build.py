@@ -37,27 +37,27 @@ def session_cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("runtime-cache"))
 
 
-@pytest.fixture(scope="session")
-def local_build(session_cache):
-    """The local runtime of CELL, built once; (entry, snapshots seen)."""
+def _build_once(name: str, backend: str, target: str, cache_dir: str):
+    """A real build of CELL; (entry, snapshots seen). The cwd must not move."""
     cwd = os.getcwd()
     seen = []
-    reqs = resolve_requirements(CELL, backend="localhost")
-    entry = ensure_runtime("rt_local", reqs, target="local", cache_dir=session_cache,
+    reqs = resolve_requirements(CELL, backend=backend)
+    entry = ensure_runtime(name, reqs, target=target, cache_dir=cache_dir,
                            on_snapshot=seen.append)
     assert os.getcwd() == cwd
     return entry, seen
+
+
+@pytest.fixture(scope="session")
+def local_build(session_cache):
+    """The local runtime of CELL, built once."""
+    return _build_once("rt_local", "localhost", "local", session_cache)
 
 
 @pytest.fixture(scope="session")
 def fc_build(session_cache):
-    cwd = os.getcwd()
-    seen = []
-    reqs = resolve_requirements(CELL, backend="aliyun_fc")
-    entry = ensure_runtime("rt_fc", reqs, target="fc", cache_dir=session_cache,
-                           on_snapshot=seen.append)
-    assert os.getcwd() == cwd
-    return entry, seen
+    """The FC code package of CELL, built once."""
+    return _build_once("rt_fc", "aliyun_fc", "fc", session_cache)
 
 
 def _tree(root: str) -> dict:

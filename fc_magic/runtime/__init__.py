@@ -96,6 +96,23 @@ def target_for_backend(backend: str) -> str:
     return "local" if backend == "localhost" else "fc"
 
 
+def map_fields(entry: RuntimeEntry, backend: str) -> dict:
+    """What a map on ``backend`` needs from its runtime, as MapRequest fields.
+
+    Refuses a runtime built for the other backend. Lithops would otherwise
+    ship the kernel's copy of a pure-Python package the runtime lacks, so
+    every module installed in the kernel is excluded from what it ships.
+    """
+    from .isolation import kernel_site_modules
+
+    if entry.target != target_for_backend(backend):
+        raise InputProblem(f"the current runtime {entry.name} was built for {entry.target}, "
+                           f"not backend {backend!r}; run its %%fc_runtime {entry.name} "
+                           f"cell again")
+    return {"runtime": entry.interpreter or entry.deploy_name, "package": entry.package,
+            "extra_config": {"lithops": {"exclude_modules": kernel_site_modules()}}}
+
+
 def deploy_name(name: str, key: str) -> str:
     return f"{name}-{key[:8]}"
 
