@@ -5,6 +5,8 @@ import argparse
 import os
 import sys
 
+from .runtime.cache import default_cache_dir
+
 
 def _cmd_run(args) -> int:
     from .notebooks import execute, summary
@@ -23,19 +25,13 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _default_cache() -> str:
-    from .magics import _default_cache_dir
-
-    return _default_cache_dir()
-
-
 def _cmd_runtimes(args) -> int:
-    from .inputs import InputProblem
+    from .errors import InputProblem
     from .runtime import gc_runtimes, list_runtimes, remove_runtime
     from .runtime.sizes import human
     from .views.build import runtime_list_text
 
-    cache_dir = args.cache_dir or _default_cache()
+    cache_dir = args.cache_dir or default_cache_dir()
     try:
         if args.action == "list":
             print(runtime_list_text(list_runtimes(cache_dir)))
@@ -70,11 +66,11 @@ def _notebook_declared(path: str, name: str) -> str:
 def _cmd_build(args) -> int:
     import os
 
-    from .inputs import InputProblem
+    from .errors import InputProblem
     from .requirements import (check_runtime_name, format_table_text, requirements_table,
                                resolve_requirements)
     from .runtime import BuildFailed, ensure_runtime
-    from .views.build import BuildFeeder, TextBuildView
+    from .views.build import build_feed
 
     source = args.source
     backend = "localhost" if args.target == "local" else "aliyun_fc"
@@ -98,9 +94,9 @@ def _cmd_build(args) -> int:
         for warning in reqs.warnings:
             print(f"note: {warning}")
         entry = ensure_runtime(name, reqs, target=args.target,
-                               cache_dir=args.cache_dir or _default_cache(),
+                               cache_dir=args.cache_dir or default_cache_dir(),
                                rebuild=args.rebuild,
-                               on_snapshot=BuildFeeder(lambda: TextBuildView(sys.stdout)))
+                               on_snapshot=build_feed("text", stream=sys.stdout))
     except BuildFailed as exc:
         print(f"fc-magic build: {exc}", file=sys.stderr)
         return 1

@@ -10,9 +10,9 @@ import inspect
 import keyword
 from typing import Any, Callable, Mapping
 
+from .errors import InputProblem
 
-class InputProblem(ValueError):
-    """A user mistake in what was passed to a magic; the message is one line."""
+__all__ = ["InputProblem", "evaluate", "resolve_function", "resolve_items", "check_identifier"]
 
 
 def evaluate(expr: str, namespace: Mapping[str, Any], role: str) -> Any:

@@ -6,6 +6,9 @@ written once and the error messages that quote them stay in step.
 """
 from __future__ import annotations
 
+import re
+import sys
+
 MEMORY_MIN_MB = 128
 MEMORY_MAX_MB = 32 * 1024
 MEMORY_STEP_MB = 64
@@ -17,6 +20,23 @@ TIMEOUT_MAX_S = 86_400
 #: because Lithops pickles functions with the client's bytecode.
 FC_PYTHONS = ("3.9", "3.10", "3.12")
 
+def kernel_python() -> str:
+    """"X.Y" of the Python running fc_magic: the Python a runtime must match."""
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def fc_python_problem(python: str | None = None) -> str | None:
+    """Why Function Compute cannot run tasks for ``python`` (default: this kernel's), or None."""
+    python = python or kernel_python()
+    if python in FC_PYTHONS:
+        return None
+    return (f"Function Compute runs Python {', '.join(FC_PYTHONS)} and Lithops needs the same "
+            f"Python on both sides, but this kernel is Python {python}; start the notebook "
+            f"with one of those")
+
+
+#: Code packages up to this size go inline in CreateFunction (base64 in the
+#: request, FC's SDK limit); larger ones through an OSS code location.
 CODE_INLINE_MAX_BYTES = 100 * 1024 * 1024
 CODE_OSS_MAX_BYTES = 500 * 1024 * 1024
 UNPACKED_DISK_MAX_BYTES = 10 * 1024 * 1024 * 1024
@@ -45,3 +65,34 @@ def timeout_problem(seconds: object) -> str | None:
         return (f"timeout {seconds} s is outside Function Compute's range "
                 f"{TIMEOUT_MIN_S}..{TIMEOUT_MAX_S} s")
     return None
+
+
+#: Function Compute's limit on a function name (FC 3.0 API, functionName).
+FC_FUNCTION_NAME_MAX = 64
+#: FC function names: a letter or `_` first, then letters, digits, `_`, `-` (a full match).
+FC_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+#: Function Compute's preinstalled Python packages per runtime, as listed in
+#: Alibaba Cloud's "Python runtime / built-in modules" documentation
+#: (help.aliyun.com/document_detail/2512973.html, and 158208 for 3.9/3.10).
+#: The 3.9 table is longer than what is listed here; a package missing from
+#: this list only makes the pre-flight ask the user to declare it, which is safe.
+FC_BUILTIN_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    "3.12": ("oss2", "alibabacloud-ecs20140526", "alibabacloud-vpc20160428",
+             "alibabacloud-rds20140815", "alibabacloud-kms20160120",
+             "alibabacloud-mns-open20220119", "alibabacloud-cdn20180510",
+             "alibabacloud-ram20150501", "alibabacloud-sts20150401",
+             "alibabacloud-iot20180120", "alibabacloud-sls20201230", "wand", "scrapy",
+             "pymysql", "elasticsearch", "pillow", "pyopenssl", "redis", "requests"),
+    "3.10": ("oss2", "tablestore", "aliyun-fc2", "aliyun-python-sdk-ecs",
+             "aliyun-python-sdk-vpc", "aliyun-python-sdk-rds", "aliyun-python-sdk-kms",
+             "aliyun-mns", "aliyun-python-sdk-cdn", "aliyun-python-sdk-ram",
+             "aliyun-python-sdk-sts", "aliyun-python-sdk-iot", "aliyun-log-python-sdk",
+             "wand", "scrapy", "pymysql", "elasticsearch", "pillow", "pyopenssl", "redis",
+             "requests"),
+    "3.9": ("oss2", "tablestore", "aliyun-fc2", "aliyun-python-sdk-ecs",
+            "aliyun-python-sdk-vpc", "aliyun-python-sdk-rds", "aliyun-python-sdk-kms",
+            "aliyun-mns", "aliyun-python-sdk-cdn", "aliyun-python-sdk-ram",
+            "aliyun-python-sdk-sts", "aliyun-python-sdk-iot", "aliyun-log-python-sdk",
+            "wand", "opencv-python", "numpy", "scipy", "matplotlib", "scrapy"),
+}

@@ -2,30 +2,30 @@
 
 Every setting is a traitlet (`%config FCMagic.memory = 512`); a per-call
 flag overrides it for that call only. The work itself lives in plain
-modules (`inputs`, `engine`, `progress`, `views`) usable without IPython.
+modules (`inputs`, `engine`, `runtime`, `views`) usable without IPython;
+the heavy ones (widgets, the runtime builder) are imported when first used
+so `%load_ext fc_magic` stays instant.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-from pathlib import Path
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Enum, Float, Int, TraitError, Unicode, default, validate
 
-from . import limits
-from .inputs import InputProblem, check_identifier, resolve_function, resolve_items
+from . import backends, limits, retry
+from .backends.request import MapRequest
+from .errors import FCMagicError, InputProblem
+from .inputs import check_identifier, resolve_function, resolve_items
+from .results import MapResult
+from .runtime.cache import default_cache_dir
+from .setting import Setting
 
 logger = logging.getLogger(__name__)
-
-BACKENDS = ("localhost", "aliyun_fc")
-
-
-def _default_cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return os.path.join(base, "fc_magic")
 
 
 def _parse(magic, line: str, name: str):
@@ -43,7 +43,7 @@ def _parse(magic, line: str, name: str):
 class FCMagic(Magics):
     """Run notebook functions on Function Compute (or locally) through Lithops."""
 
-    backend = Enum(BACKENDS, default_value="localhost", config=True,
+    backend = Enum(backends.BACKENDS, default_value=backends.BACKENDS[0], config=True,
                    help="Where maps run: 'localhost' (embedded, no account needed) "
                         "or 'aliyun_fc' (Alibaba Cloud Function Compute).")
     memory = Int(256, config=True,
@@ -81,9 +81,19 @@ class FCMagic(Magics):
                                 "workers, e.g. 'oss-<region>-internal.aliyuncs.com' inside "
                                 "Alibaba Cloud (empty: Lithops' public/internal defaults).")
 
+    def __init__(self, shell=None, **kwargs):
+        super().__init__(shell=shell, **kwargs)
+        #: The runtime %fc_map uses, set by %%fc_runtime (None: the kernel's own Python).
+        self.current_runtime = None
+        #: The last map run from this kernel and its request (the slider's cost line, re-runs).
+        self.last_map: MapResult | None = None
+        self.last_request: MapRequest | None = None
+        #: FCMagic.memory as views see it: read, set, follow; never the magic itself.
+        self.memory_setting = Setting(self, "memory")
+
     @default("cache_dir")
     def _cache_dir_default(self) -> str:
-        return _default_cache_dir()
+        return default_cache_dir()
 
     @validate("memory", "timeout")
     def _check_fc_limit(self, proposal):
@@ -171,7 +181,7 @@ class FCMagic(Magics):
             from .preflight import check_function
             check_function(func, self.current_runtime, backend=self.backend,
                            local_dir=os.getcwd(), func_label=args.func)
-        except InputProblem as exc:
+        except FCMagicError as exc:
             raise UsageError(f"%fc_map: {exc}") from None
 
         result = self._run_and_show(func, items, request, quiet=args.quiet, into=into)
@@ -179,14 +189,8 @@ class FCMagic(Magics):
             self.shell.user_ns[out] = result
         return result
 
-    #: The MapResult of the last map run from this kernel (the memory slider's cost line).
-    last_map = None
-
     def _retry_target(self, args):
         """(function, failed inputs, (result, positions)) for ``--retry NAME``."""
-        from . import retry
-        from .results import MapResult
-
         name = check_identifier(args.retry, "--retry")
         target = self.shell.user_ns.get(name)
         if not isinstance(target, MapResult):
@@ -204,7 +208,7 @@ class FCMagic(Magics):
 
     def _run_and_show(self, func, items, request, *, quiet: bool = False, into=None):
         """Run a map with its view; merge into ``into=(result, positions)`` when given."""
-        from . import retry, views
+        from . import views
         from .engine import run_map
 
         kind = views.choose_view_kind(self.shell, self.view)
@@ -212,40 +216,27 @@ class FCMagic(Magics):
         try:
             result = run_map(func, items, request, on_snapshot=display.on_snapshot,
                              should_cancel=display.should_cancel)
-        except InputProblem as exc:  # e.g. aliyun_fc credentials refused
+        except FCMagicError as exc:  # e.g. aliyun_fc credentials refused, endpoint down
             raise UsageError(f"%fc_map: {exc}") from None
         if into is not None:
-            target, indices = into
-            if len(indices) == len(target.values) and indices == list(range(len(indices))):
-                target.elapsed_s = 0.0  # a whole re-run replaces the old timing
-                target.memory_mb = result.memory_mb
-            result = retry.merge(target, indices, result)
+            result = retry.merge(*into, result)
         else:
             retry.remember_function(result, func)
-        self.last_map = result
-        self._last_request = request
-        display.show_result(result, magic=self,
+        self.last_map, self.last_request = result, request
+        display.show_result(result, memory=self.memory_setting,
                             on_retry=lambda: self._retry_from_view(result, request),
                             on_rerun=lambda mb: self._rerun_from_view(result, mb, request))
         return result
 
-    _last_request = None
-
     def _retry_from_view(self, result, request):
         """The view's "retry failed" button: the failed inputs again, same runtime and settings."""
-        from . import retry
-
         indices, items = retry.retry_inputs(result)
         return self._run_and_show(retry.function_for(result), items, request,
                                   into=(result, indices))
 
-    def _rerun_from_view(self, result, memory_mb: int, request=None):
+    def _rerun_from_view(self, result, memory_mb: int, request):
         """The slider's "re-run with this memory": the whole map again, in place."""
-        import dataclasses
-
-        from . import retry
-
-        request = dataclasses.replace(request or self._last_request, memory_mb=memory_mb)
+        request = dataclasses.replace(request, memory_mb=memory_mb)
         return self._run_and_show(retry.function_for(result), list(result.inputs), request,
                                   into=(result, list(range(len(result.inputs)))))
 
@@ -278,16 +269,14 @@ class FCMagic(Magics):
             self.memory = args.mb
         from . import views
 
-        views.show_memory(self, views.choose_view_kind(self.shell, self.view),
-                          on_rerun=self._rerun_last)
+        views.show_memory(self.memory_setting, views.choose_view_kind(self.shell, self.view),
+                          last_map=self.last_map, on_rerun=self._rerun_last)
 
     def _rerun_last(self, memory_mb: int):
-        if self.last_map is not None and self._last_request is not None:
-            self._rerun_from_view(self.last_map, memory_mb, self._last_request)
+        if self.last_map is not None and self.last_request is not None:
+            self._rerun_from_view(self.last_map, memory_mb, self.last_request)
 
     # -------------------------------------------------------------- %%fc_runtime
-    #: The runtime %fc_map uses, set by %%fc_runtime (None: the kernel's own Python).
-    current_runtime = None
 
     @magic_arguments()
     @argument("name", metavar="NAME", nargs="?", default=None,
@@ -352,7 +341,7 @@ class FCMagic(Magics):
         from .capture import kernel_capture
         from .requirements import (check_runtime_name, format_table_html, format_table_text,
                                    requirements_table, resolve_requirements)
-        from .runtime import BuildFailed, ensure_runtime, target_for_backend
+        from .runtime import BuildFailed, ensure_runtime
         from .views import build as build_views
 
         if args.list_all or args.remove or args.gc:
@@ -374,28 +363,26 @@ class FCMagic(Magics):
         notes = "".join(f"\nnote: {w}" for w in [*warnings, *reqs.warnings])
         build_views.show_text(format_table_text(rows) + notes, kind,
                               html_body=format_table_html(rows) + notes.replace("\n", "<br>"))
-        feeder = build_views.BuildFeeder(lambda: build_views.make_build_view(kind))
         try:
-            entry = ensure_runtime(name, reqs, target=target_for_backend(self.backend),
+            entry = ensure_runtime(name, reqs, target=backends.target_for(self.backend),
                                    cache_dir=self.cache_dir, rebuild=args.rebuild,
-                                   on_snapshot=feeder, memory_mb=args.memory)
+                                   on_snapshot=build_views.build_feed(kind))
         except BuildFailed as exc:
             raise InputProblem(f"building {name} failed ({exc}); fix or remove that "
                                f"requirement and run the cell again") from None
-        self._make_current(entry)
-        if kind == "widget":  # the runtime's default memory, as a slider on the trait
-            views.memory_slider(self)
+        self._make_current(entry, args.memory)
+        if kind == "widget":  # the memory setting, as a slider
+            views.memory_slider(self.memory_setting, result=self.last_map)
 
-    def _make_current(self, entry) -> None:
-        """Use ``entry`` for the next maps; its --memory becomes FCMagic.memory."""
+    def _make_current(self, entry, memory_mb: int | None) -> None:
+        """Use ``entry`` for the next maps; ``--memory`` becomes FCMagic.memory."""
         self.current_runtime = entry
-        if entry.memory_mb:
-            self.memory = entry.memory_mb
+        if memory_mb:
+            self.memory = memory_mb
 
     def _runtime_line(self, args) -> None:
         from . import views
-        from .runtime import (gc_runtimes, list_runtimes, remove_runtime, runtime_by_name,
-                              target_for_backend)
+        from .runtime import gc_runtimes, list_runtimes, remove_runtime, runtime_by_name
         from .runtime.sizes import human
         from .views import build as build_views
 
@@ -412,12 +399,12 @@ class FCMagic(Magics):
             removed, freed = gc_runtimes(self.cache_dir)
             text = f"removed {len(removed)} unused cached build(s), freed {human(freed)}"
         elif args.name:
-            target = target_for_backend(self.backend)
-            entry = runtime_by_name(self.cache_dir, args.name, target, memory_mb=args.memory)
+            target = backends.target_for(self.backend)
+            entry = runtime_by_name(self.cache_dir, args.name, target)
             if entry is None:
                 raise InputProblem(f"no cached {target} runtime named {args.name!r}; build it "
                                    f"with %%fc_runtime {args.name} and its package list")
-            self._make_current(entry)
+            self._make_current(entry, args.memory)
             text = build_views.runtime_text(entry)
         elif self.current_runtime is None:
             text = ("no current runtime: %fc_map runs tasks with this kernel's Python; "
@@ -426,9 +413,8 @@ class FCMagic(Magics):
             text = build_views.runtime_text(self.current_runtime)
         build_views.show_text(text, kind)
 
-    def _map_request(self, args):
-        from .engine import MapRequest
-
+    def _map_request(self, args) -> MapRequest:
+        """The request for this call: traits, then this call's flags, checked by its backend."""
         runtime = self.current_runtime
         # A runtime's --memory was copied into the trait when it became current,
         # so the trait (and every slider bound to it) decides.
@@ -446,10 +432,7 @@ class FCMagic(Magics):
             fields = map_fields(runtime, self.backend)
         request = MapRequest(backend=self.backend, memory_mb=memory, timeout_s=timeout,
                              workers=self.workers or None, **self._aliyun_settings(), **fields)
-        if self.backend == "aliyun_fc":
-            from .engine import check_aliyun
-
-            check_aliyun(request)
+        backends.get(self.backend).check(request)
         return request
 
     def _aliyun_settings(self) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 RUNNING, SUCCESS, ERROR, CANCELLED = "running", "success", "error", "cancelled"
@@ -54,11 +54,6 @@ class MapSnapshot:
     def final(self) -> bool:
         return self.status != RUNNING
 
-    def as_dict(self) -> dict:
-        data = asdict(self)
-        data.update(pending=self.pending, rate=self.rate, eta_s=self.eta_s)
-        return data
-
 
 class MapView(Protocol):
     """What every map view implements: the widget and the text line alike."""
@@ -66,6 +61,9 @@ class MapView(Protocol):
     def draw(self, snapshot: MapSnapshot) -> None: ...
 
     def finish(self, snapshot: MapSnapshot) -> None: ...
+
+    def show_result(self, result, *, on_retry=None, memory=None, on_rerun=None) -> None:
+        """What the map left: failures (with retry), preview, figures, hint, memory slider."""
 
 
 class CancelToken:
@@ -96,11 +94,16 @@ DEFAULT_INTERVAL = 0.25
 
 
 class ProgressReporter:
-    """Feeds snapshots to a view lazily (after a delay) and at a bounded rate."""
+    """Feeds snapshots to a view lazily (after a delay) and at a bounded rate.
+
+    Any snapshot with ``.final`` and ``.status`` will do: maps use it with
+    `MapSnapshot`, runtime builds with `BuildSnapshot` (no delay, no rate
+    limit, and a quick success still shown: a cache hit says so).
+    """
 
     def __init__(self, make_view: Callable[[], MapView], *, progress_after: float = 1.0,
                  interval: float = DEFAULT_INTERVAL, clock: Callable[[], float] = time.monotonic,
-                 show_quick_result: bool = True):
+                 show_quick_result: bool = True, show_quick_success: bool = False):
         self._make_view = make_view
         self.progress_after = progress_after
         self.interval = interval
@@ -112,6 +115,7 @@ class ProgressReporter:
         # A map that ends before progress_after still gets its final state
         # drawn once when it failed, so a red result is never silent.
         self.show_quick_result = show_quick_result
+        self.show_quick_success = show_quick_success
 
     def __call__(self, snapshot: MapSnapshot) -> None:
         """The engine's ``on_snapshot`` hook: final snapshots end the view."""
@@ -133,7 +137,9 @@ class ProgressReporter:
         self.draws += 1
 
     def finish(self, snapshot: MapSnapshot) -> None:
-        if self.view is None and not (self.show_quick_result and snapshot.status != SUCCESS):
+        quick_shown = self.show_quick_success or (self.show_quick_result
+                                                  and snapshot.status != SUCCESS)
+        if self.view is None and not quick_shown:
             return
         self._ensure_view().finish(snapshot)
         self.draws += 1

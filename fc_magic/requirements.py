@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata as md
-import importlib.util
 import json
 import logging
 import os
@@ -30,21 +29,18 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from .inputs import InputProblem
+from .backends import BACKENDS
+from .backends.lithops_facts import lithops_version
+from .errors import InputProblem
+from .limits import (FC_BUILTIN_DISTRIBUTIONS, FC_FUNCTION_NAME_MAX, FC_NAME_RE, fc_python_problem,
+                     kernel_python)
 
 logger = logging.getLogger(__name__)
 
 DECLARED = "declared"
 CAPTURED = "captured"
 LITHOPS = "lithops"
-SOURCES = (DECLARED, CAPTURED, LITHOPS)
 
-BACKENDS = ("localhost", "aliyun_fc")
-
-#: Function Compute's limit on a function name (FC 3.0 API, functionName).
-FC_FUNCTION_NAME_MAX = 64
-#: FC function names: a letter or `_` first, then letters, digits, `_`, `-`.
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 #: Characters of the content key appended to a runtime name (`my_rt-1a2b3c4d`).
 DEPLOY_KEY_CHARS = 8
 #: A memory size with the most digits FC accepts; Lithops puts the memory into
@@ -55,32 +51,6 @@ _WIDEST_MEMORY_MB = 32768
 #: workers (Lithops itself is copied into the runtime by its own client).
 CLIENT_ONLY = frozenset({"ipython", "ipykernel", "ipywidgets", "fc-magic", "lithops"})
 CLIENT_ONLY_PREFIXES = ("jupyter",)
-
-#: Function Compute's preinstalled Python packages per runtime, as listed in
-#: Alibaba Cloud's "Python runtime / built-in modules" documentation
-#: (help.aliyun.com/document_detail/2512973.html, and 158208 for 3.9/3.10).
-#: The 3.9 table is longer than what is listed here; a package missing from
-#: this list only makes the pre-flight ask the user to declare it, which is safe.
-FC_BUILTIN_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
-    "3.12": ("oss2", "alibabacloud-ecs20140526", "alibabacloud-vpc20160428",
-             "alibabacloud-rds20140815", "alibabacloud-kms20160120",
-             "alibabacloud-mns-open20220119", "alibabacloud-cdn20180510",
-             "alibabacloud-ram20150501", "alibabacloud-sts20150401",
-             "alibabacloud-iot20180120", "alibabacloud-sls20201230", "wand", "scrapy",
-             "pymysql", "elasticsearch", "pillow", "pyopenssl", "redis", "requests"),
-    "3.10": ("oss2", "tablestore", "aliyun-fc2", "aliyun-python-sdk-ecs",
-             "aliyun-python-sdk-vpc", "aliyun-python-sdk-rds", "aliyun-python-sdk-kms",
-             "aliyun-mns", "aliyun-python-sdk-cdn", "aliyun-python-sdk-ram",
-             "aliyun-python-sdk-sts", "aliyun-python-sdk-iot", "aliyun-log-python-sdk",
-             "wand", "scrapy", "pymysql", "elasticsearch", "pillow", "pyopenssl", "redis",
-             "requests"),
-    "3.9": ("oss2", "tablestore", "aliyun-fc2", "aliyun-python-sdk-ecs",
-            "aliyun-python-sdk-vpc", "aliyun-python-sdk-rds", "aliyun-python-sdk-kms",
-            "aliyun-mns", "aliyun-python-sdk-cdn", "aliyun-python-sdk-ram",
-            "aliyun-python-sdk-sts", "aliyun-python-sdk-iot", "aliyun-log-python-sdk",
-            "wand", "opencv-python", "numpy", "scipy", "matplotlib", "scrapy"),
-}
-
 
 class RequirementProblem(InputProblem):
     """A requirement line or runtime name the user must fix; one line."""
@@ -183,15 +153,6 @@ def _distribution_files(dist_name: str) -> frozenset[str]:
     return frozenset()
 
 
-def lithops_version() -> str:
-    """The installed Lithops version (the client's; workers must run the same)."""
-    return md.version("lithops")
-
-
-def current_python() -> str:
-    return f"{sys.version_info.major}.{sys.version_info.minor}"
-
-
 def is_stdlib(module: str) -> bool:
     top = module.split(".")[0]
     return top in sys.stdlib_module_names or top in sys.builtin_module_names
@@ -229,7 +190,7 @@ def lithops_worker_requirements(backend: str) -> list[str]:
 
 @functools.lru_cache(maxsize=4)
 def _worker_requirements(backend: str) -> tuple[str, ...]:
-    from .engine import fc_worker_requirements
+    from .backends.lithops_facts import fc_worker_requirements
 
     lines = {canonical_line(Requirement(line)) for line in fc_worker_requirements()}
     if backend == "localhost":
@@ -242,16 +203,9 @@ def _lithops_worker_imports() -> set[str]:
     """Distributions imported by Lithops' worker package (read, not imported)."""
     from .capture import imported_modules
 
-    spec = importlib.util.find_spec("lithops")
-    if spec is None or not spec.submodule_search_locations:
-        return set()
-    worker = os.path.join(list(spec.submodule_search_locations)[0], "worker")
-    sources = []
-    for name in sorted(os.listdir(worker)):
-        if name.endswith(".py"):
-            with open(os.path.join(worker, name), encoding="utf-8") as fh:
-                sources.append(fh.read())
-    report = imported_modules(sources, transform=lambda s: s)
+    from .backends.lithops_facts import worker_sources
+
+    report = imported_modules(worker_sources(), transform=lambda s: s)
     dists = set()
     # Guarded imports (numpy, psutil) are extras the worker copes without.
     for module in report.modules - report.optional:
@@ -266,7 +220,7 @@ def _lithops_worker_imports() -> set[str]:
 # ------------------------------------------------------------------ names
 def max_runtime_name_length() -> int:
     """Longest NAME whose Lithops function name `lithops-worker-NAME-KEY8-v..-hash` fits FC."""
-    from .engine import fc_function_name
+    from .backends.lithops_facts import fc_function_name
 
     probe = fc_function_name("-" + "0" * DEPLOY_KEY_CHARS, _WIDEST_MEMORY_MB)
     return FC_FUNCTION_NAME_MAX - len(probe)
@@ -277,7 +231,7 @@ def check_runtime_name(name: str) -> str:
     limit = max_runtime_name_length()
     if not name:
         raise RequirementProblem("a runtime NAME is required, e.g. %%fc_runtime my_rt")
-    if not _NAME_RE.match(name):
+    if not FC_NAME_RE.fullmatch(name):
         raise RequirementProblem(
             f"runtime name {name!r} is not valid: use letters, digits, '_' and '-', "
             f"starting with a letter or '_' (at most {limit} characters), e.g. my_rt")
@@ -457,13 +411,9 @@ def resolve_requirements(declared: str, captured_modules: Iterable[str] = (), *,
     """
     if backend not in BACKENDS:
         raise RequirementProblem(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
-    python = python or current_python()
-    if backend == "aliyun_fc":
-        from .limits import FC_PYTHONS
-        if python not in FC_PYTHONS:
-            raise RequirementProblem(
-                f"Function Compute has Python {', '.join(FC_PYTHONS)}, not {python}; "
-                f"run the notebook on one of those (the worker's Python must match)")
+    python = python or kernel_python()
+    if backend == "aliyun_fc" and fc_python_problem(python):
+        raise RequirementProblem(fc_python_problem(python))
     env = target_environment(backend, python)
     # A `%pip install` earlier in the session changes what is installed.
     _refresh_if_changed()

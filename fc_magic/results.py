@@ -26,6 +26,10 @@ def short_repr(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+#: `TaskFailure.exc_type` of a task cancelled before it finished.
+CANCELLED_TASK = "Cancelled"
+
+
 @dataclass
 class TaskStats:
     """Per-task figures taken from Lithops' call stats (None where unknown)."""
@@ -48,6 +52,11 @@ class TaskFailure:
     exc_type: str
     message: str
     traceback: str = ""
+
+    @property
+    def cancelled(self) -> bool:
+        """True for a task the user cancelled before it finished (not a failure of its own)."""
+        return self.exc_type == CANCELLED_TASK
 
     def __repr__(self) -> str:
         return f"<TaskFailure #{self.index} {self.exc_type}: {short_repr(self.message, 80)}>"
@@ -94,10 +103,17 @@ class MapResult:
     memory_mb: int = 0
     function: str = ""
     cancelled: bool = False
+    #: Where it ran, in a few words (the backend's own description).
+    where: str = ""
 
     @property
     def failures(self) -> list[TaskFailure]:
         return [v for v in self.values if isinstance(v, TaskFailure)]
+
+    @property
+    def failures_not_cancelled(self) -> list[TaskFailure]:
+        """Tasks that failed on their own (raised, were lost or killed), not by a cancel."""
+        return [f for f in self.failures if not f.cancelled]
 
     @property
     def ok(self) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import weakref
 from typing import Any, Callable
 
-from .inputs import InputProblem
+from .errors import InputProblem
 from .results import MapResult, TaskFailure, TaskStats
 
 _functions: dict[int, tuple[weakref.ref, Callable]] = {}
@@ -50,10 +50,15 @@ def merge(result: MapResult, indices: list[int], partial: MapResult) -> MapResul
     """Write ``partial`` (a map over ``indices``' inputs) into ``result``'s slots.
 
     Failures in ``partial`` keep the original position as their index, so
-    `TaskFailure.index` always names the slot in ``result``.
+    `TaskFailure.index` always names the slot in ``result``. A re-run of every
+    position (the memory slider's "re-run") replaces the old timing and memory;
+    a retry of some adds its time to the map's.
     """
     if len(partial.values) != len(indices):
         raise ValueError("the retry returned a different number of outcomes")
+    if indices == list(range(len(result.values))):
+        result.elapsed_s = 0.0
+        result.memory_mb = partial.memory_mb
     for j, i in enumerate(indices):
         value = partial.values[j]
         if isinstance(value, TaskFailure):
@@ -64,6 +69,6 @@ def merge(result: MapResult, indices: list[int], partial: MapResult) -> MapResul
         if i < len(result.stats):
             result.stats[i] = stats
     result.elapsed_s += partial.elapsed_s
-    result.cancelled = any(isinstance(v, TaskFailure) and v.exc_type == "Cancelled"
+    result.cancelled = any(isinstance(v, TaskFailure) and v.cancelled
                            for v in result.values)
     return result

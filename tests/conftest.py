@@ -40,6 +40,36 @@ def pytest_terminal_summary(terminalreporter):
             f"injected, {t.secret_scans} places scanned, secrets found = {t.secrets_found}")
 
 
+class FakeClock:
+    """A clock tests move by hand (``clock.now += 0.5``): views and loops take ``clock=``."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="module")
+def lithops_cache(tmp_path_factory):
+    """Lithops' ~/.lithops/cache for runtime metadata, private to one test module.
+
+    Lithops keeps "this runtime is deployed" there by runtime name; modules that
+    deploy must not see each other's (or the user's) deployments.
+    """
+    from lithops.storage import storage
+
+    saved = storage.CACHE_DIR
+    storage.CACHE_DIR = str(tmp_path_factory.mktemp("lithops-cache"))
+    yield storage.CACHE_DIR
+    storage.CACHE_DIR = saved
+
+
 @pytest.fixture(scope="session")
 def _shell():
     return InteractiveShell.instance()

@@ -152,7 +152,8 @@ def test_help_is_the_docstring(ip):
 
 
 def test_runtime_is_an_absolute_interpreter():
-    from fc_magic.engine import MapRequest, lithops_config
+    from fc_magic.backends.localhost import lithops_config
+    from fc_magic.engine import MapRequest
 
     config = lithops_config(MapRequest())
     assert config["localhost"]["runtime"] == sys.executable

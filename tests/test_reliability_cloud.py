@@ -38,16 +38,6 @@ class RecordEverything(logging.Handler):
 
 
 @pytest.fixture(scope="module")
-def lithops_cache(tmp_path_factory):
-    from lithops.storage import storage
-
-    saved = storage.CACHE_DIR
-    storage.CACHE_DIR = str(tmp_path_factory.mktemp("lithops-cache"))
-    yield
-    storage.CACHE_DIR = saved
-
-
-@pytest.fixture(scope="module")
 def xdg(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("xdg"))
 

@@ -92,17 +92,68 @@ def test_a_map_leaves_no_processes_threads_handles_or_job_data(ip, cell):
     assert job_data() - before == set()
 
 
+class _FakeExecutor:
+    """Stands in for a Lithops FunctionExecutor whose wait() raises ``error``."""
+
+    def __init__(self, error):
+        self.error = error
+        self.stopped = False
+        self.job_monitor = self
+
+    def _clean_at_exit(self):
+        pass
+
+    def stop(self):
+        self.stopped = True
+
+    def wait(self, *args, **kwargs):
+        raise self.error
+
+
+class _FakeBackend:
+    name, target = "fake", "local"
+
+    def __init__(self, executor):
+        self._executor = executor
+
+    def executor(self, request):
+        return self._executor
+
+
+def _poll_error(error):
+    """What LithopsJob.poll raises when Lithops' wait() raised ``error``."""
+    from fc_magic.backends.job import LithopsJob
+    from fc_magic.engine import MapRequest
+
+    executor = _FakeExecutor(error)
+    with LithopsJob(MapRequest(), backend=_FakeBackend(executor)) as job:
+        with pytest.raises(BaseException) as caught:
+            job.poll([])
+    assert executor.stopped, "the job monitor is stopped on the way out"
+    return caught.value
+
+
 def test_an_error_raised_while_lithops_handles_ctrl_c_still_counts_as_a_cancel():
     # Lithops tidies up inside its KeyboardInterrupt handler; an error there
     # surfaces with the interrupt as its context, and must not be taken for
     # a storage failure (which would swallow the user's Ctrl-C).
-    from fc_magic.engine import _caused_by_interrupt
-
     try:
         try:
             raise KeyboardInterrupt
         except KeyboardInterrupt:
             raise RuntimeError("cleanup failed")
     except RuntimeError as exc:
-        assert _caused_by_interrupt(exc)
-    assert not _caused_by_interrupt(RuntimeError("plain"))
+        hidden_interrupt = exc
+    assert isinstance(_poll_error(hidden_interrupt), KeyboardInterrupt)
+
+
+def test_a_network_error_is_a_service_error_but_a_defect_stays_itself():
+    from fc_magic.errors import ServiceUnavailable
+
+    down = _poll_error(ConnectionRefusedError("[Errno 111] Connection refused"))
+    assert isinstance(down, ServiceUnavailable)
+    assert str(down) == ("the storage service stopped answering "
+                         "(builtins: connection refused)")
+    # A programming error (say after a Lithops upgrade) is not "storage down".
+    defect = _poll_error(TypeError("wait() got an unexpected keyword argument"))
+    assert type(defect) is TypeError

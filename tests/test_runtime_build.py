@@ -117,10 +117,10 @@ def test_map_runs_in_the_runtime_and_undeclared_package_is_missing(ip, fc, cell,
         cell("%fc_map uses_undeclared [1] --quiet")
     # Past that check, the task itself cannot import it: the kernel's copy is
     # not shipped along (Lithops would, for a pure-Python package).
-    from fc_magic.engine import run_map
-    from fc_magic.magics import _parse
+    from fc_magic.engine import MapRequest, run_map
+    from fc_magic.runtime import map_fields
 
-    request = fc._map_request(_parse(fc.fc_map, "uses_undeclared [1]", "fc_map"))
+    request = MapRequest(**map_fields(entry, "localhost"))
     assert request.runtime == entry.interpreter
     bad = run_map(ip.user_ns["uses_undeclared"], [1], request)
     assert bad.failures and bad.failures[0].exc_type == "ModuleNotFoundError"

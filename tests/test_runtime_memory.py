@@ -29,13 +29,13 @@ def test_runtime_memory_becomes_the_setting_and_the_slider_moves_it(ip, fc, cell
     sliders = []
     real = views.memory_slider
     monkeypatch.setattr(views, "memory_slider",
-                        lambda magic, *a, **k: sliders.append(real(magic, *a, display_now=False,
-                                                                   **k)) or sliders[-1])
+                        lambda memory, *a, **k: sliders.append(real(memory, *a, display_now=False,
+                                                                    **k)) or sliders[-1])
     fc.view = "widget"
     with capture_output():
         cell("%%fc_runtime mem_rt --memory 512\n# nothing but Lithops' own packages\n")
     assert fc.memory == 512
-    assert len(sliders) == 1 and sliders[0].magic is fc and sliders[0].slider.value == 512
+    assert len(sliders) == 1 and sliders[0].memory.value == fc.memory and sliders[0].slider.value == 512
     fc.view = "text"
     cell("def ident(x):\n    return x")
     assert cell("%fc_map ident [1] --quiet").memory_mb == 512

@@ -9,14 +9,6 @@ from fc_magic.progress import CANCELLED, ERROR, RUNNING, SUCCESS, MapSnapshot, P
 from fc_magic.views.text import TextMapView, status_line
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-
 class CountingView:
     def __init__(self):
         self.draws, self.finished = [], None
@@ -35,8 +27,7 @@ def test_snapshot_derived_figures():
     assert MapSnapshot(total=3).rate is None
 
 
-def test_reporter_waits_then_redraws_at_a_fixed_rate_whatever_the_task_count():
-    clock = FakeClock()
+def test_reporter_waits_then_redraws_at_a_fixed_rate_whatever_the_task_count(clock):
     views = []
     reporter = ProgressReporter(lambda: views.append(CountingView()) or views[-1],
                                 progress_after=1.0, interval=0.2, clock=clock)
@@ -50,8 +41,7 @@ def test_reporter_waits_then_redraws_at_a_fixed_rate_whatever_the_task_count():
     assert views[0].finished.status == SUCCESS
 
 
-def test_quick_success_draws_nothing_but_quick_failure_is_shown():
-    clock = FakeClock()
+def test_quick_success_draws_nothing_but_quick_failure_is_shown(clock):
     made = []
     reporter = ProgressReporter(lambda: made.append(CountingView()) or made[-1],
                                 progress_after=1.0, clock=clock)

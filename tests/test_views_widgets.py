@@ -9,19 +9,11 @@ import pytest
 from IPython.utils.capture import capture_output
 
 from fc_magic import pricing
-from fc_magic.progress import CANCELLED, ERROR, SUCCESS, MapSnapshot
+from fc_magic.progress import CANCELLED, ERROR, MapSnapshot
 from fc_magic.results import MapResult, TaskFailure, TaskStats
 from fc_magic.views import MapDisplay
 from fc_magic.views.text import TextMapView
 from fc_magic.views.widgets import WidgetMapView, is_click
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
 
 
 def scripted_result(n=30, failed=(3, 7), memory=1024, peak=180.0) -> MapResult:
@@ -51,8 +43,7 @@ def newest(kind, **attrs):
     return found[-1] if found else None
 
 
-def test_map_view_counts_eta_rate_and_throttle_with_a_fake_clock():
-    clock = FakeClock()
+def test_map_view_counts_eta_rate_and_throttle_with_a_fake_clock(clock):
     display = MapDisplay("widget", progress_after=1.0, clock=clock,
                          make_view=lambda: WidgetMapView(display_now=False))
     for i in range(2000):
@@ -73,8 +64,7 @@ def test_map_view_counts_eta_rate_and_throttle_with_a_fake_clock():
     assert view.cancel_button.layout.display == "none"  # the finished view keeps no cancel
 
 
-def test_cancel_button_sets_the_token_the_engine_polls():
-    clock = FakeClock()
+def test_cancel_button_sets_the_token_the_engine_polls(clock):
     display = MapDisplay("widget", progress_after=0.0, clock=clock,
                          make_view=lambda: WidgetMapView(display_now=False, cancel=display.cancel))
     display.on_snapshot(MapSnapshot(total=10, done=2, running=2, elapsed_s=1))

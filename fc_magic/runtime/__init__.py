@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from ..inputs import InputProblem
+from ..backends import target_for
+from ..errors import InputProblem
 from . import cache
 from .installer import BuildFailed, CommandLog, choose_installer
 from .sizes import PackageSize
@@ -35,7 +36,7 @@ LOG_INTERVAL_S = 0.2
 LOG_TAIL = 12
 
 __all__ = ["RuntimeEntry", "BuildSnapshot", "BuildFailed", "ensure_runtime", "TARGETS",
-           "target_for_backend", "list_runtimes", "remove_runtime", "gc_runtimes",
+           "list_runtimes", "remove_runtime", "gc_runtimes",
            "runtime_by_name", "PackageSize"]
 
 
@@ -92,10 +93,6 @@ class BuildSnapshot:
         return self.status != RUNNING
 
 
-def target_for_backend(backend: str) -> str:
-    return "local" if backend == "localhost" else "fc"
-
-
 def map_fields(entry: RuntimeEntry, backend: str) -> dict:
     """What a map on ``backend`` needs from its runtime, as MapRequest fields.
 
@@ -105,7 +102,7 @@ def map_fields(entry: RuntimeEntry, backend: str) -> dict:
     """
     from .isolation import kernel_site_modules
 
-    if entry.target != target_for_backend(backend):
+    if entry.target != target_for(backend):
         raise InputProblem(f"the current runtime {entry.name} was built for {entry.target}, "
                            f"not backend {backend!r}; run its %%fc_runtime {entry.name} "
                            f"cell again")

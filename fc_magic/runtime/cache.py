@@ -28,6 +28,12 @@ from typing import Iterator
 
 logger = logging.getLogger(__name__)
 
+
+def default_cache_dir() -> str:
+    """Where runtimes are cached unless told otherwise: $XDG_CACHE_HOME/fc_magic."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "fc_magic")
+
 MANIFEST = "manifest.json"
 INDEX = "names.json"
 #: Bumped when the entry layout changes; older entries are rebuilt.

@@ -72,10 +72,11 @@ _base_lock = threading.Lock()
 def fc_builtins(version: str) -> tuple[str, ...]:
     """FC's preinstalled distributions for a Python, from Alibaba's docs.
 
-    The list fc_magic's pre-flight check trusts (fc_magic.requirements), so
-    a function the check lets through finds the same modules here as on FC.
+    The list fc_magic's pre-flight check trusts (`fc_magic.limits`, the one
+    product module the sandbox reads: Function Compute's own facts), so a
+    function the check lets through finds the same modules here as on FC.
     """
-    from ..requirements import FC_BUILTIN_DISTRIBUTIONS
+    from ..limits import FC_BUILTIN_DISTRIBUTIONS
 
     return tuple(FC_BUILTIN_DISTRIBUTIONS.get(version, ())) or BASE_PACKAGES
 

@@ -13,6 +13,7 @@ import time
 from typing import Callable, TextIO
 
 from ..progress import DEFAULT_INTERVAL, CancelToken, MapView, ProgressReporter
+from ..setting import Setting
 
 
 def widgets_available() -> bool:
@@ -51,9 +52,7 @@ class MapDisplay:
                  stream: TextIO | None = None, interval: float = DEFAULT_INTERVAL,
                  clock: Callable[[], float] = time.monotonic,
                  make_view: Callable[[], MapView] | None = None):
-        self.kind = kind
         self.cancel = CancelToken()
-        self.quiet = quiet
         make = make_view or (lambda: make_map_view(kind, stream=stream, cancel=self.cancel))
         self.reporter = None if quiet else ProgressReporter(
             make, progress_after=progress_after, interval=interval, clock=clock)
@@ -72,39 +71,34 @@ class MapDisplay:
 
     def show_result(self, result, **actions) -> None:
         """The final panel: failures (with retry), preview, figures, hint, slider."""
-        view = self.view
-        if view is None or not hasattr(view, "show_result"):
-            return  # quiet, or a quick success that never needed a view
-        view.show_result(result, **actions)
+        if self.view is not None:  # None: quiet, or a quick success that needed no view
+            self.view.show_result(result, **actions)
 
 
-def memory_slider(magic, value: int | None = None, *, result=None,
+def memory_slider(memory: Setting, value: int | None = None, *, result=None,
                   on_change: Callable[[int], None] | None = None,
                   on_rerun: Callable[[int], None] | None = None, display_now: bool = True):
-    """Show FC's memory sizes as a slider bound to ``magic.memory`` (or ``on_change``).
+    """Show FC's memory sizes as a slider bound to the ``memory`` setting (or ``on_change``).
 
-    ``value`` is where it starts (default: the trait). With ``on_change`` the
-    slider reports there instead of setting the trait (e.g. a runtime's own
-    default memory). The cost line uses ``result`` (default: the magic's
-    last map). Returns the `MemorySlider`.
+    ``value`` is where it starts (default: the setting's). The cost line
+    estimates ``result`` at the chosen size. Returns the `MemorySlider`.
     """
     from IPython.display import display
 
     from .memory import MemorySlider
 
-    if result is None:
-        result = getattr(magic, "last_map", None)
-    slider = MemorySlider(magic, value, result=result, on_change=on_change, on_rerun=on_rerun)
+    slider = MemorySlider(memory, value, result=result, on_change=on_change, on_rerun=on_rerun)
     if display_now:
         display(slider)
     return slider
 
 
-def show_memory(magic, kind: str, *, on_rerun=None, stream: TextIO | None = None):
+def show_memory(memory: Setting, kind: str, *, last_map=None, on_rerun=None,
+                stream: TextIO | None = None):
     """`%fc_memory`: the slider in a widget frontend, one line of text elsewhere."""
     if kind == "widget":
-        return memory_slider(magic, on_rerun=on_rerun)
+        return memory_slider(memory, result=last_map, on_rerun=on_rerun)
     from .text import memory_line
 
-    (stream or sys.stdout).write(memory_line(magic.memory, getattr(magic, "last_map", None)) + "\n")
+    (stream or sys.stdout).write(memory_line(memory.value, last_map) + "\n")
     return None

@@ -14,6 +14,7 @@ from typing import Sequence, TextIO
 
 from ..runtime import ERROR, SUCCESS, BuildSnapshot, RuntimeEntry
 from ..runtime.sizes import human
+from .fallback import TextFallback
 from .text import fmt_seconds
 
 #: Rows of the size table shown; the rest are summed into one line.
@@ -102,7 +103,7 @@ class TextBuildView:
         self.stream.flush()
 
 
-class WidgetBuildView:
+class WidgetBuildView(TextFallback):
     """One box: the step list, a scrolling log tail, then the size table."""
 
     def __init__(self, display_now: bool = True):
@@ -117,10 +118,8 @@ class WidgetBuildView:
         self._text = ""
         self._handle = display(self, display_id=True) if display_now else None
 
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = self.box._repr_mimebundle_(**kwargs) or {}
-        bundle["text/plain"] = self._text or "fc_runtime: starting"
-        return bundle
+    def plain_text(self) -> str:
+        return self._text or "fc_runtime: starting"
 
     def draw(self, s: BuildSnapshot) -> None:
         self._text = headline(s)
@@ -156,17 +155,12 @@ def make_build_view(kind: str, *, stream: TextIO | None = None):
     return TextBuildView(stream)
 
 
-class BuildFeeder:
-    """The ``on_snapshot`` hook: creates the view on the first snapshot, ends it on the last."""
+def build_feed(kind: str, *, stream: TextIO | None = None):
+    """The ``on_snapshot`` hook of a build: every step drawn at once, the end always shown."""
+    from ..progress import ProgressReporter
 
-    def __init__(self, make_view):
-        self._make_view = make_view
-        self.view = None
-
-    def __call__(self, s: BuildSnapshot) -> None:
-        if self.view is None:
-            self.view = self._make_view()
-        (self.view.finish if s.final else self.view.draw)(s)
+    return ProgressReporter(lambda: make_build_view(kind, stream=stream), progress_after=0.0,
+                            interval=0.0, show_quick_success=True)
 
 
 # ----------------------------------------------------------------- %fc_runtime

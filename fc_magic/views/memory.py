@@ -1,4 +1,4 @@
-"""The memory slider: FC's valid sizes, bound to `FCMagic.memory`, with a cost estimate.
+"""The memory slider: FC's valid sizes, bound to a memory `Setting`, with a cost estimate.
 
 Moving the slider sets the trait (so the next map uses it); setting the
 trait (`%config FCMagic.memory = 640`) moves every live slider. Next to it,
@@ -16,6 +16,8 @@ from typing import Callable
 import ipywidgets as w
 
 from .. import limits, pricing
+from ..setting import Setting
+from .fallback import TextFallback
 
 logger = logging.getLogger(__name__)
 
@@ -36,19 +38,24 @@ def _label(mb: int) -> str:
     return f"{mb} MB" if mb < 1024 else f"{mb} MB ({mb / 1024:g} GB)"
 
 
-class MemorySlider:
-    """A SelectionSlider over FC's memory sizes, its cost line and re-run button."""
+class MemorySlider(TextFallback):
+    """A SelectionSlider over FC's memory sizes, its cost line and re-run button.
 
-    def __init__(self, magic, value: int | None = None, *, result=None,
+    ``memory`` is the `Setting` it shows and moves (FCMagic.memory); with
+    ``on_change`` the slider reports there instead and does not follow the
+    setting. ``value`` is where it starts (default: the setting's value).
+    """
+
+    def __init__(self, memory: Setting, value: int | None = None, *, result=None,
                  on_change: Callable[[int], None] | None = None,
                  on_rerun: Callable[[int], None] | None = None):
-        self.magic = magic
+        self.memory = memory
         self.result = result
         self._on_change = on_change
         self._on_rerun = on_rerun
-        start = value if value is not None else magic.memory
+        start = value if value is not None else memory.value
         self.slider = w.SelectionSlider(
-            options=[(_label(v), v) for v in memory_stops(start, magic.memory)],
+            options=[(_label(v), v) for v in memory_stops(start, memory.value)],
             value=start, description="memory", continuous_update=False,
             layout=w.Layout(width="480px"), style={"description_width": "initial"})
         self.info = w.HTML()
@@ -61,18 +68,18 @@ class MemorySlider:
         self.rerun.on_click(lambda _b: self._rerun())
         if on_change is None:
             # A weak reference, so a slider whose output was cleared does not
-            # keep itself alive through the magic's observers.
+            # keep itself alive through the setting's observers.
             ref = weakref.ref(self)
+            stop: list[Callable[[], None]] = []
 
-            def follow(change, ref=ref):
+            def follow(new: int) -> None:
                 me = ref()
                 if me is None or me.slider.comm is None:
-                    magic.unobserve(follow, "memory")
+                    stop[0]()
                     return
-                me.set_value(change["new"])
+                me.set_value(new)
 
-            self._follow = follow
-            magic.observe(follow, "memory")
+            stop.append(memory.observe(follow))
         self._describe(start)
 
     @property
@@ -89,8 +96,8 @@ class MemorySlider:
         mb = change["new"]
         if self._on_change is not None:
             self._on_change(mb)
-        elif self.magic.memory != mb:
-            self.magic.memory = mb
+        else:
+            self.memory.set(mb)
         self._describe(mb)
 
     def _describe(self, mb: int) -> None:
@@ -114,7 +121,5 @@ class MemorySlider:
         if self._on_rerun is not None:
             self._on_rerun(self.slider.value)
 
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = self.box._repr_mimebundle_(**kwargs) or {}
-        bundle["text/plain"] = f"FC memory: {self.slider.value} MB"
-        return bundle
+    def plain_text(self) -> str:
+        return f"FC memory: {self.slider.value} MB"

@@ -65,7 +65,6 @@ class TextMapView:
             tty = bool(isatty and isatty())
         self.tty = tty
         self._last_logged: float | None = None
-        self.lines_written = 0
 
     def draw(self, snapshot: MapSnapshot) -> None:
         line = f"{text_bar(snapshot)} {status_line(snapshot)}"
@@ -76,13 +75,11 @@ class TextMapView:
                 return
             self._last_logged = snapshot.elapsed_s
             self.stream.write(line + "\n")
-            self.lines_written += 1
         self.stream.flush()
 
     def finish(self, snapshot: MapSnapshot) -> None:
         line = f"{text_bar(snapshot)} {status_line(snapshot)}"
         self.stream.write(("\r" + line + "\x1b[K\n") if self.tty else line + "\n")
-        self.lines_written += 1
         self.stream.flush()
 
     def show_result(self, result, **_actions) -> None:
@@ -90,7 +87,6 @@ class TextMapView:
         lines = result_summary_lines(result)
         if lines:
             self.stream.write("\n".join(lines) + "\n")
-            self.lines_written += len(lines)
             self.stream.flush()
 
 
@@ -99,10 +95,10 @@ def result_summary_lines(result) -> list[str]:
     from .. import pricing
 
     lines: list[str] = []
-    real = [f for f in result.failures if f.exc_type != "Cancelled"]
+    real = result.failures_not_cancelled
     if real:
         lines.extend(failure_report(result).splitlines())
-        lines.append(f"retry only those inputs: %fc_map --retry NAME (NAME holds this MapResult)")
+        lines.append("retry only those inputs: %fc_map --retry NAME (NAME holds this MapResult)")
     hint = pricing.sizing_hint(result)
     if hint is not None and hint.worth_saying:
         lines.append(hint.describe())
@@ -111,7 +107,7 @@ def result_summary_lines(result) -> list[str]:
 
 def failure_report(result) -> str:
     """'3 of 100 tasks failed' and the first failure's remote traceback, short."""
-    failures = [f for f in result.failures if f.exc_type != "Cancelled"] or result.failures
+    failures = result.failures_not_cancelled or result.failures
     first = failures[0]
     lines = [f"{len(failures)} of {len(result)} tasks failed "
              f"(the other results are kept; see .failures).",

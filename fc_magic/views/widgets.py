@@ -25,6 +25,7 @@ from .. import pricing
 from ..progress import CANCELLED, ERROR, SUCCESS, CancelToken, MapSnapshot
 from ..results import short_repr
 from .charts import fmt_duration, svg_histogram
+from .fallback import TextFallback
 from .text import status_line
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def listen_while_busy(widget, on_message: Callable[[dict], None]) -> bool:
     return True
 
 
-class WidgetMapView:
+class WidgetMapView(TextFallback):
     """The live map view; `draw`/`finish` per `MapView`, `show_result` at the end."""
 
     def __init__(self, display_now: bool = True, *, cancel: CancelToken | None = None):
@@ -95,10 +96,8 @@ class WidgetMapView:
         self._text = ""
         self._handle = display(self, display_id=True) if display_now else None
 
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = self.box._repr_mimebundle_(**kwargs) or {}
-        bundle["text/plain"] = self._text or "fc_map: starting"
-        return bundle
+    def plain_text(self) -> str:
+        return self._text or "fc_map: starting"
 
     def _cancel_clicked(self) -> None:
         self.cancel_token.cancel()
@@ -125,10 +124,10 @@ class WidgetMapView:
 
     # ------------------------------------------------------------------ the end
     def show_result(self, result, *, on_retry: Callable[[], None] | None = None,
-                    magic=None, on_rerun: Callable[[int], None] | None = None) -> None:
+                    memory=None, on_rerun: Callable[[int], None] | None = None) -> None:
         """Fill the panel under the bar from a finished `MapResult` (bounded in size)."""
         parts: list[w.Widget] = []
-        failures = [f for f in result.failures if f.exc_type != "Cancelled"]
+        failures = result.failures_not_cancelled
         cancelled = len(result.failures) - len(failures)
         if failures or cancelled:
             parts.append(self._failure_panel(result, failures, cancelled, on_retry))
@@ -137,11 +136,11 @@ class WidgetMapView:
         figures = figures_html(result)
         if figures:
             parts.append(w.HTML(figures))
-        if magic is not None and result.stats:
+        if memory is not None and result.stats:
             from .memory import MemorySlider
 
             rerun = (lambda mb: self._in_actions(on_rerun, mb)) if on_rerun is not None else None
-            self.slider = MemorySlider(magic, magic.memory, result=result, on_rerun=rerun)
+            self.slider = MemorySlider(memory, memory.value, result=result, on_rerun=rerun)
             parts.append(self.slider.box)
         self.details.children = parts
         from .text import result_summary_lines

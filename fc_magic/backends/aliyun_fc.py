@@ -1,0 +1,172 @@
+"""Alibaba Cloud Function Compute 3.0 with OSS: configuration, credentials, endpoints, auth errors."""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .. import limits
+from ..errors import InputProblem
+from . import lithops_fixes
+from .request import MapRequest, merge_sections
+
+logger = logging.getLogger(__name__)
+
+#: Credentials as Alibaba Cloud's own tools read them from the environment,
+#: used when the Lithops config has none.
+_ENV_KEYS = {"access_key_id": "ALIBABA_CLOUD_ACCESS_KEY_ID",
+             "access_key_secret": "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+             "region": "ALIBABA_CLOUD_REGION_ID"}
+CONFIG_HINT = ("in your Lithops config (~/.lithops/config, ./.lithops_config or "
+               "$LITHOPS_CONFIG_FILE, or %config FCMagic.config_file)")
+#: FC and OSS error codes that mean "these credentials are refused".
+_AUTH_CODES = ("SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidAccessKeyId.NotFound",
+               "InvalidAccessKeyId.Inactive", "AccessDenied", "InvalidSecurityToken")
+
+
+@dataclass(frozen=True)
+class AliyunEndpoints:
+    """Endpoint overrides: VPC-internal endpoints inside Alibaba Cloud, or the sandbox."""
+
+    fc: str | None = None
+    oss: str | None = None
+
+
+class AliyunAuthError(InputProblem):
+    """Alibaba Cloud refused the credentials (one line, never the secret)."""
+
+
+def function_timeout_s(request: MapRequest) -> int:
+    """The FC function's own timeout: above the task timeout, which Lithops enforces.
+
+    FC bills run time, not the configured timeout, so a generous one costs
+    nothing and lets one function serve maps with different --timeout.
+    """
+    return min(max(request.timeout_s + 30, 900), limits.TIMEOUT_MAX_S)
+
+
+def aliyun_settings(request: MapRequest) -> tuple[dict, AliyunEndpoints]:
+    """(Lithops config, endpoint overrides) for an aliyun_fc map.
+
+    Credentials come from the Lithops config as Lithops users keep it (file or
+    $LITHOPS_CONFIG), sections ``aliyun`` (account_id, access_key_id,
+    access_key_secret, region), ``aliyun_fc`` (role_arn) and ``aliyun_oss``
+    (storage_bucket); fc_magic also reads ``endpoint`` in the last two. Raises
+    `InputProblem` naming what is missing, never a value.
+    """
+    from lithops.config import load_config
+
+    problem = limits.fc_python_problem()
+    if problem:
+        raise InputProblem(problem)
+    try:
+        user = copy.deepcopy(load_config(request.config_file, log=False) or {})
+    except FileNotFoundError:
+        raise InputProblem(f"the Lithops config file {request.config_file!r} does not exist; "
+                           f"fix %config FCMagic.config_file") from None
+    aliyun = dict(user.get("aliyun") or {})
+    fc = dict(user.get("aliyun_fc") or {})
+    oss = dict(user.get("aliyun_oss") or {})
+    for key, env in _ENV_KEYS.items():
+        if not aliyun.get(key) and not fc.get(key) and os.environ.get(env):
+            aliyun[key] = os.environ[env]
+    if request.region:
+        aliyun["region"] = request.region
+        fc.pop("region", None)
+        oss.pop("region", None)
+    missing = [k for k in ("access_key_id", "access_key_secret", "account_id", "region")
+               if not (aliyun.get(k) or fc.get(k))]
+    if missing:
+        raise InputProblem(f"backend 'aliyun_fc' needs {', '.join(missing)} under 'aliyun:' "
+                           f"{CONFIG_HINT}")
+    if not fc.get("role_arn"):
+        raise InputProblem(f"backend 'aliyun_fc' needs the RAM role FC runs as: role_arn "
+                           f"under 'aliyun_fc:' {CONFIG_HINT}")
+    endpoints = AliyunEndpoints(fc=request.fc_endpoint or fc.pop("endpoint", None) or None,
+                                oss=request.oss_endpoint or oss.pop("endpoint", None) or None)
+    fc.pop("endpoint", None)
+    oss.pop("endpoint", None)
+    fc.update(runtime_memory=request.memory_mb, runtime_timeout=function_timeout_s(request))
+    if request.runtime:
+        fc["runtime"] = request.runtime
+    section = {"backend": "aliyun_fc", "storage": "aliyun_oss"}
+    for key in ("monitoring_interval", "execution_timeout"):
+        if key in (user.get("lithops") or {}):
+            section[key] = user["lithops"][key]
+    config = {"lithops": section, "aliyun": aliyun, "aliyun_fc": fc, "aliyun_oss": oss}
+    return merge_sections(config, request.extra_config), endpoints
+
+
+def auth_problem(exc: BaseException, config: dict) -> AliyunAuthError | None:
+    """Turn an FC/OSS 403 on the credentials into one clear line (None: not an auth error)."""
+    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+    code = (getattr(exc, "code", None) or (getattr(exc, "details", None) or {}).get("Code")
+            or "")
+    if status != 403 and code not in _AUTH_CODES:
+        return None
+    service = "OSS" if hasattr(exc, "details") else "Function Compute"
+    key_id = (config.get("aliyun") or {}).get("access_key_id", "")
+    shown = f"{key_id[:4]}…{key_id[-2:]}" if len(key_id) > 8 else "(unset)"
+    return AliyunAuthError(f"{service} refused the AccessKey {shown} ({code or status}): check "
+                           f"access_key_id and access_key_secret under 'aliyun:' {CONFIG_HINT}")
+
+
+class AliyunFCBackend:
+    """Lithops' aliyun_fc compute and aliyun_oss storage, the runtime deployed as an FC function."""
+
+    name = "aliyun_fc"
+    target = "fc"
+
+    def check(self, request: MapRequest) -> None:
+        aliyun_settings(request)
+        if not request.runtime or not request.package:
+            raise InputProblem("backend 'aliyun_fc' runs tasks in a runtime built for Function "
+                               "Compute; define one with %%fc_runtime NAME and its packages")
+        if not os.path.isfile(request.package):
+            raise InputProblem(f"the code package of runtime {request.runtime} is gone from "
+                               f"the cache; run its %%fc_runtime cell again")
+
+    def executor(self, request: MapRequest) -> Any:
+        """An executor whose FC function runs ``request.package`` (deployed if FC lacks it)."""
+        import lithops
+
+        from .aliyun_deploy import deploy_package
+
+        config, endpoints = aliyun_settings(request)
+        try:
+            with lithops_fixes.aliyun_endpoints(endpoints.fc, endpoints.oss):
+                executor = lithops.FunctionExecutor(config=config, log_level=None)
+        except Exception as exc:  # Lithops checks the bucket with the keys; sort a 403 out
+            raise (auth_problem(exc, config) or exc) from None
+        lithops_fixes.page_oss_listings(executor)
+        lithops_fixes.retry_throttled_invokes(executor)
+        lithops_fixes.plain_http_pool(executor, endpoints.fc)
+        try:
+            if request.package:
+                deploy_package(executor, request, function_timeout_s(request))
+        except BaseException as exc:
+            executor.job_monitor.stop()
+            problem = auth_problem(exc, config) if isinstance(exc, Exception) else None
+            if problem is not None:
+                raise problem from None
+            raise
+        return executor
+
+    def describe(self, request: MapRequest) -> str:
+        from .lithops_facts import fc_function_name
+
+        where = request.region or "its configured region"
+        if not request.runtime:
+            return f"Function Compute ({where})"
+        return (f"Function Compute ({where}), function "
+                f"{fc_function_name(request.runtime, request.memory_mb)}")
+
+    def clean(self, executor: Any, futures: list) -> None:
+        """Hand the job's OSS data to Lithops' background cleaner (it may be slow)."""
+        executor.clean(fs=futures, clean_cloudobjects=False, clean_fn=True)
+        lithops_fixes.reap_cleaner()
+
+
+BACKEND = AliyunFCBackend()

@@ -1,0 +1,226 @@
+"""One map's Lithops side: submit, poll, read outcomes, cancel, clean up.
+
+`fc_magic.engine` runs the loop and decides what a map means to the user;
+this class is the only thing it holds that knows Lithops' executors and
+futures, so the loop never sees a Lithops type.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import traceback as tb
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import ServiceUnavailable
+from ..results import TaskFailure, TaskStats, short_repr
+from . import Backend, get, lithops_fixes
+from .request import MapRequest
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Poll:
+    """What one poll of the unsettled tasks found."""
+
+    pending: list
+    newly_done: int
+    newly_failed: int
+    running: int
+
+
+def service_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean a storage or compute service is not answering.
+
+    requests' and urllib3's network errors are OSErrors; oss2 wraps its own.
+    Anything else escaping Lithops is a defect, and is raised as itself.
+    """
+    errors: list[type[BaseException]] = [OSError]
+    try:
+        import oss2
+    except ImportError:
+        pass
+    else:
+        errors.append(oss2.exceptions.OssError)
+    return tuple(errors)
+
+
+def service_error(exc: BaseException) -> str:
+    """One line naming the storage that stopped answering (no secrets: type and cause only)."""
+    source = type(exc).__module__.split(".")[0]
+    text = str(exc)
+    detail = text.splitlines()[0] if text else type(exc).__name__
+    if "Connection refused" in detail or "Failed to establish" in detail:
+        detail = "connection refused"
+    elif "timed out" in detail.lower():
+        detail = "timed out"
+    else:
+        detail = f"{type(exc).__name__}: {short_repr(detail, 120)}"
+    return f"the storage service stopped answering ({source}: {detail})"
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Lithops tidies up inside its own KeyboardInterrupt handler; a failure there hides the Ctrl-C."""
+    seen = exc.__context__
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
+
+
+def _failure_from_future(index: int, item: Any, future) -> TaskFailure:
+    """Rebuild what the worker raised, with its remote traceback as text."""
+    exc_info = getattr(future, "_exception", None)
+    if not exc_info:
+        return TaskFailure(index, short_repr(item), "UnknownError",
+                           "the worker reported no result and no exception")
+    exc_type, exc, remote_tb = exc_info
+    if isinstance(remote_tb, str):  # the worker could not pickle the exception
+        text = remote_tb
+    else:
+        # Drop Lithops' own worker frames: the user wants their function's.
+        frames = [f for f in tb.extract_tb(remote_tb)
+                  if "/lithops/" not in f.filename and f.name != lithops_fixes.TASK_NAME]
+        text = ("Traceback (most recent call last):\n" + "".join(tb.format_list(frames))
+                + "".join(tb.format_exception_only(exc_type, exc)))
+    name = getattr(exc_type, "__name__", str(exc_type))
+    return TaskFailure(index, short_repr(item), name, str(exc), text)
+
+
+def _stats_from_future(index: int, future) -> TaskStats:
+    stats = getattr(future, "stats", None) or {}
+    duration = stats.get("worker_func_exec_time")
+    peak = stats.get("worker_peak_memory_end") or stats.get("worker_func_rss")
+    return TaskStats(index=index,
+                     duration_s=float(duration) if duration is not None else None,
+                     peak_memory_mb=float(peak) / 2**20 if peak else None)
+
+
+def _failed(future) -> bool:
+    return bool(future.error or future._state == future.State.Unknown)
+
+
+class LithopsJob:
+    """A Lithops executor for one map, used as a context manager by the map loop."""
+
+    def __init__(self, request: MapRequest, backend: Backend | None = None):
+        self.request = request
+        self.backend = backend or get(request.backend)
+        self.futures: list = []
+        self._executor = None
+        self._quiet = lithops_fixes.quiet_lithops()
+
+    # -- lifetime
+    def __enter__(self) -> LithopsJob:
+        lithops_fixes.check_version()
+        self._quiet.__enter__()
+        try:
+            self._executor = self.backend.executor(self.request)
+        except BaseException:
+            self._quiet.__exit__(*sys.exc_info())
+            raise
+        lithops_fixes.forget_executor_at_exit(self._executor)
+        lithops_fixes.leave_session_to_ourselves()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            self._executor.job_monitor.stop()
+        finally:
+            self._quiet.__exit__(*exc_info)
+
+    @property
+    def runtime(self) -> str:
+        """What ran the tasks: the deployed runtime name, or the local interpreter."""
+        return self.request.runtime or sys.executable
+
+    def describe(self) -> str:
+        return self.backend.describe(self.request)
+
+    # -- the map
+    def submit(self, func: Callable, items: list) -> None:
+        # Each item goes in a 1-tuple so it binds to the first parameter
+        # whatever its type: Lithops would spread a tuple over the
+        # parameters and take a dict as keyword arguments.
+        self.futures = self._executor.map(lithops_fixes.task_function(func),
+                                          [(item,) for item in items],
+                                          runtime_memory=self.request.memory_mb,
+                                          timeout=self.request.timeout_s)
+
+    def poll(self, pending: list) -> Poll:
+        """Wait briefly on ``pending`` futures and sort them; only unsettled ones are polled."""
+        from lithops.wait import ALWAYS
+
+        try:
+            self._executor.wait(pending, return_when=ALWAYS, download_results=True,
+                                throw_except=False, show_progressbar=False)
+        except Exception as exc:
+            if _caused_by_interrupt(exc):
+                raise KeyboardInterrupt() from exc
+            if isinstance(exc, service_errors()):
+                raise ServiceUnavailable(service_error(exc)) from exc
+            raise
+        still, done, failed, running = [], 0, 0, 0
+        for f in pending:
+            if _failed(f):
+                failed += 1
+            elif f.done:
+                done += 1
+            else:
+                still.append(f)
+                running += f.running
+        return Poll(still, done, failed, running)
+
+    def check_storage(self) -> None:
+        """Raise `ServiceUnavailable` when the job's storage does not answer."""
+        internal = self._executor.internal_storage
+        try:
+            internal.storage.head_bucket(internal.bucket)
+        except service_errors() as exc:
+            raise ServiceUnavailable(service_error(exc)) from exc
+
+    def outcome(self, index: int, item: Any) -> tuple[Any, TaskStats] | None:
+        """(value or TaskFailure, stats) of a settled task; None if it never settled."""
+        future = self.futures[index] if index < len(self.futures) else None
+        if future is None or not (future.done or future.success or future.error):
+            return None
+        if _failed(future):
+            value = _failure_from_future(index, item, future)
+        else:
+            value = future.result(throw_except=False)
+        return value, _stats_from_future(index, future)
+
+    # -- the end
+    def finish(self) -> None:
+        """Release a finished job and delete its data and function pickle.
+
+        A storage that stopped answering leaves the data behind with a
+        warning: the results are already here and must not be lost over it.
+        """
+        self._executor.compute_handler.clear({f.job_key for f in self.futures})
+        try:
+            self.backend.clean(self._executor, self.futures)
+        except service_errors() as exc:
+            logger.warning("the map's job data was left in storage: %s", service_error(exc))
+
+    def cancel(self) -> None:
+        """Stop sending calls and drop the job's queued work (Lithops' own Ctrl-C path).
+
+        Each step runs even if an earlier one fails: a half-stopped job would
+        keep invoking. Failures are logged, never raised over the cancel.
+        """
+        executor, futures = self._executor, self.futures
+        steps = (("stop the invoker", lambda: executor.invoker.stop(wait=True)),
+                 ("stop monitoring", lambda: executor.job_monitor.remove(futures)),
+                 ("drop queued calls", lambda: executor.compute_handler.clear(
+                     {f.job_key for f in futures}, exception=KeyboardInterrupt())),
+                 ("delete job data", lambda: executor.clean(
+                     fs=futures, clean_cloudobjects=False, force=True)))
+        for what, step in steps:
+            try:
+                step()
+            except Exception as exc:  # best effort: the remaining steps must still run
+                logger.debug("cancel: could not %s: %s: %s", what, type(exc).__name__, exc)
+        lithops_fixes.reap_cleaner()

@@ -1,0 +1,259 @@
+"""Every workaround of a Lithops defect, in one place, each with its reason and its test.
+
+Seen in Lithops 3.8.x. Each fix is applied to the executors fc_magic makes
+(instance attributes, not Lithops' classes), so another Lithops user in the
+same kernel keeps stock Lithops. A Lithops outside the tested range gives one
+warning naming that range (`check_version`).
+
+| fix | defect | test that fails without it |
+|---|---|---|
+| `page_oss_listings` | OSS listings stop at 1000 keys: a map of > ~330 tasks never ends | test_sandbox_map.py::test_listing_pages_past_1000_keys, ::test_a_map_of_1500_tasks_completes |
+| `retry_throttled_invokes` | a 429/5xx invoke drops its call silently | test_sandbox_map.py::test_throttled_invoke_is_retried_not_raised |
+| `aliyun_endpoints` | no endpoint setting; module constants are the only hook | every map in test_sandbox_map.py |
+| `plain_http_pool` | a plain-http FC endpoint gets a 10-connection pool: "pool is full" in the cell | test_sandbox_map.py::test_injected_throttling_and_5xx_lose_no_result |
+| `task_function` | parameters named obj/id/storage/... get Lithops' own meaning | test_map_magic.py::test_parameter_names_lithops_reserves_behave_like_map |
+| `leave_session_to_ourselves` | a child process joins this process's Lithops session and reads its results | test_views_kernel.py::test_a_process_started_after_a_map_does_not_share_its_lithops_session |
+| `reap_cleaner`, `forget_executor_at_exit` | a zombie cleaner per session; every executor alive until exit | test_reliability_map.py::test_a_map_leaves_no_processes_threads_handles_or_job_data |
+| `quiet_lithops` | Lithops logs its own failure warnings into the cell | test_map_magic.py::test_failures_keep_other_results_and_show_remote_traceback |
+| absolute runtime path (localhost.py) | a bare `python` on PATH makes every task die silently | test_map_magic.py::test_runtime_is_an_absolute_interpreter |
+| deploy check (aliyun_deploy.py) | stale "deployed" metadata after the function is gone loses every call | test_sandbox_map.py::test_deleted_function_is_redeployed_through_an_oss_code_location |
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import random
+import threading
+import time
+import types
+import warnings
+from typing import Any, Callable, Iterator
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from .lithops_facts import TESTED_LITHOPS, lithops_version
+
+logger = logging.getLogger(__name__)
+
+_VERSION_CHECKED = False
+
+
+def check_version() -> None:
+    """Warn once per process when the installed Lithops is outside the tested range."""
+    global _VERSION_CHECKED
+    if _VERSION_CHECKED:
+        return
+    _VERSION_CHECKED = True
+    tested = SpecifierSet(",".join(TESTED_LITHOPS))
+    try:
+        inside = Version(lithops_version()) in tested
+    except InvalidVersion:
+        inside = False
+    if not inside:
+        warnings.warn(f"fc_magic is tested with lithops{tested}, this kernel has "
+                      f"{lithops_version()}; its Lithops workarounds may not fit it",
+                      stacklevel=2)
+
+
+# --------------------------------------------------------------------- all backends
+@contextlib.contextmanager
+def quiet_lithops() -> Iterator[None]:
+    """Keep Lithops' own warnings ("There was an exception ...") out of the cell.
+
+    fc_magic reports failures itself; a user who configured the lithops
+    logger (a handler or a level of their own) keeps what they asked for.
+    """
+    lithops_logger = logging.getLogger("lithops")
+    untouched = not lithops_logger.handlers and lithops_logger.level == logging.NOTSET
+    if untouched:
+        # Its monitor logs every failed storage poll with a traceback; the
+        # map's own report says what matters, once.
+        lithops_logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        if untouched:
+            lithops_logger.setLevel(logging.NOTSET)
+
+
+TASK_MODULE = "fc_magic_task"
+TASK_NAME = "__fc_magic_task__"
+_TASK_SOURCE = f"def {TASK_NAME}(item):\n    return func(item)\n"
+
+
+def task_function(func: Callable) -> Callable:
+    """Wrap ``func`` so Lithops calls it exactly like ``map()`` would.
+
+    Lithops gives some parameter names a meaning of its own: ``obj`` turns
+    the map into a storage partitioner, and ``id``, ``storage``, ``ibm_cos``
+    and ``rabbitmq`` are overwritten by the worker. ``def f(id)`` would get
+    the call id instead of the item, and ``len`` (parameter ``obj``) fails
+    with "No objects found". The wrapper has one neutral parameter. It lives
+    in a module that cannot be imported, so cloudpickle ships it by value and
+    the worker never needs fc_magic installed.
+    """
+    namespace = {"__name__": TASK_MODULE, "func": func}
+    exec(compile(_TASK_SOURCE, f"<{TASK_MODULE}>", "exec"), namespace)
+    task = namespace[TASK_NAME]
+    task.__name__ = task.__qualname__ = getattr(func, "__name__", "task")
+    return task
+
+
+def forget_executor_at_exit(executor: Any) -> None:
+    """Lithops registers every executor with atexit; a long session would keep each alive."""
+    atexit.unregister(executor._clean_at_exit)
+
+
+#: Environment variables through which Lithops hands its session to child processes.
+_SESSION_VARIABLES = ("__LITHOPS_SESSION_ID", "__LITHOPS_TOTAL_EXECUTORS")
+
+
+def leave_session_to_ourselves() -> None:
+    """Keep Lithops' session out of the environment of processes we start.
+
+    Lithops exports its session id and executor count so that a process
+    spawned from this one "joins the session". A kernel, `fc-magic run` or
+    any script started after a map then numbers its executors exactly like
+    this process does and, sharing the job folder, one reads the other's job
+    results: the next map here silently returned the child's values. This
+    process keeps counting in `lithops.utils`; children start their own.
+    """
+    for name in _SESSION_VARIABLES:
+        os.environ.pop(name, None)
+
+
+def reap_cleaner() -> None:
+    """Wait for Lithops' background data cleaner in a daemon thread.
+
+    Lithops starts the cleaner with Popen and only polls it when it starts
+    the next one, so the last cleaner of a session stays a zombie child of
+    the kernel. A thread that waits on it reaps it the moment it exits.
+    """
+    from lithops import FunctionExecutor
+
+    process = getattr(FunctionExecutor, "_cleaner_process", None)
+    if process is not None and process.poll() is None:
+        threading.Thread(target=process.wait, name="fc_magic-reap-cleaner",
+                         daemon=True).start()
+
+
+# --------------------------------------------------------------------- aliyun
+_ENDPOINT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def aliyun_endpoints(fc: str | None, oss: str | None) -> Iterator[None]:
+    """Point Lithops' aliyun backends at other endpoints while an executor is built.
+
+    Lithops 3.8 recomputes the endpoints from account id and region inside
+    ``load_config`` and has no setting for them; the module constants it
+    formats are the narrowest place to change them. The lock is held for the
+    whole build, so two threads building executors never see each other's
+    endpoints; the workers get the computed values in their payload.
+    """
+    from lithops.serverless.backends.aliyun_fc import config as fc_config
+    from lithops.storage.backends.aliyun_oss import config as oss_config
+
+    with _ENDPOINT_LOCK:
+        saved = (fc_config.ENDPOINT, oss_config.PUBLIC_ENDPOINT, oss_config.INTERNAL_ENDPOINT)
+        try:
+            if fc:
+                fc_config.ENDPOINT = fc.replace("{", "{{").replace("}", "}}")
+            if oss:
+                escaped = oss.replace("{", "{{").replace("}", "}}")
+                oss_config.PUBLIC_ENDPOINT = oss_config.INTERNAL_ENDPOINT = escaped
+            yield
+        finally:
+            fc_config.ENDPOINT, oss_config.PUBLIC_ENDPOINT, oss_config.INTERNAL_ENDPOINT = saved
+
+
+def page_oss_listings(executor: Any) -> None:
+    """Make this executor's OSS listings follow ``NextMarker`` past 1000 keys.
+
+    ``aliyun_oss.list_objects/list_keys`` make ONE ListObjects call of at
+    most 1000 keys, and job completion is detected by listing the job's
+    prefix (about 3 keys per task): a map of more than ~330 tasks is never
+    seen as finished. ``delete_objects`` then sends at most 1000 keys per
+    batch, OSS's limit.
+    """
+    import oss2
+    from lithops.storage.utils import StorageNoSuchKeyError
+
+    handler = executor.internal_storage.storage.storage_handler
+
+    def list_all(self, bucket_name, prefix=None):
+        bucket = self._connect_bucket(bucket_name)
+        try:
+            return list(oss2.ObjectIterator(bucket, prefix=prefix or "", max_keys=1000))
+        except (oss2.exceptions.NoSuchKey, oss2.exceptions.NoSuchBucket):
+            raise StorageNoSuchKeyError(bucket_name, prefix or "") from None
+
+    def list_objects(self, bucket_name, prefix=None, match_pattern=None):
+        return [{"Key": o.key, "Size": o.size} for o in list_all(self, bucket_name, prefix)]
+
+    def list_keys(self, bucket_name, prefix=None):
+        return [o.key for o in list_all(self, bucket_name, prefix)]
+
+    delete_batch = handler.delete_objects
+
+    def delete_objects(self, bucket_name, key_list):
+        for start in range(0, len(key_list), 1000):
+            delete_batch(bucket_name, key_list[start:start + 1000])
+
+    for name, method in (("list_objects", list_objects), ("list_keys", list_keys),
+                         ("delete_objects", delete_objects)):
+        setattr(handler, name, types.MethodType(method, handler))
+
+
+INVOKE_ATTEMPTS = 6
+INVOKE_BACKOFF_S = 0.1
+
+
+def _transient(exc: BaseException) -> bool:
+    """A throttled (429) or server-side (5xx) answer, or the SDK giving up on the network."""
+    status = getattr(exc, "status_code", None)
+    return (status == 429 or (status is not None and status >= 500)
+            or type(exc).__name__ in ("RetryError", "UnretryableException"))
+
+
+def retry_throttled_invokes(executor: Any) -> None:
+    """Retry this executor's throttled invokes instead of dropping their calls.
+
+    ``aliyun_fc.invoke`` lets a throttled (429) or transient 5xx answer
+    escape as an exception in an invoker thread nobody waits on, so that call
+    is silently never run and the map never completes. Retried with backoff,
+    then None is returned, which makes Lithops' invoker re-queue the call.
+    """
+    backend = executor.compute_handler.backend
+    original = backend.invoke
+
+    def invoke(runtime_name, memory, payload=None):
+        for attempt in range(INVOKE_ATTEMPTS):
+            try:
+                return original(runtime_name, memory, payload)
+            except Exception as exc:  # the tea SDK's error types vary; _transient sorts them
+                if not _transient(exc):
+                    raise
+                delay = min(INVOKE_BACKOFF_S * 2 ** attempt, 2.0) * (0.5 + random.random())
+                logger.debug("invoke answered %s; retrying in %.2f s",
+                             getattr(exc, "status_code", type(exc).__name__), delay)
+                time.sleep(delay)
+        return None  # Lithops' invoker re-queues a call whose invoke returned None
+
+    backend.invoke = invoke
+
+
+def plain_http_pool(executor: Any, fc_endpoint: str | None) -> None:
+    """Tell Lithops' FC client that an ``http://`` endpoint override is plain HTTP.
+
+    Lithops builds the client without a protocol, so every call says HTTPS
+    and the tea SDK mounts its connection pool (40) for https:// only; calls
+    to a plain-http endpoint (the sandbox) then go through requests' default
+    pool of 10, and Lithops' 32 invoke threads make urllib3 print
+    "Connection pool is full" into the cell.
+    """
+    if fc_endpoint and fc_endpoint.startswith("http://"):
+        executor.compute_handler.backend.fc_client._protocol = "http"

@@ -1,0 +1,36 @@
+"""`MapRequest`: where and how to run one map, as plain data the magic fills in."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class MapRequest:
+    """Where and how to run a map; the magic fills it from traits and flags."""
+
+    backend: str = "localhost"
+    #: localhost: absolute path of the interpreter that runs tasks (None: this
+    #: kernel's). aliyun_fc: the deployed runtime name.
+    runtime: str | None = None
+    memory_mb: int = 256
+    timeout_s: int = 300
+    #: Parallel worker processes on localhost (None: one per core).
+    workers: int | None = None
+    #: Extra Lithops configuration sections merged over the defaults.
+    extra_config: dict = field(default_factory=dict)
+    #: aliyun_fc: the runtime's code package zip (RuntimeEntry.package), deployed
+    #: as the FC function for (runtime, memory) unless FC already has it.
+    package: str | None = None
+    #: aliyun_fc settings; None takes the Lithops config file's, then Lithops' defaults.
+    region: str | None = None
+    fc_endpoint: str | None = None
+    oss_endpoint: str | None = None
+    #: The Lithops config file holding the credentials (None: Lithops' own lookup).
+    config_file: str | None = None
+
+
+def merge_sections(config: dict, extra: dict) -> dict:
+    """Merge ``extra`` Lithops config sections over ``config`` (section by section)."""
+    for section, values in extra.items():
+        config.setdefault(section, {}).update(values)
+    return config
