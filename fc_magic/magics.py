@@ -339,8 +339,7 @@ class FCMagic(Magics):
     def _build_runtime(self, args, cell: str) -> None:
         from . import views
         from .capture import kernel_capture
-        from .requirements import (check_runtime_name, format_table_html, format_table_text,
-                                   requirements_table, resolve_requirements)
+        from .requirements import check_runtime_name, requirements_table, resolve_requirements
         from .runtime import BuildFailed, ensure_runtime
         from .views import build as build_views
 
@@ -360,9 +359,7 @@ class FCMagic(Magics):
                                     pin=not args.no_pin, local_dir=os.getcwd())
         kind = views.choose_view_kind(self.shell, self.view)
         rows = requirements_table(reqs)
-        notes = "".join(f"\nnote: {w}" for w in [*warnings, *reqs.warnings])
-        build_views.show_text(format_table_text(rows) + notes, kind,
-                              html_body=format_table_html(rows) + notes.replace("\n", "<br>"))
+        build_views.show_requirements(rows, [*warnings, *reqs.warnings], kind)
         try:
             entry = ensure_runtime(name, reqs, target=backends.target_for(self.backend),
                                    cache_dir=self.cache_dir, rebuild=args.rebuild,

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 import logging
 import os
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +28,54 @@ _AUTH_CODES = ("SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidAccessKeyI
                "InvalidAccessKeyId.Inactive", "AccessDenied", "InvalidSecurityToken")
 
 
+#: OSS endpoints when none is configured: Lithops' own have no scheme, and
+#: oss2 then speaks plain HTTP to the internet.
+OSS_PUBLIC_DEFAULT = "https://oss-{}.aliyuncs.com"
+OSS_INTERNAL_DEFAULT = "https://oss-{}-internal.aliyuncs.com"
+
+
 @dataclass(frozen=True)
 class AliyunEndpoints:
-    """Endpoint overrides: VPC-internal endpoints inside Alibaba Cloud, or the sandbox."""
+    """Where the client and the workers reach FC and OSS (``{}`` stands for the region).
+
+    ``fc`` None is Lithops' public FC endpoint (HTTPS); overrides are
+    VPC-internal endpoints inside Alibaba Cloud, or the sandbox.
+    """
 
     fc: str | None = None
-    oss: str | None = None
+    oss_public: str = OSS_PUBLIC_DEFAULT
+    oss_internal: str = OSS_INTERNAL_DEFAULT
+
+
+def _loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def secure_endpoint(url: str, setting: str) -> str:
+    """``url`` if it is safe to hand Lithops: https (a bare host gets https://), or http to loopback.
+
+    Lithops unpickles what it reads back from OSS (statuses, results), so a
+    plain-HTTP endpoint lets anyone on the network path run code in this
+    kernel. Only this machine (the sandbox) may be spoken to in plain HTTP.
+    """
+    full = url if "://" in url else f"https://{url}"
+    parts = urllib.parse.urlsplit(full)
+    if parts.scheme == "https" and parts.hostname:
+        return full
+    if parts.scheme == "http" and _loopback(parts.hostname):
+        return full
+    if parts.scheme == "http":
+        raise InputProblem(f"{setting} {url!r} is plain HTTP to another machine: Lithops "
+                           f"unpickles what comes back, so anyone on the way could run code "
+                           f"in this kernel; use https://")
+    raise InputProblem(f"{setting} {url!r} is not an https:// endpoint; fix {setting}")
 
 
 class AliyunAuthError(InputProblem):
@@ -84,10 +128,7 @@ def aliyun_settings(request: MapRequest) -> tuple[dict, AliyunEndpoints]:
     if not fc.get("role_arn"):
         raise InputProblem(f"backend 'aliyun_fc' needs the RAM role FC runs as: role_arn "
                            f"under 'aliyun_fc:' {CONFIG_HINT}")
-    endpoints = AliyunEndpoints(fc=request.fc_endpoint or fc.pop("endpoint", None) or None,
-                                oss=request.oss_endpoint or oss.pop("endpoint", None) or None)
-    fc.pop("endpoint", None)
-    oss.pop("endpoint", None)
+    endpoints = _endpoints(request, fc.pop("endpoint", None), oss.pop("endpoint", None))
     fc.update(runtime_memory=request.memory_mb, runtime_timeout=function_timeout_s(request))
     if request.runtime:
         fc["runtime"] = request.runtime
@@ -97,6 +138,25 @@ def aliyun_settings(request: MapRequest) -> tuple[dict, AliyunEndpoints]:
             section[key] = user["lithops"][key]
     config = {"lithops": section, "aliyun": aliyun, "aliyun_fc": fc, "aliyun_oss": oss}
     return merge_sections(config, request.extra_config), endpoints
+
+
+def _endpoints(request: MapRequest, fc_config: str | None,
+               oss_config: str | None) -> AliyunEndpoints:
+    """The endpoints of a map: FCMagic's overrides, then the Lithops config's, then HTTPS defaults."""
+    fc = oss = None
+    if request.fc_endpoint:
+        fc = secure_endpoint(request.fc_endpoint, "FCMagic.fc_endpoint")
+    elif fc_config:
+        fc = secure_endpoint(fc_config, "the Lithops config's aliyun_fc endpoint")
+    if request.oss_endpoint:
+        oss = secure_endpoint(request.oss_endpoint, "FCMagic.oss_endpoint")
+    elif oss_config:
+        oss = secure_endpoint(oss_config, "the Lithops config's aliyun_oss endpoint")
+    if fc is not None and fc.startswith("https://"):
+        fc = fc[len("https://"):]  # the FC SDK adds the scheme itself (HTTPS by default)
+    if oss is None:
+        return AliyunEndpoints(fc=fc)
+    return AliyunEndpoints(fc=fc, oss_public=oss, oss_internal=oss)
 
 
 def auth_problem(exc: BaseException, config: dict) -> AliyunAuthError | None:
@@ -136,7 +196,8 @@ class AliyunFCBackend:
 
         config, endpoints = aliyun_settings(request)
         try:
-            with lithops_fixes.aliyun_endpoints(endpoints.fc, endpoints.oss):
+            with lithops_fixes.aliyun_endpoints(endpoints.fc, endpoints.oss_public,
+                                                endpoints.oss_internal):
                 executor = lithops.FunctionExecutor(config=config, log_level=None)
         except Exception as exc:  # Lithops checks the bucket with the keys; sort a 403 out
             raise (auth_problem(exc, config) or exc) from None

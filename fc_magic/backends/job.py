@@ -115,6 +115,7 @@ class LithopsJob:
     # -- lifetime
     def __enter__(self) -> LithopsJob:
         lithops_fixes.check_version()
+        lithops_fixes.private_temp_dir()
         self._quiet.__enter__()
         try:
             self._executor = self.backend.executor(self.request)
@@ -199,11 +200,13 @@ class LithopsJob:
         A storage that stopped answering leaves the data behind with a
         warning: the results are already here and must not be lost over it.
         """
+        sessions = lithops_fixes.runner_sessions(self._executor)
         self._executor.compute_handler.clear({f.job_key for f in self.futures})
         try:
             self.backend.clean(self._executor, self.futures)
         except service_errors() as exc:
             logger.warning("the map's job data was left in storage: %s", service_error(exc))
+        lithops_fixes.kill_sessions(sessions)
 
     def cancel(self) -> None:
         """Stop sending calls and drop the job's queued work (Lithops' own Ctrl-C path).
@@ -212,6 +215,7 @@ class LithopsJob:
         keep invoking. Failures are logged, never raised over the cancel.
         """
         executor, futures = self._executor, self.futures
+        sessions = lithops_fixes.runner_sessions(executor)
         steps = (("stop the invoker", lambda: executor.invoker.stop(wait=True)),
                  ("stop monitoring", lambda: executor.job_monitor.remove(futures)),
                  ("drop queued calls", lambda: executor.compute_handler.clear(
@@ -223,4 +227,5 @@ class LithopsJob:
                 step()
             except Exception as exc:  # best effort: the remaining steps must still run
                 logger.debug("cancel: could not %s: %s: %s", what, type(exc).__name__, exc)
+        lithops_fixes.kill_sessions(sessions)
         lithops_fixes.reap_cleaner()

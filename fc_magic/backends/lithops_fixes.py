@@ -15,6 +15,9 @@ warning naming that range (`check_version`).
 | `leave_session_to_ourselves` | a child process joins this process's Lithops session and reads its results | test_views_kernel.py::test_a_process_started_after_a_map_does_not_share_its_lithops_session |
 | `reap_cleaner`, `forget_executor_at_exit` | a zombie cleaner per session; every executor alive until exit | test_reliability_map.py::test_a_map_leaves_no_processes_threads_handles_or_job_data |
 | `quiet_lithops` | Lithops logs its own failure warnings into the cell | test_map_magic.py::test_failures_keep_other_results_and_show_remote_traceback |
+| `private_temp_dir` | localhost job data and runner sit in a predictable folder others can read or plant | test_reliability_attacks.py::test_another_user_cannot_read_a_running_maps_data, ::test_a_folder_planted_by_another_user_is_refused_and_its_code_never_runs |
+| `runner_sessions`, `kill_sessions` | a timed-out task ignoring SIGTERM, or a task's background process, outlives the map | test_reliability_attacks.py::test_a_task_that_ignores_sigterm_does_not_outlive_its_timeout, ::test_a_background_process_a_task_started_ends_with_the_map |
+| `aliyun_endpoints` (HTTPS defaults) | Lithops' OSS endpoints have no scheme: oss2 speaks plain HTTP, and Lithops unpickles the answers | test_reliability_attacks.py::test_default_oss_endpoints_speak_https_so_a_proxy_cannot_rewrite_them |
 | absolute runtime path (localhost.py) | a bare `python` on PATH makes every task die silently | test_map_magic.py::test_runtime_is_an_absolute_interpreter |
 | deploy check (aliyun_deploy.py) | stale "deployed" metadata after the function is gone loses every call | test_sandbox_map.py::test_deleted_function_is_redeployed_through_an_oss_code_location |
 """
@@ -140,31 +143,115 @@ def reap_cleaner() -> None:
                          daemon=True).start()
 
 
+# --------------------------------------------------------------------- local processes and files
+def lithops_temp_dir() -> str:
+    """The folder Lithops keeps localhost job data, runner and logs in (as Lithops computes it)."""
+    import tempfile
+
+    return os.path.join(os.path.realpath(tempfile.gettempdir()),
+                        f"lithops-{os.getenv('USER', 'root')}")
+
+
+def private_temp_dir(path: str | None = None) -> str:
+    """Make Lithops' job folder private to this user, or refuse a folder someone else controls.
+
+    Lithops keeps localhost job data (pickled inputs, results) and the runner
+    it executes in ``$TMPDIR/lithops-$USER``, a name anyone can predict, and
+    creates it with the default umask. Another local user could then read a
+    map's inputs, or create the folder first and have their code run inside
+    the map. The folder is created 0700 here; an existing one must be a real
+    directory owned by this user and writable by nobody else (then it is
+    tightened to 0700). Anything else is one `InputProblem` naming the fix.
+    """
+    import stat
+
+    from ..errors import InputProblem
+
+    path = path or lithops_temp_dir()
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    fix = f"remove it (rm -rf {path}) or set TMPDIR to a folder of your own"
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise InputProblem(f"Lithops' job folder {path} is not a plain folder; {fix}")
+    if info.st_uid != os.getuid():
+        raise InputProblem(f"Lithops' job folder {path} belongs to another user, who could "
+                           f"read this map's data or run code in it; {fix}")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise InputProblem(f"Lithops' job folder {path} is writable by other users, who could "
+                           f"have planted code in it; {fix}")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+    return path
+
+
+
+def runner_sessions(executor: Any) -> set[int]:
+    """Session ids of this executor's localhost job runners (empty on other backends)."""
+    env = getattr(executor.compute_handler, "env", None)  # the localhost handler's
+    return {p.pid for p in getattr(env, "jobs", {}).values()}
+
+
+def kill_sessions(sessions: set[int]) -> int:
+    """Kill every process still in ``sessions``; returns how many were killed.
+
+    Lithops starts each localhost job's runner in a session of its own, but on
+    a task timeout it only sends SIGTERM (a task that ignores it keeps
+    running), and on cancel it kills the runner's group only while the runner
+    itself is alive: a background process a task started outlives the map.
+    So at the end of a map every process left in those sessions is killed.
+    Sessions are taken before Lithops' own cancel forgets its runners.
+    """
+    import signal
+
+    import psutil
+
+    killed = 0
+    if not sessions:
+        return killed
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and os.getsid(proc.pid) in sessions:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed += 1
+        except (ProcessLookupError, PermissionError):
+            continue
+    if killed:
+        logger.debug("killed %d process(es) left behind by the map's tasks", killed)
+    return killed
+
+
 # --------------------------------------------------------------------- aliyun
 _ENDPOINT_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def aliyun_endpoints(fc: str | None, oss: str | None) -> Iterator[None]:
-    """Point Lithops' aliyun backends at other endpoints while an executor is built.
+def aliyun_endpoints(fc: str | None, oss_public: str, oss_internal: str) -> Iterator[None]:
+    """Point Lithops' aliyun backends at these endpoints while an executor is built.
 
-    Lithops 3.8 recomputes the endpoints from account id and region inside
+    Lithops 3.8 computes the endpoints from account id and region inside
     ``load_config`` and has no setting for them; the module constants it
-    formats are the narrowest place to change them. The lock is held for the
-    whole build, so two threads building executors never see each other's
+    formats (``{}`` is the region) are the narrowest place to change them.
+    Its own OSS defaults carry no scheme, so oss2 would speak plain HTTP:
+    fc_magic always passes ``https://`` ones. The lock is held for the whole
+    build, so two threads building executors never see each other's
     endpoints; the workers get the computed values in their payload.
     """
     from lithops.serverless.backends.aliyun_fc import config as fc_config
     from lithops.storage.backends.aliyun_oss import config as oss_config
 
+    def literal(url: str) -> str:  # keep the braces of a literal URL from str.format
+        return url.replace("{}", "\0").replace("{", "{{").replace("}", "}}").replace("\0", "{}")
+
     with _ENDPOINT_LOCK:
         saved = (fc_config.ENDPOINT, oss_config.PUBLIC_ENDPOINT, oss_config.INTERNAL_ENDPOINT)
         try:
             if fc:
-                fc_config.ENDPOINT = fc.replace("{", "{{").replace("}", "}}")
-            if oss:
-                escaped = oss.replace("{", "{{").replace("}", "}}")
-                oss_config.PUBLIC_ENDPOINT = oss_config.INTERNAL_ENDPOINT = escaped
+                fc_config.ENDPOINT = literal(fc)
+            oss_config.PUBLIC_ENDPOINT = literal(oss_public)
+            oss_config.INTERNAL_ENDPOINT = literal(oss_internal)
             yield
         finally:
             fc_config.ENDPOINT, oss_config.PUBLIC_ENDPOINT, oss_config.INTERNAL_ENDPOINT = saved

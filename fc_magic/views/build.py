@@ -198,6 +198,15 @@ def runtime_list_text(rows) -> str:
     return "\n".join(lines)
 
 
+def show_requirements(rows, notes, kind: str, *, stream: TextIO | None = None) -> None:
+    """A runtime's requirement table and its notes (each escaped: names come from packages)."""
+    from ..requirements import format_table_html, format_table_text
+
+    text = format_table_text(rows) + "".join(f"\nnote: {n}" for n in notes)
+    body = format_table_html(rows) + "".join(f"<br>note: {html.escape(n)}" for n in notes)
+    show_text(text, kind, html_body=body, stream=stream)
+
+
 def show_text(text: str, kind: str, *, html_body: str | None = None,
               stream: TextIO | None = None) -> None:
     """Show a block of text: as output (HTML + text bundle) in a kernel, else on stdout."""
