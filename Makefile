@@ -26,13 +26,20 @@ $(STAMP): pyproject.toml
 	  echo "error: no working Python 3.12 found. Install one (e.g. 'pyenv install 3.12') or run 'make PYTHON=/path/to/python3.12 ...'." >&2; \
 	  exit 1; \
 	fi; \
-	if [ ! -x "$(PY)" ]; then echo "creating $(VENV) with $$py"; "$$py" -m venv $(VENV); fi
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	if [ ! -x "$(PY)" ]; then echo "creating $(VENV) with $$py"; "$$py" -m venv $(VENV); fi; \
+	echo "installing fc_magic and its test tools into $(VENV) (pip's log: $(VENV)/install.log)"; \
+	if ! { $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e '.[test]'; } \
+	     > $(VENV)/install.log 2>&1; then \
+	  tail -n 25 $(VENV)/install.log >&2; \
+	  echo "error: pip could not install fc_magic; the whole log is $(VENV)/install.log" >&2; \
+	  exit 1; \
+	fi
 	@touch $@
 
+# pip's own output (and setuptools' notes about editable installs) goes to
+# $(VENV)/install.log, shown only when the install fails.
 demo: $(STAMP)
-	$(VENV)/bin/fc-magic run notebooks/quickstart.ipynb --output notebooks/quickstart.executed.ipynb
+	@$(VENV)/bin/fc-magic run notebooks/quickstart.ipynb --output notebooks/quickstart.executed.ipynb
 
 test: $(STAMP) browser
 	$(PY) -m pytest

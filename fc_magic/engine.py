@@ -23,6 +23,7 @@ import traceback as tb
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from . import limits
 from .inputs import InputProblem
 from .progress import CANCELLED, ERROR, RUNNING, SUCCESS, MapSnapshot
 from .results import MapResult, TaskFailure, TaskStats, short_repr
@@ -497,10 +498,6 @@ class AliyunEndpoints:
     oss: str | None = None
 
 
-def client_python() -> str:
-    return f"{sys.version_info[0]}.{sys.version_info[1]}"
-
-
 def function_timeout_s(request: MapRequest) -> int:
     """The FC function's own timeout: above the task timeout, which Lithops enforces.
 
@@ -523,13 +520,9 @@ def aliyun_settings(request: MapRequest) -> tuple[dict, AliyunEndpoints]:
 
     from lithops.config import load_config
 
-    from . import limits
-
-    python = client_python()
-    if python not in limits.FC_PYTHONS:
-        raise InputProblem(f"Function Compute runs Python {', '.join(limits.FC_PYTHONS)} and "
-                           f"Lithops needs the same Python on both sides, but this kernel is "
-                           f"Python {python}; start the notebook with one of those")
+    problem = limits.python_problem()
+    if problem:
+        raise InputProblem(problem)
     try:
         user = copy.deepcopy(load_config(request.config_file, log=False) or {})
     except FileNotFoundError:
@@ -847,7 +840,7 @@ def deploy_package(executor, request: MapRequest) -> bool:
         logger.info("deploying %s (%d bytes, %s)", name, size,
                     "inline" if oss_key is None else "via OSS")
         body = fc_models.CreateFunctionInput(
-            function_name=name, runtime=f"python{client_python()}",
+            function_name=name, runtime=f"python{limits.python_version()}",
             handler="entry_point.main", code=code, memory_size=request.memory_mb,
             timeout=timeout, role=backend.role_arn, internet_access=True, description=marker)
         try:

@@ -6,6 +6,8 @@ written once and the error messages that quote them stay in step.
 """
 from __future__ import annotations
 
+import sys
+
 MEMORY_MIN_MB = 128
 MEMORY_MAX_MB = 32 * 1024
 MEMORY_STEP_MB = 64
@@ -13,9 +15,22 @@ MEMORY_STEP_MB = 64
 TIMEOUT_MIN_S = 1
 TIMEOUT_MAX_S = 86_400
 
-#: FC's built-in Python runtimes; the client's Python must be one of them
-#: because Lithops pickles functions with the client's bytecode.
+#: FC's built-in Python runtimes (x86_64), from Alibaba Cloud's FC 3.0 docs.
 FC_PYTHONS = ("3.9", "3.10", "3.12")
+#: Lithops >= 3.8's own floor (its Requires-Python): pip installs neither
+#: Lithops nor fc_magic below it. pyproject.toml's requires-python says the same.
+LITHOPS_MIN_PYTHON = "3.10"
+
+
+def _as_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+#: The kernels fc_magic supports: the FC runtimes Lithops runs on. The kernel's
+#: Python must be one of them because Lithops pickles the function with the
+#: kernel's bytecode and the FC runtime of the same version unpickles it.
+SUPPORTED_PYTHONS = tuple(p for p in FC_PYTHONS
+                          if _as_tuple(p) >= _as_tuple(LITHOPS_MIN_PYTHON))
 
 CODE_INLINE_MAX_BYTES = 100 * 1024 * 1024
 CODE_OSS_MAX_BYTES = 500 * 1024 * 1024
@@ -45,3 +60,21 @@ def timeout_problem(seconds: object) -> str | None:
         return (f"timeout {seconds} s is outside Function Compute's range "
                 f"{TIMEOUT_MIN_S}..{TIMEOUT_MAX_S} s")
     return None
+
+
+def python_version() -> str:
+    """This interpreter's Python as "X.Y", the form FC runtimes are named by."""
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def python_problem(python: str | None = None) -> str | None:
+    """One line saying why Python `python` (default: this one) cannot map on FC, or None."""
+    python = python or python_version()
+    if python in SUPPORTED_PYTHONS:
+        return None
+    *rest, last = SUPPORTED_PYTHONS
+    pythons = f"{', '.join(rest)} and {last}" if rest else last
+    return (f"Python {python} cannot run maps on Function Compute: fc_magic supports "
+            f"Python {pythons}, the FC runtimes Lithops >= 3.8 runs "
+            f"on, because the kernel's Python and the FC runtime's must match (Lithops sends "
+            f"your function as this Python's bytecode); start the kernel with one of those")

@@ -30,6 +30,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
+from . import limits
 from .inputs import InputProblem
 
 logger = logging.getLogger(__name__)
@@ -186,10 +187,6 @@ def _distribution_files(dist_name: str) -> frozenset[str]:
 def lithops_version() -> str:
     """The installed Lithops version (the client's; workers must run the same)."""
     return md.version("lithops")
-
-
-def current_python() -> str:
-    return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def is_stdlib(module: str) -> bool:
@@ -457,13 +454,11 @@ def resolve_requirements(declared: str, captured_modules: Iterable[str] = (), *,
     """
     if backend not in BACKENDS:
         raise RequirementProblem(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
-    python = python or current_python()
+    python = python or limits.python_version()
     if backend == "aliyun_fc":
-        from .limits import FC_PYTHONS
-        if python not in FC_PYTHONS:
-            raise RequirementProblem(
-                f"Function Compute has Python {', '.join(FC_PYTHONS)}, not {python}; "
-                f"run the notebook on one of those (the worker's Python must match)")
+        problem = limits.python_problem(python)
+        if problem:
+            raise RequirementProblem(problem)
     env = target_environment(backend, python)
     # A `%pip install` earlier in the session changes what is installed.
     _refresh_if_changed()
