@@ -127,3 +127,21 @@ def find_python(version: str) -> tuple[str | None, str]:
             return candidate, f"pyenv's {candidate}"
     return None, (f"no Python {version}: set {variable}=/path/to/python{version}, put a "
                   f"python{version} on PATH, or `pyenv install {version}`")
+
+
+def install_distribution(site, name: str, files) -> None:
+    """A real installed distribution (dist-info with METADATA and RECORD) under `site`.
+
+    The listed files are created empty, so its modules import; importlib.metadata
+    reads it like any wheel-installed distribution.
+    """
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    record = [f"{info.name}/METADATA,,", f"{info.name}/RECORD,,"]
+    for rel in files:
+        path = site / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+        record.append(f"{rel},,")
+    (info / "RECORD").write_text("\n".join(record) + "\n")
