@@ -75,6 +75,6 @@ def python_problem(python: str | None = None) -> str | None:
     *rest, last = SUPPORTED_PYTHONS
     pythons = f"{', '.join(rest)} and {last}" if rest else last
     return (f"Python {python} cannot run maps on Function Compute: fc_magic supports "
-            f"Python {pythons}, the FC runtimes Lithops >= 3.8 runs "
-            f"on, because the kernel's Python and the FC runtime's must match (Lithops sends "
-            f"your function as this Python's bytecode); start the kernel with one of those")
+            f"Python {pythons}, the FC runtimes Lithops >= 3.8 runs on, because the "
+            f"kernel's Python and the FC runtime's must match (Lithops sends your function "
+            f"as this Python's bytecode); start the kernel with one of those")

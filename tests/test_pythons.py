@@ -5,7 +5,6 @@ import importlib.metadata as md
 import re
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
