@@ -66,6 +66,8 @@ def ip(_shell, tmp_path):
     history = _shell.history_manager
     history.input_hist_parsed[:] = [""]
     history.input_hist_raw[:] = [""]
+    # As in a fresh kernel, In[n] is the n-th cell: capture's warnings name cells so.
+    _shell.execution_count = 1
 
 
 @pytest.fixture
