@@ -1,10 +1,14 @@
 # make demo  - execute notebooks/quickstart.ipynb on the embedded default and show its results
-# make test  - run the whole test suite
+# make test  - run the whole test suite; it includes a smoke test on Python 3.10
+#              (tests/test_python310.py, its own venv .venv-3.10, rebuilt only when
+#              pyproject.toml changes), found as PYTHON310=..., else a python3.10
+#              that really runs, else pyenv's versions/3.10*; skipped, saying why, without one
 # make bench - run every benchmark in bench/ and write bench/RESULTS.md
 #
-# The project's environment is .venv with Python 3.12 (an FC Python: the
-# client's Python must match the runtime's). Found as: PYTHON=..., else a
-# python3.12 that really runs, else pyenv's versions/3.12*.
+# The project's environment is .venv with Python 3.12 (supported kernels are
+# 3.10 and 3.12, the FC runtimes Lithops >= 3.8 runs on: the client's Python
+# must match the runtime's). Found as: PYTHON=..., else a python3.12 that
+# really runs, else pyenv's versions/3.12*.
 
 VENV  := .venv
 PY    := $(VENV)/bin/python
@@ -26,13 +30,20 @@ $(STAMP): pyproject.toml
 	  echo "error: no working Python 3.12 found. Install one (e.g. 'pyenv install 3.12') or run 'make PYTHON=/path/to/python3.12 ...'." >&2; \
 	  exit 1; \
 	fi; \
-	if [ ! -x "$(PY)" ]; then echo "creating $(VENV) with $$py"; "$$py" -m venv $(VENV); fi
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	if [ ! -x "$(PY)" ]; then echo "creating $(VENV) with $$py"; "$$py" -m venv $(VENV); fi; \
+	echo "installing fc_magic and its test tools into $(VENV) (pip's log: $(VENV)/install.log)"; \
+	if ! { $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e '.[test]'; } \
+	     > $(VENV)/install.log 2>&1; then \
+	  tail -n 25 $(VENV)/install.log >&2; \
+	  echo "error: pip could not install fc_magic; the whole log is $(VENV)/install.log" >&2; \
+	  exit 1; \
+	fi
 	@touch $@
 
+# pip's own output (and setuptools' notes about editable installs) goes to
+# $(VENV)/install.log, shown only when the install fails.
 demo: $(STAMP)
-	$(VENV)/bin/fc-magic run notebooks/quickstart.ipynb --output notebooks/quickstart.executed.ipynb
+	@$(VENV)/bin/fc-magic run notebooks/quickstart.ipynb --output notebooks/quickstart.executed.ipynb
 
 test: $(STAMP) browser
 	$(PY) -m pytest
@@ -52,4 +63,4 @@ bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) bench/.work test-artifacts notebooks/*.executed.ipynb
+	rm -rf $(VENV) .venv-3.10 .venv-3.10.lock bench/.work test-artifacts notebooks/*.executed.ipynb

@@ -9,11 +9,21 @@ __version__ = "0.1.0"
 
 
 def load_ipython_extension(ip) -> None:
-    """Register `FCMagic` (magics and its traitlets config) and nothing else."""
+    """Register `FCMagic` (magics and its traitlets config) and nothing else.
+
+    On a Python that Function Compute maps cannot use, say so in one line now
+    rather than at the first aliyun_fc map: localhost maps still work.
+    """
+    import sys
+
+    from .limits import python_problem
     from .magics import FCMagic
 
     if "FCMagic" in ip.magics_manager.registry:
         return
+    problem = python_problem()
+    if problem:
+        print(f"fc_magic: {problem} (localhost maps work here)", file=sys.stderr)
     # register_magics also adds it to ip.configurables, so %config sees it.
     ip.register_magics(FCMagic(shell=ip))
 

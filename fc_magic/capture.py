@@ -20,6 +20,7 @@ import importlib.util
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -126,6 +127,19 @@ class _ImportVisitor(ast.NodeVisitor):
         self.generic_visit(node)
 
 
+def _parse_quietly(code: str) -> ast.Module:
+    """`ast.parse` without the user's SyntaxWarnings on fc-magic's stderr.
+
+    Parsing a cell warns about what is the user's business (an invalid escape
+    such as "\\d" in a regex: SyntaxWarning on 3.12, DeprecationWarning on 3.10),
+    and the kernel already told them when the cell ran.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ast.parse(code)
+
+
 def _scan(source: str, label: str, transform, report: CaptureReport,
           found: list[tuple[str, bool]], depth: int = 0) -> None:
     try:
@@ -134,7 +148,7 @@ def _scan(source: str, label: str, transform, report: CaptureReport,
         report.warnings.append(f"{label} skipped: IPython could not read it ({exc})")
         return
     try:
-        tree = ast.parse(code)
+        tree = _parse_quietly(code)
     except SyntaxError as exc:
         report.warnings.append(f"{label} skipped: invalid syntax at line {exc.lineno} "
                                f"({exc.msg}); its imports are not captured")

@@ -16,24 +16,22 @@ MEMORY_STEP_MB = 64
 TIMEOUT_MIN_S = 1
 TIMEOUT_MAX_S = 86_400
 
-#: FC's built-in Python runtimes; the client's Python must be one of them
-#: because Lithops pickles functions with the client's bytecode.
+#: FC's built-in Python runtimes (x86_64), from Alibaba Cloud's FC 3.0 docs.
 FC_PYTHONS = ("3.9", "3.10", "3.12")
+#: Lithops >= 3.8's own floor (its Requires-Python): pip installs neither
+#: Lithops nor fc_magic below it. pyproject.toml's requires-python says the same.
+LITHOPS_MIN_PYTHON = "3.10"
 
-def kernel_python() -> str:
-    """"X.Y" of the Python running fc_magic: the Python a runtime must match."""
-    return f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+def _as_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
-def fc_python_problem(python: str | None = None) -> str | None:
-    """Why Function Compute cannot run tasks for ``python`` (default: this kernel's), or None."""
-    python = python or kernel_python()
-    if python in FC_PYTHONS:
-        return None
-    return (f"Function Compute runs Python {', '.join(FC_PYTHONS)} and Lithops needs the same "
-            f"Python on both sides, but this kernel is Python {python}; start the notebook "
-            f"with one of those")
-
+#: The kernels fc_magic supports: the FC runtimes Lithops runs on. The kernel's
+#: Python must be one of them because Lithops pickles the function with the
+#: kernel's bytecode and the FC runtime of the same version unpickles it.
+SUPPORTED_PYTHONS = tuple(p for p in FC_PYTHONS
+                          if _as_tuple(p) >= _as_tuple(LITHOPS_MIN_PYTHON))
 
 #: Code packages up to this size go inline in CreateFunction (base64 in the
 #: request, FC's SDK limit); larger ones through an OSS code location.
@@ -96,3 +94,20 @@ FC_BUILTIN_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
             "aliyun-python-sdk-sts", "aliyun-python-sdk-iot", "aliyun-log-python-sdk",
             "wand", "opencv-python", "numpy", "scipy", "matplotlib", "scrapy"),
 }
+
+def python_version() -> str:
+    """This interpreter's Python as "X.Y", the form FC runtimes are named by."""
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def python_problem(python: str | None = None) -> str | None:
+    """One line saying why Python `python` (default: this one) cannot map on FC, or None."""
+    python = python or python_version()
+    if python in SUPPORTED_PYTHONS:
+        return None
+    *rest, last = SUPPORTED_PYTHONS
+    pythons = f"{', '.join(rest)} and {last}" if rest else last
+    return (f"Python {python} cannot run maps on Function Compute: fc_magic supports "
+            f"Python {pythons}, the FC runtimes Lithops >= 3.8 runs on, because the "
+            f"kernel's Python and the FC runtime's must match (Lithops sends your function "
+            f"as this Python's bytecode); start the kernel with one of those")

@@ -5,8 +5,13 @@ notebook a user opens is the notebook that is checked.
 """
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 def execute(path: str | os.PathLike, output: str | os.PathLike | None = None, *,
@@ -19,11 +24,22 @@ def execute(path: str | os.PathLike, output: str | os.PathLike | None = None, *,
     """
     import nbclient
     import nbformat
+    from traitlets.config import Config
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
+    config = Config()
+    ipc_dir = None
+    if os.name == "posix":
+        # The kernel talks over Unix sockets in a folder only this user can
+        # open, rather than loopback TCP that any local user could reach
+        # (ipykernel warns about exactly that on every start).
+        ipc_dir = tempfile.mkdtemp(prefix="fc-magic-kernel-")
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = os.path.join(ipc_dir, "kernel")
     client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
-                                     resources={"metadata": {"path": str(path.parent)}})
+                                     resources={"metadata": {"path": str(path.parent)}},
+                                     config=config)
     if env is not None:
         # The kernel inherits this process's environment; tests pass their own.
         old = os.environ.copy()
@@ -36,6 +52,8 @@ def execute(path: str | os.PathLike, output: str | os.PathLike | None = None, *,
             os.environ.update(old)
         if output is not None:
             nbformat.write(nb, output)
+        if ipc_dir is not None:
+            shutil.rmtree(ipc_dir, ignore_errors=True)
     return nb
 
 

@@ -25,8 +25,9 @@ from typing import Any, Callable, Iterable
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from . import limits
 from .errors import InputProblem
-from .limits import FC_BUILTIN_DISTRIBUTIONS, kernel_python
+from .limits import FC_BUILTIN_DISTRIBUTIONS
 from .requirements import (
     is_local_module,
     is_stdlib,
@@ -307,12 +308,12 @@ def runtime_distributions(runtime: Any, *, backend: str) -> tuple[set[str] | Non
     if runtime is None:
         if backend == "localhost":
             return None, "this kernel's Python"
-        python = kernel_python()
+        python = limits.python_version()
         base = [*lithops_worker_requirements("aliyun_fc"), *FC_BUILTIN_DISTRIBUTIONS.get(python, ())]
         env = target_environment("aliyun_fc", python)
         return _closure([Requirement(line).name for line in base], env), \
             "the default Function Compute runtime"
-    python = getattr(runtime, "python", "") or kernel_python()
+    python = getattr(runtime, "python", "") or limits.python_version()
     target = getattr(runtime, "target", "local")
     env = target_environment("aliyun_fc" if target == "fc" else "localhost", python)
     names = []

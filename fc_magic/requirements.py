@@ -29,11 +29,11 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
+from . import limits
 from .backends import BACKENDS
 from .backends.lithops_facts import lithops_version
 from .errors import InputProblem
-from .limits import (FC_BUILTIN_DISTRIBUTIONS, FC_FUNCTION_NAME_MAX, FC_NAME_RE, fc_python_problem,
-                     kernel_python)
+from .limits import FC_BUILTIN_DISTRIBUTIONS, FC_FUNCTION_NAME_MAX, FC_NAME_RE
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def refresh_environment() -> None:
     """Forget what was learnt about installed distributions (after a %pip install)."""
     _packages_distributions.cache_clear()
     _installed_versions.cache_clear()
-    _distribution_files.cache_clear()
+    _distribution_layout.cache_clear()
 
 
 _stamp: tuple = ()
@@ -142,15 +142,46 @@ def installed_version(name: str) -> str | None:
     return _installed_versions().get(canonicalize_name(name))
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """What a distribution installs, from its RECORD, as '/'-separated module paths."""
+
+    #: Importable modules: "yaml" (yaml/__init__.py), "six" (six.py), "_cffi_backend" (.so).
+    modules: frozenset[str]
+    #: Every folder that holds one of its files: "google", "google/protobuf", ...
+    folders: frozenset[str]
+
+
+_MODULE_SUFFIXES = (".py", ".so", ".pyd")
+
+
 @functools.lru_cache(maxsize=256)
-def _distribution_files(dist_name: str) -> frozenset[str]:
-    """Paths a distribution installed (from its RECORD), '/'-separated."""
-    wanted = canonicalize_name(dist_name)
-    for dist in md.distributions():
-        name = dist.metadata["Name"]
-        if name and canonicalize_name(name) == wanted:
-            return frozenset(str(f).replace("\\", "/") for f in (dist.files or ()))
-    return frozenset()
+def _distribution_layout(dist_name: str) -> _Layout | None:
+    """The modules and folders `dist_name` installed; None when it records no files."""
+    try:
+        files = md.files(dist_name)
+    except md.PackageNotFoundError:
+        return None
+    if not files:
+        return None
+    modules: set[str] = set()
+    folders: set[str] = set()
+    for entry in files:
+        path = str(entry).replace("\\", "/")
+        if path.startswith("../") or ".dist-info/" in path or ".egg-info/" in path:
+            continue   # scripts and data outside site-packages, and metadata
+        folder, _, base = path.rpartition("/")
+        parts = folder.split("/") if folder else []
+        folders.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+        if base.endswith(_MODULE_SUFFIXES):
+            # "x.cpython-312-x86_64-linux-gnu.so" is module x, as "x.py" is.
+            stem = base.split(".", 1)[0]
+            if stem == "__init__":
+                if folder:
+                    modules.add(folder)
+            else:
+                modules.add(f"{folder}/{stem}" if folder else stem)
+    return _Layout(frozenset(modules), frozenset(folders))
 
 
 def is_stdlib(module: str) -> bool:
@@ -252,50 +283,60 @@ class ModuleOwner:
     name: str | None            # canonical distribution name, None when none is installed
     candidates: tuple[str, ...] = ()
     note: str | None = None
+    #: When `name` is None: the dotted name no installed distribution provides
+    #: ("google.colab" for `from google.colab import files`).
+    missing: str | None = None
 
 
 def module_distribution(module: str) -> ModuleOwner:
     """Map an imported (dotted) module to the installed distribution that provides it.
 
     Several distributions can install the same top-level name (namespace
-    packages such as `google`, or a stray `tests` folder). The choice is then
-    made by the deepest path of the dotted name that a distribution's file
-    list contains, then by the distribution owning `__init__.py`, then by name
-    order, and explained in `note`.
+    packages such as `google`, or a stray `tests` folder), so the dotted name
+    is followed down the distributions' file lists (their RECORD, through
+    `importlib.metadata`) to the deepest module or folder one of them
+    installs. A module there is the answer (the rest of the name is inside
+    it); a folder that is only a namespace portion, with more name below it
+    that nobody installs, means no installed distribution provides the module
+    (`google.colab` beside google-auth and protobuf): the answer is None and
+    `missing` names it, never a guess. A choice between several distributions
+    that install the same module is made by name order and explained in `note`.
     """
-    top = module.split(".")[0]
-    owners = _packages_distributions().get(top, ())
+    parts = module.split(".")
+    owners = _packages_distributions().get(parts[0], ())
     canon = sorted({canonicalize_name(d) for d in owners})
     if not canon:
-        return ModuleOwner(module, None)
-    if len(canon) == 1:
-        return ModuleOwner(module, canon[0], tuple(canon))
+        return ModuleOwner(module, None, missing=parts[0])
     by_canon = {canonicalize_name(d): d for d in owners}
-    parts = module.split(".")
-    best: list[str] = canon
-    reason = "all of them install it"
+    layouts = {c: _distribution_layout(by_canon[c]) for c in canon}
     for depth in range(len(parts), 0, -1):
-        prefix = "/".join(parts[:depth])
-        having = [c for c in canon
-                  if any(f == prefix + ".py" or f.startswith(prefix + "/")
-                         for f in _distribution_files(by_canon[c]))]
-        if having and depth > 1:
-            best = having
-            reason = f"it contains {prefix}/"
-            break
-    if len(best) > 1:
-        init = "/".join(parts[:1]) + "/__init__.py"
-        with_init = [c for c in best if init in _distribution_files(by_canon[c])]
-        if len(with_init) == 1:
-            best = with_init
-            reason = f"it contains {init}"
-        else:
-            reason = "first in name order; declare the one you need in %%fc_runtime"
-    chosen = best[0]
+        path = "/".join(parts[:depth])
+        as_module = [c for c in canon if layouts[c] and path in layouts[c].modules]
+        as_folder = [c for c in canon if layouts[c] and path in layouts[c].folders]
+        if as_module:
+            return _chosen(module, canon, as_module, f"it installs {path}")
+        if as_folder:
+            if depth < len(parts):
+                # A namespace portion: `parts[depth]` would have to be a module or
+                # folder below it, and no installed distribution has one.
+                return ModuleOwner(module, None, tuple(canon),
+                                   missing=".".join(parts[:depth + 1]))
+            return _chosen(module, canon, as_folder, f"it installs files under {path}/")
+    # No file list mentions the module (editable installs, eggs): trust the
+    # top-level names the distributions declare.
+    return _chosen(module, canon, canon, "all of them declare it")
+
+
+def _chosen(module: str, canon: list[str], having: list[str], reason: str) -> ModuleOwner:
+    """The owner among `having`; a note only when more than one distribution could be it."""
+    if len(having) == 1:
+        return ModuleOwner(module, having[0], tuple(canon))
+    chosen = having[0]
     others = [c for c in canon if c != chosen]
     note = (f"module {module!r} is installed by several distributions "
-            f"({', '.join(canon)}); chose {chosen} because {reason}"
-            f" (not {', '.join(others)})")
+            f"({', '.join(canon)}); chose {chosen}, first in name order, because {reason} "
+            f"as the others do (not {', '.join(others)}); declare the one you need "
+            f"in %%fc_runtime")
     return ModuleOwner(module, chosen, tuple(canon), note)
 
 
@@ -411,9 +452,11 @@ def resolve_requirements(declared: str, captured_modules: Iterable[str] = (), *,
     """
     if backend not in BACKENDS:
         raise RequirementProblem(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
-    python = python or kernel_python()
-    if backend == "aliyun_fc" and fc_python_problem(python):
-        raise RequirementProblem(fc_python_problem(python))
+    python = python or limits.python_version()
+    if backend == "aliyun_fc":
+        problem = limits.python_problem(python)
+        if problem:
+            raise RequirementProblem(problem)
     env = target_environment(backend, python)
     # A `%pip install` earlier in the session changes what is installed.
     _refresh_if_changed()
@@ -500,7 +543,7 @@ def _captured_requirements(modules: Iterable[str], local_dir: str | None,
             continue   # by import name too: an editable install may map to nothing
         owner = module_distribution(module)
         if owner.name is None:
-            unresolved.add(module.split(".")[0])
+            unresolved.add(owner.missing or module.split(".")[0])
             continue
         if is_client_only(owner.name):
             continue

@@ -98,6 +98,8 @@ def ip(_shell, tmp_path):
     history = _shell.history_manager
     history.input_hist_parsed[:] = [""]
     history.input_hist_raw[:] = [""]
+    # As in a fresh kernel, In[n] is the n-th cell: capture's warnings name cells so.
+    _shell.execution_count = 1
 
 
 @pytest.fixture
@@ -117,3 +119,63 @@ def cell(ip):
             raise result.error_in_exec
         return result.result
     return run
+
+
+def find_python(version: str) -> tuple[str | None, str]:
+    """(interpreter, how it was found) for Python `version` ("3.10"), as the Makefile looks.
+
+    PYTHON310= (the version without its dot) first, then a `python3.10` on PATH
+    that really runs, then $(pyenv root)/versions/3.10*/bin/python3.10. The
+    interpreter is None when there is none; the text then says where it looked.
+    """
+    import glob
+    import shutil
+    import subprocess
+
+    def runs(candidate: str) -> bool:
+        try:
+            out = subprocess.run(
+                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return out.returncode == 0 and out.stdout.strip() == version
+
+    variable = "PYTHON" + version.replace(".", "")
+    if os.environ.get(variable):
+        found = os.environ[variable]
+        return (found, f"{variable}={found}") if runs(found) else \
+            (None, f"{variable}={found} is not a working Python {version}")
+    on_path = shutil.which(f"python{version}")
+    if on_path and runs(on_path):
+        return on_path, f"python{version} on PATH"
+    try:
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        root = ""
+    root = root or os.path.expanduser("~/.pyenv")
+    for candidate in sorted(glob.glob(os.path.join(root, "versions", f"{version}*", "bin",
+                                                   f"python{version}")), reverse=True):
+        if runs(candidate):
+            return candidate, f"pyenv's {candidate}"
+    return None, (f"no Python {version}: set {variable}=/path/to/python{version}, put a "
+                  f"python{version} on PATH, or `pyenv install {version}`")
+
+
+def install_distribution(site, name: str, files) -> None:
+    """A real installed distribution (dist-info with METADATA and RECORD) under `site`.
+
+    The listed files are created empty, so its modules import; importlib.metadata
+    reads it like any wheel-installed distribution.
+    """
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    record = [f"{info.name}/METADATA,,", f"{info.name}/RECORD,,"]
+    for rel in files:
+        path = site / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+        record.append(f"{rel},,")
+    (info / "RECORD").write_text("\n".join(record) + "\n")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import json
+import warnings
 
 import nbformat
 import pytest
@@ -129,3 +130,45 @@ def test_kernel_capture_sees_executed_cells(ip):
     report = kernel_capture(ip)
     assert {"yaml", "bs4.BeautifulSoup", "nacl"} <= report.modules
     assert f"In [{first + 3}] skipped: invalid syntax at line 1" in "\n".join(report.warnings)
+
+
+def test_fc_runtime_capture_on_a_colab_notebook(ip, fc, tmp_path, monkeypatch):
+    """Through the magic: `google.colab` beside other `google` distributions is named as
+    missing (not guessed), and the user's invalid regex escape is not fc-magic's to print."""
+    from IPython.utils.capture import capture_output
+
+    from conftest import install_distribution
+    from fc_magic.requirements import refresh_environment
+
+    site = tmp_path / "site"
+    site.mkdir()
+    install_distribution(site, "google-auth", ["google/auth/__init__.py"])
+    install_distribution(site, "protobuf", ["google/protobuf/__init__.py"])
+    monkeypatch.syspath_prepend(str(site))
+    refresh_environment()
+    ip.history_manager.reset()      # capture only what this test's cells import
+    try:
+        # As on a laptop: Colab's module is not there, the cell fails, it stays in the history.
+        assert not ip.run_cell("from google.colab import files\n", store_history=True).success
+        assert ip.run_cell("import yaml\n", store_history=True).success
+        with capture_output(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)   # the kernel's own, as it runs
+            assert ip.run_cell('import re\nDIGITS = re.compile("\\d+")\n',
+                               store_history=True).success
+        with capture_output() as shown, warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            built = ip.run_cell("%%fc_runtime colab_rt --capture\n# what the notebook imports\n",
+                                store_history=True)
+        assert built.success, built.error_in_exec
+    finally:
+        monkeypatch.undo()
+        refresh_environment()
+    rows = [line.split() for line in shown.stdout.splitlines()]
+    assert ["pyyaml", f"=={md.version('PyYAML')}", "captured"] in rows
+    assert not any(row and row[0] in ("google-auth", "protobuf") for row in rows)
+    notes = [line for line in shown.stdout.splitlines() if line.startswith("note:")]
+    assert notes == ["note: no installed distribution provides google.colab; not added "
+                     "(install it here or declare its package in %%fc_runtime)"]
+    assert [str(w.message) for w in warned if issubclass(w.category, SyntaxWarning)] == []
+    assert "Warning" not in shown.stderr and "Warning" not in shown.stdout
+    assert fc.current_runtime.name == "colab_rt"

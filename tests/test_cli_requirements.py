@@ -10,12 +10,14 @@ import sys
 import nbformat
 import pytest
 
+from conftest import install_distribution
+
 FC_MAGIC = os.path.join(os.path.dirname(sys.executable), "fc-magic")
 
 
-def fc_magic(*args, cwd=None):
+def fc_magic(*args, cwd=None, env=None):
     return subprocess.run([FC_MAGIC, *args], capture_output=True, text=True, timeout=120,
-                          cwd=cwd)
+                          cwd=cwd, env=env)
 
 
 def write_notebook(path, cells):
@@ -89,3 +91,26 @@ def test_missing_or_invalid_notebook_exits_2(tmp_path, content, message):
     assert done.stderr.startswith("fc-magic requirements: ")
     assert message in done.stderr and "broken.ipynb" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_colab_notebook_names_what_nothing_provides_and_keeps_quiet_otherwise(tmp_path):
+    """Several distributions share the `google` namespace; Colab's google.colab is none of
+    them. The user's regex with an invalid escape is theirs to fix, not fc-magic's to print."""
+    site = tmp_path / "site"
+    site.mkdir()
+    install_distribution(site, "google-auth", ["google/auth/__init__.py",
+                                               "google/oauth2/__init__.py"])
+    install_distribution(site, "protobuf", ["google/protobuf/__init__.py",
+                                            "google/protobuf/message.py"])
+    install_distribution(site, "googleapis-common-protos", ["google/api/__init__.py"])
+    path = write_notebook(tmp_path / "colab.ipynb", [
+        "from google.colab import files\nimport google.auth\n",
+        "from google.protobuf import message\n",
+        'import re\nDIGITS = re.compile("\\d+")\n',
+    ])
+    done = fc_magic("requirements", path, "--no-pin", env={**os.environ, "PYTHONPATH": str(site)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["google-auth", "protobuf"]
+    assert done.stderr.splitlines() == [
+        "warning: no installed distribution provides google.colab; not added (install it "
+        "here or declare its package in %%fc_runtime)"]

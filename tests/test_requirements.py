@@ -6,6 +6,7 @@ import importlib.metadata as md
 import pytest
 from IPython.core.error import UsageError
 
+from conftest import install_distribution
 from fc_magic.backends.lithops_facts import fc_function_name
 from fc_magic.requirements import (
     RequirementProblem,
@@ -96,8 +97,12 @@ def test_compatible_duplicate_lines_are_merged():
 
 
 def test_fc_refuses_a_python_it_does_not_have():
-    with pytest.raises(RequirementProblem, match=r"runs Python 3\.9, 3\.10, 3\.12 .* this kernel is Python 3\.11"):
-        resolve_requirements("", backend="aliyun_fc", python="3.11")
+    # 3.11 is no FC runtime; 3.9 is, but Lithops >= 3.8 does not run on it.
+    for python in ("3.11", "3.9"):
+        with pytest.raises(RequirementProblem, match=rf"^Python {python} cannot run maps on "
+                                                     rf"Function Compute: fc_magic supports "
+                                                     rf"Python 3\.10 and 3\.12"):
+            resolve_requirements("", backend="aliyun_fc", python=python)
 
 
 # ------------------------------------------------------------------ markers and extras
@@ -111,9 +116,9 @@ def test_markers_are_evaluated_for_the_target():
     assert names["requests"].spec == "requests" and names["requests"].source == "declared"
     assert names["six"].source == "declared"
     assert any("does not apply to Python 3.10" in w and "pyyaml" in w for w in rs.warnings)
-    # The same cell for Python 3.9 keeps six out: markers see the target, not this kernel.
-    old = resolve_requirements('tblib; python_version < "3.10"', backend="aliyun_fc",
-                               python="3.9", pin=False)
+    # Markers see the target's Python, not this kernel's.
+    old = resolve_requirements('tblib; python_version < "3.11"', backend="aliyun_fc",
+                               python="3.10", pin=False)
     assert by_name(old)["tblib"].source == "declared"
 
 
@@ -183,39 +188,55 @@ def test_unknown_modules_get_one_warning_and_no_guess():
     assert "also_missing_y, surely_not_installed_x" in warning
 
 
-def _install_dist(site, name, files):
-    """A real installed distribution (dist-info with METADATA and RECORD) under `site`."""
-    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    record = [f"{info.name}/METADATA,,", f"{info.name}/RECORD,,"]
-    for rel in files:
-        path = site / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("")
-        record.append(f"{rel},,")
-    (info / "RECORD").write_text("\n".join(record) + "\n")
-
-
-def test_module_owned_by_several_distributions_is_resolved_and_explained(tmp_path, monkeypatch):
+@pytest.fixture
+def fake_site(tmp_path, monkeypatch):
+    """A folder on sys.path for real (empty) distributions; metadata re-read around it."""
     site = tmp_path / "site"
     site.mkdir()
-    _install_dist(site, "nsdemo-alpha", ["nsdemo/alpha/__init__.py"])
-    _install_dist(site, "nsdemo-beta", ["nsdemo/beta/__init__.py"])
     monkeypatch.syspath_prepend(str(site))
     refresh_environment()
-    try:
-        rs = resolve_requirements("", ["nsdemo.beta"], backend="localhost", pin=False)
-        assert rs.user_lines() == ["nsdemo-beta"]
-        [note] = rs.warnings
-        assert "nsdemo-alpha, nsdemo-beta" in note and "chose nsdemo-beta" in note
-        # Nothing tells them apart: the choice is by name, the same every time, and said so.
-        tie = resolve_requirements("", ["nsdemo"], backend="localhost", pin=False)
-        assert tie.user_lines() == ["nsdemo-alpha"]
-        assert "name order" in tie.warnings[0]
-    finally:
-        monkeypatch.undo()
-        refresh_environment()
+    yield site
+    monkeypatch.undo()
+    refresh_environment()
+
+
+def test_a_namespace_shared_by_several_distributions_is_followed_down(fake_site):
+    install_distribution(fake_site, "nsdemo-alpha", ["nsdemo/alpha/__init__.py"])
+    install_distribution(fake_site, "nsdemo-beta", ["nsdemo/beta/__init__.py",
+                                                    "nsdemo/beta/io.py"])
+    # The deeper path is installed by exactly one: that one, and nothing to warn about
+    # (`from nsdemo.beta import Reader` names an attribute of nsdemo.beta: the same owner).
+    rs = resolve_requirements("", ["nsdemo.beta.io", "nsdemo.alpha.Reader"],
+                              backend="localhost", pin=False)
+    assert rs.user_lines() == ["nsdemo-alpha", "nsdemo-beta"]
+    assert rs.warnings == ()
+    # `import nsdemo` alone: both install the namespace; the choice is by name and said so.
+    tie = resolve_requirements("", ["nsdemo"], backend="localhost", pin=False)
+    assert tie.user_lines() == ["nsdemo-alpha"]
+    [note] = tie.warnings
+    assert "nsdemo-alpha, nsdemo-beta" in note and "name order" in note
+
+
+def test_a_namespace_module_nobody_installs_is_said_never_guessed(fake_site):
+    install_distribution(fake_site, "nsdemo-alpha", ["nsdemo/alpha/__init__.py"])
+    install_distribution(fake_site, "nsdemo-beta", ["nsdemo/beta/__init__.py"])
+    rs = resolve_requirements("", ["nsdemo.gamma.files", "yaml"], backend="localhost",
+                              pin=False)
+    assert rs.user_lines() == ["pyyaml"]
+    assert rs.warnings == ("no installed distribution provides nsdemo.gamma; not added "
+                           "(install it here or declare its package in %%fc_runtime)",)
+    # One distribution in the namespace is no better a guess than two.
+    owner = module_distribution("nsdemo.gamma")
+    assert owner.name is None and owner.missing == "nsdemo.gamma"
+
+
+def test_two_distributions_installing_the_same_module_are_a_said_choice(fake_site):
+    install_distribution(fake_site, "dupmod-two", ["dupmod/__init__.py"])
+    install_distribution(fake_site, "dupmod-one", ["dupmod/__init__.py", "dupmod/extra.py"])
+    owner = module_distribution("dupmod.thing")
+    assert owner.name == "dupmod-one"
+    assert "dupmod-one, dupmod-two" in owner.note and "name order" in owner.note
+    assert module_distribution("dupmod.extra").note is None
 
 
 # ------------------------------------------------------------------ runtime names

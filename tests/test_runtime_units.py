@@ -86,8 +86,13 @@ def test_limits_note_oss_over_100mb_and_refuse_over_500mb():
 def test_fc_python_must_be_an_fc_runtime():
     from fc_magic.inputs import InputProblem
     fcpackage.check_python("3.10")
-    with pytest.raises(InputProblem, match="not 3.11"):
-        fcpackage.check_python("3.11")
+    fcpackage.check_python("3.12")
+    # 3.9 is an FC runtime, but Lithops >= 3.8 does not run on it.
+    for python in ("3.9", "3.11"):
+        with pytest.raises(InputProblem, match=rf"^Python {python} cannot run maps on Function "
+                                               rf"Compute: fc_magic supports Python 3\.10 and "
+                                               rf"3\.12"):
+            fcpackage.check_python(python)
 
 
 def test_key_lock_excludes_and_leaves_no_file(tmp_path):

@@ -232,11 +232,13 @@ def test_missing_credentials_and_unsupported_python_are_usage_errors(
     with pytest.raises(UsageError, match=r"runs tasks in a runtime built for Function Compute; "
                                          r"define one with %%fc_runtime NAME"):
         cell("%fc_map fmt range(3)")
-    monkeypatch.setattr(limits, "kernel_python", lambda: "3.11")
+    monkeypatch.setattr(limits, "python_version", lambda: "3.11")
     with pytest.raises(UsageError) as err:
         cell("%fc_map fmt range(3)")
-    assert re.search(r"runs Python 3\.9, 3\.10, 3\.12 .* this kernel is Python 3\.11",
-                     str(err.value))
+    message = str(err.value)
+    assert "\n" not in message
+    assert re.search(r"Python 3\.11 cannot run maps on Function Compute: fc_magic supports "
+                     r"Python 3\.10 and 3\.12, .* must match", message)
 
 
 @pytest.mark.slow

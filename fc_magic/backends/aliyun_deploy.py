@@ -131,7 +131,7 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
         logger.info("deploying %s (%d bytes, %s)", name, os.path.getsize(request.package),
                     "inline" if oss_key is None else "via OSS")
         body = fc_models.CreateFunctionInput(
-            function_name=name, runtime=f"python{limits.kernel_python()}",
+            function_name=name, runtime=f"python{limits.python_version()}",
             handler="entry_point.main", code=code, memory_size=request.memory_mb,
             timeout=function_timeout, role=backend.role_arn, internet_access=True,
             description=marker)

@@ -102,7 +102,7 @@ def aliyun_settings(request: MapRequest) -> tuple[dict, AliyunEndpoints]:
     """
     from lithops.config import load_config
 
-    problem = limits.fc_python_problem()
+    problem = limits.python_problem()
     if problem:
         raise InputProblem(problem)
     try:

@@ -63,9 +63,9 @@ SLIM_SUFFIXES = (".pyc", ".pyo", ".pyi")
 
 
 def check_python(python: str) -> None:
-    if python not in limits.FC_PYTHONS:
-        raise InputProblem(f"Function Compute runs Python {', '.join(limits.FC_PYTHONS)}, "
-                           f"not {python}; run the notebook on one of those Pythons")
+    problem = limits.python_problem(python)
+    if problem:
+        raise InputProblem(problem)
 
 
 def lithops_dir() -> str:

@@ -17,6 +17,7 @@ import platform
 import sys
 from typing import Callable
 
+from .. import limits
 from ..inputs import InputProblem
 from . import installer as inst
 from .sizes import folder_table
@@ -40,15 +41,12 @@ def site_packages(venv: str) -> str:
     raise FileNotFoundError(f"no site-packages under {lib}")
 
 
-def kernel_python() -> str:
-    return f"{sys.version_info[0]}.{sys.version_info[1]}"
-
-
 def check_python(python: str) -> None:
-    if python != kernel_python():
-        raise InputProblem(f"a local runtime uses the kernel's Python {kernel_python()}, "
+    kernel = limits.python_version()
+    if python != kernel:
+        raise InputProblem(f"a local runtime uses the kernel's Python {kernel}, "
                            f"but the requirements were resolved for Python {python}; "
-                           f"resolve them again for {kernel_python()}")
+                           f"resolve them again for {kernel}")
 
 
 def build(build_dir: str, req_file: str, *, installer: str, log: inst.CommandLog,
