@@ -396,21 +396,18 @@ class FCMagic(Magics):
         from . import views
         from .runtime import (gc_runtimes, list_runtimes, remove_runtime, runtime_by_name,
                               target_for_backend)
-        from .runtime.sizes import human
         from .views import build as build_views
 
         kind = views.choose_view_kind(self.shell, self.view)
         if args.list_all:
             text = build_views.runtime_list_text(list_runtimes(self.cache_dir))
         elif args.remove:
-            removed = remove_runtime(self.cache_dir, args.remove)
+            done = remove_runtime(self.cache_dir, args.remove)
             if self.current_runtime is not None and self.current_runtime.name == args.remove:
                 self.current_runtime = None
-            text = (f"removed runtime {args.remove}"
-                    + (f" and {len(removed)} cached build(s)" if removed else ""))
+            text = done.summary(args.remove)
         elif args.gc:
-            removed, freed = gc_runtimes(self.cache_dir)
-            text = f"removed {len(removed)} unused cached build(s), freed {human(freed)}"
+            text = gc_runtimes(self.cache_dir).summary()
         elif args.name:
             target = target_for_backend(self.backend)
             entry = runtime_by_name(self.cache_dir, args.name, target, memory_mb=args.memory)
