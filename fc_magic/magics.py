@@ -16,7 +16,8 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Enum, Float, Int, TraitError, Unicode, default, validate
 
 from . import limits
-from .inputs import InputProblem, check_identifier, resolve_function, resolve_items
+from .inputs import (MAX_TASKS, InputProblem, check_identifier, check_picklable,
+                     resolve_function, resolve_items)
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ class FCMagic(Magics):
     timeout = Int(300, config=True,
                   help="Seconds a single task may run before it is reported as timed out "
                        "(1..86400).")
+    max_tasks = Int(MAX_TASKS, config=True,
+                    help="Most items one %fc_map reads from ITERABLE (one task each); a "
+                         "longer or endless iterable is refused before anything runs.")
     progress_after = Float(1.0, config=True,
                            help="Seconds a map runs before its progress view appears, "
                                 "so quick maps do not flash a bar.")
@@ -98,6 +102,12 @@ class FCMagic(Magics):
     def _check_progress_after(self, proposal):
         if proposal["value"] < 0:
             raise TraitError("progress_after must be >= 0 seconds")
+        return proposal["value"]
+
+    @validate("max_tasks")
+    def _check_max_tasks(self, proposal):
+        if proposal["value"] < 1:
+            raise TraitError("max_tasks must be >= 1")
         return proposal["value"]
 
     @validate("workers")
@@ -166,7 +176,9 @@ class FCMagic(Magics):
                     raise InputProblem(f"missing {missing}; use %fc_map FUNC ITERABLE, or "
                                        f"%fc_map --retry NAME to re-run a stored map's failures")
                 func = resolve_function(args.func, self.shell.user_ns)
-                items = resolve_items(" ".join(args.iterable), self.shell.user_ns)
+                items = resolve_items(" ".join(args.iterable), self.shell.user_ns,
+                                      self.max_tasks)
+                check_picklable(func, items, f"FUNC {args.func!r}")
             # A package the runtime lacks fails every task; say so before invoking any.
             from .preflight import check_function
             check_function(func, self.current_runtime, backend=self.backend,

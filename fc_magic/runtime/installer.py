@@ -134,7 +134,8 @@ def pip_sources() -> Sources:
     """The package sources pip uses here (empty when pip is absent)."""
     try:
         out = subprocess.run([sys.executable, "-m", "pip", "config", "list"],
-                             capture_output=True, text=True, timeout=60, cwd=os.sep)
+                             capture_output=True, text=True, timeout=60, cwd=os.sep,
+                             env=allowed_env())
     except (OSError, subprocess.SubprocessError):
         return Sources()
     return parse_pip_config(out.stdout) if out.returncode == 0 else Sources()
@@ -180,10 +181,15 @@ ENV_ALLOWED = frozenset({
 ENV_ALLOWED_PREFIXES = ("PIP_", "UV_")
 
 
+def allowed_env() -> dict:
+    """The kernel's environment cut down to `ENV_ALLOWED` and the installers' own settings."""
+    return {name: value for name, value in os.environ.items()
+            if name in ENV_ALLOWED or name.startswith(ENV_ALLOWED_PREFIXES)}
+
+
 def installer_env(installer: str) -> dict:
     """The installer's environment: the allow-list above, plus pip's sources for uv."""
-    env = {name: value for name, value in os.environ.items()
-           if name in ENV_ALLOWED or name.startswith(ENV_ALLOWED_PREFIXES)}
+    env = allowed_env()
     if installer == "uv":
         sources = pip_sources()
         env.update(sources.uv_env())
