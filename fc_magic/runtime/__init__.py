@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..inputs import InputProblem
+from ..redact import redact
 from . import cache
 from .installer import BuildFailed, CommandLog, choose_installer
 from .sizes import PackageSize
@@ -291,8 +292,8 @@ def _build(root: str, path: str, name: str, requirements, target: str, installer
         cache.publish(build_dir, path)
     except BaseException as exc:
         cache.discard(build_dir)
-        report.finish_error(str(exc) if isinstance(exc, InputProblem)
-                            else f"{type(exc).__name__}: {exc}")
+        report.finish_error(redact(str(exc) if isinstance(exc, InputProblem)
+                                   else f"{type(exc).__name__}: {exc}"))
         raise
     return manifest
 

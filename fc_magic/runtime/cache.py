@@ -186,16 +186,20 @@ def manifest_paths_outside(path: str, manifest: dict) -> str | None:
     if not isinstance(check, dict):
         return "check_files"
     names = [manifest.get("interpreter_rel"), manifest.get("package_rel"), *check]
-    real_entry = os.path.realpath(path)
     for rel in names:
         if rel is None:
             continue
         if not isinstance(rel, str) or not rel or os.path.isabs(rel) \
                 or os.path.normpath(rel).split(os.sep)[0] == os.pardir:
             return str(rel)
-        folder = os.path.realpath(os.path.dirname(os.path.join(path, rel)))
-        if os.path.commonpath([real_entry, folder]) != real_entry:
-            return rel
+    # Links are followed only for what is run or uploaded (checked files are only
+    # stat'ed): a few realpath calls, so a cache hit stays about a millisecond.
+    real_entry = os.path.realpath(path)
+    for rel in (manifest.get("interpreter_rel"), manifest.get("package_rel")):
+        if rel is not None:
+            folder = os.path.realpath(os.path.dirname(os.path.join(path, rel)))
+            if os.path.commonpath([real_entry, folder]) != real_entry:
+                return rel
     return None
 
 
