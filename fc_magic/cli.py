@@ -28,7 +28,6 @@ def _cmd_run(args) -> int:
 def _cmd_runtimes(args) -> int:
     from .errors import InputProblem
     from .runtime import gc_runtimes, list_runtimes, remove_runtime
-    from .runtime.sizes import human
     from .views.build import runtime_list_text
 
     cache_dir = args.cache_dir or default_cache_dir()
@@ -39,12 +38,9 @@ def _cmd_runtimes(args) -> int:
             if not args.name:
                 print("fc-magic runtimes remove: NAME is required", file=sys.stderr)
                 return 2
-            removed = remove_runtime(cache_dir, args.name)
-            print(f"removed runtime {args.name}"
-                  + (f" and {len(removed)} cached build(s)" if removed else ""))
+            print(remove_runtime(cache_dir, args.name).summary(args.name))
         else:
-            removed, freed = gc_runtimes(cache_dir)
-            print(f"removed {len(removed)} unused cached build(s), freed {human(freed)}")
+            print(gc_runtimes(cache_dir).summary())
     except InputProblem as exc:
         print(f"fc-magic runtimes {args.action}: {exc}", file=sys.stderr)
         return 2

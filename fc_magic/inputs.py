@@ -7,8 +7,12 @@ Everything is checked before anything is sent to a worker.
 from __future__ import annotations
 
 import inspect
+import itertools
 import keyword
-from typing import Any, Callable, Mapping
+import logging
+from typing import Any, Callable, Mapping, Sequence
+
+logger = logging.getLogger(__name__)
 
 from .errors import InputProblem
 
@@ -51,19 +55,72 @@ def resolve_function(expr: str, namespace: Mapping[str, Any]) -> Callable:
     return func
 
 
-def resolve_items(expr: str, namespace: Mapping[str, Any]) -> list:
+#: Default of ``FCMagic.max_tasks``: more items than this is almost surely a mistake
+#: (an endless generator), and each item is one pickled task.
+MAX_TASKS = 200_000
+
+
+def resolve_items(expr: str, namespace: Mapping[str, Any], max_items: int = MAX_TASKS) -> list:
+    """The items of ITERABLE as a list, read at most ``max_items`` (+1 to tell) deep."""
     items = evaluate(expr, namespace, "ITERABLE")
     if isinstance(items, (str, bytes)):
         raise InputProblem(f"ITERABLE {expr!r} is a {type(items).__name__}, which would map "
                            f"over its characters; pass a list such as [{expr}]")
     try:
-        materialised = list(items)
+        iterator = iter(items)
     except TypeError:
         raise InputProblem(f"ITERABLE {expr!r} is a {type(items).__name__}, not iterable; "
                            f"pass a list, range or other iterable") from None
+    materialised: list = []
+    try:
+        # One beyond the bound tells "too many" apart from "exactly enough",
+        # and an endless generator stops here instead of filling the memory.
+        materialised.extend(itertools.islice(iterator, max_items + 1))
+    except Exception as exc:  # the user's generator failed: theirs to fix, said in one line
+        raise InputProblem(f"ITERABLE {expr!r} raised {type(exc).__name__}: "
+                           f"{_first_line(exc)} after {len(materialised)} item(s); "
+                           f"fix the generator") from None
+    if len(materialised) > max_items:
+        raise InputProblem(f"ITERABLE {expr!r} has more than {max_items:,} items (or never "
+                           f"ends); pass a finite one, or raise the limit: %config FCMagic.max_tasks = N")
     if not materialised:
         raise InputProblem(f"ITERABLE {expr!r} is empty; there is nothing to map")
     return materialised
+
+
+def check_picklable(func: Callable, items: Sequence, func_label: str = "FUNC") -> None:
+    """Refuse, before anything is invoked, a function or an item the workers cannot receive.
+
+    Lithops sends both with cloudpickle; its own error would come from deep
+    inside a submission. The list is pickled whole (fast); only when that
+    fails is it searched for the first item at fault.
+    """
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(func)
+    except Exception as exc:  # pickling runs the objects' own code: any error is possible
+        raise InputProblem(f"{func_label} cannot be sent to the workers ({type(exc).__name__}: "
+                           f"{_first_line(exc)}); define it at the top level of a cell and "
+                           f"keep open files, locks and connections out of it") from None
+    try:
+        cloudpickle.dumps(list(items))
+        return
+    except Exception:  # found item by item below, with its position
+        logger.debug("the items do not pickle as a whole; looking for the first one that fails")
+    for index, item in enumerate(items):
+        try:
+            cloudpickle.dumps(item)
+        except Exception as exc:
+            raise InputProblem(f"item {index} ({type(item).__name__}) cannot be sent to the "
+                               f"workers ({type(exc).__name__}: {_first_line(exc)}); pass "
+                               f"data (numbers, strings, arrays, paths) rather than open "
+                               f"files, locks or connections") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no message"
 
 
 def check_identifier(name: str, option: str) -> str:

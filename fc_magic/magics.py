@@ -20,7 +20,7 @@ from traitlets import Enum, Float, Int, TraitError, Unicode, default, validate
 from . import backends, limits, retry
 from .backends.request import MapRequest
 from .errors import FCMagicError, InputProblem
-from .inputs import check_identifier, resolve_function, resolve_items
+from .inputs import MAX_TASKS, check_identifier, check_picklable, resolve_function, resolve_items
 from .results import MapResult
 from .runtime.cache import default_cache_dir
 from .setting import Setting
@@ -52,6 +52,9 @@ class FCMagic(Magics):
     timeout = Int(300, config=True,
                   help="Seconds a single task may run before it is reported as timed out "
                        "(1..86400).")
+    max_tasks = Int(MAX_TASKS, config=True,
+                    help="Most items one %fc_map reads from ITERABLE (one task each); a "
+                         "longer or endless iterable is refused before anything runs.")
     progress_after = Float(1.0, config=True,
                            help="Seconds a map runs before its progress view appears, "
                                 "so quick maps do not flash a bar.")
@@ -108,6 +111,12 @@ class FCMagic(Magics):
     def _check_progress_after(self, proposal):
         if proposal["value"] < 0:
             raise TraitError("progress_after must be >= 0 seconds")
+        return proposal["value"]
+
+    @validate("max_tasks")
+    def _check_max_tasks(self, proposal):
+        if proposal["value"] < 1:
+            raise TraitError("max_tasks must be >= 1")
         return proposal["value"]
 
     @validate("workers")
@@ -176,7 +185,9 @@ class FCMagic(Magics):
                     raise InputProblem(f"missing {missing}; use %fc_map FUNC ITERABLE, or "
                                        f"%fc_map --retry NAME to re-run a stored map's failures")
                 func = resolve_function(args.func, self.shell.user_ns)
-                items = resolve_items(" ".join(args.iterable), self.shell.user_ns)
+                items = resolve_items(" ".join(args.iterable), self.shell.user_ns,
+                                      self.max_tasks)
+                check_picklable(func, items, f"FUNC {args.func!r}")
             # A package the runtime lacks fails every task; say so before invoking any.
             from .preflight import check_function
             check_function(func, self.current_runtime, backend=self.backend,
@@ -380,21 +391,18 @@ class FCMagic(Magics):
     def _runtime_line(self, args) -> None:
         from . import views
         from .runtime import gc_runtimes, list_runtimes, remove_runtime, runtime_by_name
-        from .runtime.sizes import human
         from .views import build as build_views
 
         kind = views.choose_view_kind(self.shell, self.view)
         if args.list_all:
             text = build_views.runtime_list_text(list_runtimes(self.cache_dir))
         elif args.remove:
-            removed = remove_runtime(self.cache_dir, args.remove)
+            done = remove_runtime(self.cache_dir, args.remove)
             if self.current_runtime is not None and self.current_runtime.name == args.remove:
                 self.current_runtime = None
-            text = (f"removed runtime {args.remove}"
-                    + (f" and {len(removed)} cached build(s)" if removed else ""))
+            text = done.summary(args.remove)
         elif args.gc:
-            removed, freed = gc_runtimes(self.cache_dir)
-            text = f"removed {len(removed)} unused cached build(s), freed {human(freed)}"
+            text = gc_runtimes(self.cache_dir).summary()
         elif args.name:
             target = backends.target_for(self.backend)
             entry = runtime_by_name(self.cache_dir, args.name, target)

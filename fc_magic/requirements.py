@@ -21,6 +21,8 @@ import logging
 import os
 import re
 import sys
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -34,6 +36,7 @@ from .backends import BACKENDS
 from .backends.lithops_facts import lithops_version
 from .errors import InputProblem
 from .limits import FC_BUILTIN_DISTRIBUTIONS, FC_FUNCTION_NAME_MAX, FC_NAME_RE
+from .redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -257,12 +260,17 @@ def max_runtime_name_length() -> int:
     return FC_FUNCTION_NAME_MAX - len(probe)
 
 
+def is_runtime_name(name: object) -> bool:
+    """Whether ``name`` follows the runtime-name rule (characters only, not the length)."""
+    return isinstance(name, str) and FC_NAME_RE.fullmatch(name) is not None
+
+
 def check_runtime_name(name: str) -> str:
     """Return NAME if Function Compute and Lithops can use it, else say why and the limit."""
     limit = max_runtime_name_length()
     if not name:
         raise RequirementProblem("a runtime NAME is required, e.g. %%fc_runtime my_rt")
-    if not FC_NAME_RE.fullmatch(name):
+    if not is_runtime_name(name):
         raise RequirementProblem(
             f"runtime name {name!r} is not valid: use letters, digits, '_' and '-', "
             f"starting with a letter or '_' (at most {limit} characters), e.g. my_rt")
@@ -371,6 +379,12 @@ def parse_declared(text: str) -> list[tuple[int, str, Requirement]]:
             raise RequirementProblem(
                 f"line {number}: {raw.strip()!r} is a pip option, not a requirement; "
                 f"write one PEP 508 requirement per line (e.g. numpy>=1.26)")
+        if "${" in line:
+            # pip and uv fill ${NAME} in from the environment: a line could send a
+            # secret of this kernel to any host (and print it).
+            raise RequirementProblem(
+                f"line {number}: {raw.strip()!r} contains ${{...}}, which the installer "
+                f"would fill in from the environment; write the value itself")
         try:
             req = Requirement(line)
         except InvalidRequirement as exc:
@@ -378,8 +392,70 @@ def parse_declared(text: str) -> list[tuple[int, str, Requirement]]:
             raise RequirementProblem(
                 f"line {number}: {raw.strip()!r} is not a valid requirement ({reason}); "
                 f"write e.g. numpy>=1.26 or scikit-learn==1.5.2") from None
+        if req.url:
+            req.url = pinned_url(req.url, f"line {number}: {redact(raw.strip())!r}")
         parsed.append((number, raw.strip(), req))
     return parsed
+
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+_VCS_PREFIXES = ("git+", "hg+", "svn+", "bzr+")
+
+
+def pinned_url(url: str, where: str) -> str:
+    """A URL requirement whose content is fixed by its text, or a `RequirementProblem`.
+
+    The cache key is the requirement text, so what a URL names must not change
+    while the text stays the same: a download needs its ``#sha256=`` (which the
+    installer then verifies), a VCS URL a full commit id; a local file gets its
+    sha256 added here, so editing the file is a new build.
+    """
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    fragment = urllib.parse.parse_qs(parts.fragment)
+    if scheme in ("http", "https"):
+        digest = (fragment.get("sha256") or [""])[0].lower()
+        if not _SHA256_RE.fullmatch(digest):
+            raise RequirementProblem(
+                f"{where}: a download URL needs its file's hash, because the file behind a "
+                f"URL can change while the cell stays the same; append #sha256=<hex> "
+                f"(sha256sum FILE)")
+        return url
+    if scheme.startswith(_VCS_PREFIXES):
+        path = parts.path
+        rev = path.rsplit("@", 1)[1] if "@" in path.rsplit("/", 1)[-1] else ""
+        if not _COMMIT_RE.fullmatch(rev.lower()):
+            raise RequirementProblem(
+                f"{where}: a VCS URL needs a full commit id, because a branch or tag can "
+                f"move while the cell stays the same; write ...repo.git@<40-hex commit>")
+        return url
+    if scheme in ("file", ""):
+        return _hashed_file_url(url, parts, fragment, where)
+    raise RequirementProblem(f"{where}: URL scheme {parts.scheme!r} is not supported; use "
+                             f"https:// with #sha256=, git+https:// with a commit, or file://")
+
+
+def _hashed_file_url(url: str, parts, fragment: dict, where: str) -> str:
+    path = urllib.request.url2pathname(parts.path) if parts.scheme else url.split("#")[0]
+    if os.path.isdir(path):
+        raise RequirementProblem(
+            f"{where}: a folder can change while the cell stays the same; build a wheel "
+            f"(pip wheel {path} -w DIR) and name that file")
+    try:
+        with open(path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError as exc:
+        raise RequirementProblem(f"{where}: cannot read {path} ({exc.strerror}); "
+                                 f"check the path") from None
+    declared = (fragment.get("sha256") or [""])[0].lower()
+    if declared and declared != digest:
+        raise RequirementProblem(f"{where}: the file's sha256 is {digest}, not the "
+                                 f"#sha256= of the line; fix the hash or the file")
+    fragment["sha256"] = [digest]
+    query = urllib.parse.urlencode({k: v[0] for k, v in sorted(fragment.items())}, safe="/")
+    return urllib.parse.urlunsplit(("file", "", os.path.abspath(path) if not parts.scheme
+                                    else parts.path, "", query))
 
 
 def target_environment(backend: str, python: str) -> dict[str, str]:

@@ -123,15 +123,15 @@ def test_markers_are_evaluated_for_the_target():
 
 
 def test_extras_and_urls_are_kept_canonically():
-    rs = resolve_requirements("Requests[Socks , Security]>=2\n"
-                              "mypkg @ https://example.com/mypkg-1.0-py3-none-any.whl\n",
+    url = "https://example.com/mypkg-1.0-py3-none-any.whl#sha256=" + "ab" * 32
+    rs = resolve_requirements(f"Requests[Socks , Security]>=2\nmypkg @ {url}\n",
                               backend="localhost")
     lines = rs.lines()
     assert "requests[security,socks]>=2" in lines
-    assert "mypkg @ https://example.com/mypkg-1.0-py3-none-any.whl" in lines
+    assert f"mypkg @ {url}" in lines
     rows = dict((p, s) for p, s, _ in requirements_table(rs))
     assert rows["requests[security,socks]"] == ">=2"
-    assert rows["mypkg"] == "@ https://example.com/mypkg-1.0-py3-none-any.whl"
+    assert rows["mypkg"] == f"@ {url}"
 
 
 # ------------------------------------------------------------------ capture -> distributions

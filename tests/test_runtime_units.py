@@ -35,12 +35,15 @@ def test_pip_config_becomes_uv_sources(tmp_path):
     assert sources.extra_index_urls == ("file:///opt/a/simple", "file:///opt/b/simple")
     assert sources.find_links == ("/opt/wheels",)
     assert sources.cert == "/etc/ssl/certs/ca.crt"
-    args = sources.uv_args()
-    assert args.count("--extra-index-url") == 2 and "--find-links" in args
-    assert args[args.index("--constraint") + 1] == str(constraint)
+    # Index URLs can hold passwords: environment only, never the (world-readable) argv.
+    assert sources.uv_args() == ["--constraint", str(constraint)]
+    env = sources.uv_env()
+    assert env["UV_EXTRA_INDEX_URL"] == "file:///opt/a/simple file:///opt/b/simple"
+    assert env["UV_FIND_LINKS"] == "/opt/wheels"
     # pip merges every source; uv must be told to, or it stops at the first index.
-    assert args[-2:] == ["--index-strategy", "unsafe-best-match"]
+    assert env["UV_INDEX_STRATEGY"] == "unsafe-best-match"
     assert installer.parse_pip_config("").uv_args() == []
+    assert installer.parse_pip_config("").uv_env() == {}
 
 
 def test_slim_drops_bytecode_tests_and_scripts_but_keeps_top_level_tests(tmp_path):

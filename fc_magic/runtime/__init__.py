@@ -18,18 +18,19 @@ import os
 import platform
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..backends import target_for
 from ..errors import InputProblem
+from ..redact import redact
 from . import cache
 from .installer import BuildFailed, CommandLog, choose_installer
 from .sizes import PackageSize
 
 logger = logging.getLogger(__name__)
 
-TARGETS = ("local", "fc")
+TARGETS = cache.TARGETS
 RUNNING, SUCCESS, ERROR = "running", "success", "error"
 #: Seconds between snapshots carrying only new installer log lines.
 LOG_INTERVAL_S = 0.2
@@ -37,7 +38,7 @@ LOG_TAIL = 12
 
 __all__ = ["RuntimeEntry", "BuildSnapshot", "BuildFailed", "ensure_runtime", "TARGETS",
            "list_runtimes", "remove_runtime", "gc_runtimes",
-           "runtime_by_name", "PackageSize"]
+           "runtime_by_name", "PackageSize", "Removal"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,11 @@ def map_fields(entry: RuntimeEntry, backend: str) -> dict:
         raise InputProblem(f"the current runtime {entry.name} was built for {entry.target}, "
                            f"not backend {backend!r}; run its %%fc_runtime {entry.name} "
                            f"cell again")
+    if not os.path.exists(entry.interpreter or entry.package or entry.path):
+        # Removed by hand or by --remove/--gc of a process that did not see our lease.
+        raise InputProblem(f"the runtime {entry.name} ({entry.deploy_name}) is no longer in "
+                           f"the cache; run its %%fc_runtime {entry.name} cell again to "
+                           f"rebuild it")
     return {"runtime": entry.interpreter or entry.deploy_name, "package": entry.package,
             "extra_config": {"lithops": {"exclude_modules": kernel_site_modules()}}}
 
@@ -206,36 +212,45 @@ def ensure_runtime(name: str, requirements, *, target: str, cache_dir: str,
     if not rebuild:
         manifest, problem = cache.entry_problem(path, target, key)
         if problem is None:
-            return _hit(root, name, path, manifest, memory_mb, report)
+            # Checked again under the lock: a gc elsewhere may have removed it since.
+            with cache.key_lock(root, target, key):
+                manifest, problem = cache.entry_problem(path, target, key)
+                if problem is None:
+                    entry = _use(root, name, path, manifest, memory_mb)
+            if problem is None:
+                report.finish_ok(entry, hit=True)
+                return entry
 
     _check_python(target, requirements.python)
     chosen = choose_installer(installer)
+    cache.reap_dead_builds(root)
     with cache.key_lock(root, target, key):
         manifest, problem = cache.entry_problem(path, target, key)
-        if problem is None and not rebuild:
-            return _hit(root, name, path, manifest, memory_mb, report)  # built meanwhile
-        if problem not in (None, "absent"):
-            warning = (f"the cached runtime {cache.entry_id(target, key)[:16]}… is damaged "
-                       f"({problem}); rebuilding it")
-            logger.warning(warning)
-            report.note(warning)
-        manifest = _build(root, path, name, requirements, target, chosen, report)
-    cache.set_name(root, name, target, key)
-    entry = _entry(name, path, manifest, memory_mb)
-    report.finish_ok(entry, hit=False)
+        hit = problem is None and not rebuild   # built meanwhile by another process
+        if not hit:
+            if problem not in (None, "absent"):
+                warning = (f"the cached runtime {cache.entry_id(target, key)[:16]}… is "
+                           f"damaged ({problem}); rebuilding it")
+                logger.warning(warning)
+                report.note(warning)
+            manifest = _build(root, path, name, requirements, target, chosen, report)
+        # Leased and named before the lock is released: a gc that takes the lock
+        # next sees both, so the build it would otherwise race never vanishes.
+        entry = _use(root, name, path, manifest, memory_mb)
+    report.finish_ok(entry, hit=hit)
     return entry
+
+
+def _use(root: str, name: str, path: str, manifest: dict, memory_mb: int | None) -> RuntimeEntry:
+    """Lease the entry for this process, point ``name`` at it; the caller holds its key lock."""
+    cache.take_lease(root, os.path.basename(path))
+    cache.set_name(root, name, manifest["target"], manifest["key"])
+    return _entry(name, path, manifest, memory_mb)
 
 
 def _check_python(target: str, python: str) -> None:
     from . import fcpackage, local
     (local.check_python if target == "local" else fcpackage.check_python)(python)
-
-
-def _hit(root, name, path, manifest, memory_mb, report) -> RuntimeEntry:
-    cache.set_name(root, name, manifest["target"], manifest["key"])
-    entry = _entry(name, path, manifest, memory_mb)
-    report.finish_ok(entry, hit=True)
-    return entry
 
 
 def _build(root: str, path: str, name: str, requirements, target: str, installer: str,
@@ -244,7 +259,8 @@ def _build(root: str, path: str, name: str, requirements, target: str, installer
 
     started = time.monotonic()
     build_dir = cache.new_build_dir(root, target, requirements.key)
-    log = CommandLog(on_line=report.line)
+    log = CommandLog(on_line=report.line,
+                     on_process=lambda pgid: cache.record_installer(build_dir, pgid))
     try:
         lines = list(requirements.lines())
         req_file = os.path.join(build_dir, "requirements.txt")
@@ -273,8 +289,8 @@ def _build(root: str, path: str, name: str, requirements, target: str, installer
         cache.publish(build_dir, path)
     except BaseException as exc:
         cache.discard(build_dir)
-        report.finish_error(str(exc) if isinstance(exc, InputProblem)
-                            else f"{type(exc).__name__}: {exc}")
+        report.finish_error(redact(str(exc) if isinstance(exc, InputProblem)
+                                   else f"{type(exc).__name__}: {exc}"))
         raise
     return manifest
 
@@ -321,50 +337,93 @@ def _row(name, target, key, manifest, complete) -> RuntimeRow:
 
 def runtime_by_name(cache_dir: str, name: str, target: str,
                     memory_mb: int | None = None) -> RuntimeEntry | None:
-    """The complete cached runtime a name points to for a target, if any."""
+    """The complete cached runtime a name points to for a target (leased), if any."""
     root = cache.runtimes_root(cache_dir)
     key = cache.read_index(root).get(name, {}).get(target)
     if not key:
         return None
     path = cache.entry_dir(root, target, key)
-    manifest, problem = cache.entry_problem(path, target, key)
-    return _entry(name, path, manifest, memory_mb) if problem is None else None
+    with cache.key_lock(root, target, key):
+        manifest, problem = cache.entry_problem(path, target, key)
+        if problem is not None:
+            return None
+        cache.take_lease(root, os.path.basename(path))
+    return _entry(name, path, manifest, memory_mb)
 
 
-def remove_runtime(cache_dir: str, name: str) -> list[str]:
-    """Forget a name and delete its entries that no other name uses; the ids removed."""
+@dataclass
+class Removal:
+    """What --remove or --gc deleted, and what it kept because a live kernel uses it."""
+
+    removed: list[str] = field(default_factory=list)
+    freed: int = 0
+    kept: dict[str, list[int]] = field(default_factory=dict)   # entry id -> PIDs
+
+    def summary(self, name: str | None = None) -> str:
+        """The one line --remove NAME (``name``) or --gc (None) prints."""
+        from .sizes import human
+
+        if name is not None:
+            text = f"removed runtime {name}" + (
+                f" and {len(self.removed)} cached build(s)" if self.removed else "")
+        else:
+            text = (f"removed {len(self.removed)} unused cached build(s), "
+                    f"freed {human(self.freed)}")
+        if self.kept:
+            pids = sorted({pid for holders in self.kept.values() for pid in holders})
+            text += (f"; kept {len(self.kept)} build(s) in use by running kernel(s) "
+                     f"(PID {', '.join(map(str, pids))}): --gc removes them once those end")
+        return text
+
+
+def remove_runtime(cache_dir: str, name: str) -> Removal:
+    """Forget a name and delete its entries no other name and no live kernel uses."""
     root = cache.runtimes_root(cache_dir)
     if name not in cache.read_index(root):
         known = ", ".join(sorted(cache.read_index(root))) or "none"
         raise InputProblem(f"no runtime named {name!r} (known: {known})")
     gone = cache.remove_name(root, name)
-    still = cache.referenced_ids(root)
-    removed = []
+    out = Removal()
     for target, key in gone.items():
         ident = cache.entry_id(target, key)
-        if ident not in still:
-            with cache.key_lock(root, target, key):
-                cache.discard(cache.entry_dir(root, target, key))
-            removed.append(ident)
-    return removed
+        with cache.key_lock(root, target, key):
+            if ident in cache.referenced_ids(root):
+                continue
+            cache.drop_lease(root, ident)   # this kernel asked for it: its own use ends here
+            holders = cache.leases(root).get(ident)
+            if holders:
+                out.kept[ident] = holders
+                continue
+            path = cache.entry_dir(root, target, key)
+            out.freed += cache.folder_size(path)
+            cache.discard(path)
+        out.removed.append(ident)
+    return out
 
 
-def gc_runtimes(cache_dir: str) -> tuple[list[str], int]:
-    """Delete entries no name uses and leftovers of dead builds; (ids, bytes freed)."""
+def gc_runtimes(cache_dir: str) -> Removal:
+    """Delete entries no name and no live kernel uses, and leftovers of dead builds."""
     root = cache.runtimes_root(cache_dir)
-    used = cache.referenced_ids(root)
-    removed, freed = [], 0
-    for path, manifest in cache.entries(root):
+    out = Removal()
+    for name, size in cache.reap_dead_builds(root):
+        out.removed.append(name)
+        out.freed += size
+    for path, _manifest in cache.entries(root):
         ident = os.path.basename(path)
-        if ident in used:
+        if ident in cache.referenced_ids(root):
             continue
         target, _, key = ident.partition("-")
-        freed += cache.folder_size(path)
-        with cache.key_lock(root, target, key):
+        with cache.key_lock(root, target, key, blocking=False) as held:
+            if not held:
+                continue   # being built or used right now: not garbage
+            # Checked under the lock: a build records its name and lease under it.
+            if ident in cache.referenced_ids(root):
+                continue
+            holders = cache.leases(root).get(ident)
+            if holders:
+                out.kept[ident] = holders
+                continue
+            out.freed += cache.folder_size(path)
             cache.discard(path)
-        removed.append(ident)
-    for path in cache.stale_build_dirs(root):
-        freed += cache.folder_size(path)
-        cache.discard(path)
-        removed.append(os.path.basename(path))
-    return removed, freed
+        out.removed.append(ident)
+    return out
