@@ -22,6 +22,7 @@ class Tally:
         self.faults_injected = 0
         self.secrets_found = 0
         self.secret_scans = 0
+        self.attacks_tried = 0
 
 
 _TALLY = Tally()
@@ -34,10 +35,11 @@ def tally() -> Tally:
 
 def pytest_terminal_summary(terminalreporter):
     t = _TALLY
-    if t.inputs_tried or t.faults_injected or t.secret_scans:
+    if t.inputs_tried or t.faults_injected or t.secret_scans or t.attacks_tried:
         terminalreporter.write_line(
             f"reliability: {t.inputs_tried} bad inputs tried, {t.faults_injected} faults "
-            f"injected, {t.secret_scans} places scanned, secrets found = {t.secrets_found}")
+            f"injected, {t.secret_scans} places scanned, secrets found = {t.secrets_found}, "
+            f"{t.attacks_tried} attacks tried")
 
 
 @pytest.fixture(scope="session")

@@ -144,7 +144,7 @@ class FunctionService:
             ("role", str, "a string"), ("code", dict, "an object"),
             ("environmentVariables", dict, "an object"))
             if data.get(k) is not None and not isinstance(data[k], kind)]
-        code = data.get("code") or {}
+        code = data.get("code") if isinstance(data.get("code"), dict) else {}
         wrong += [f"code.{k} must be a string" for k in ("zipFile", "ossBucketName",
                                                          "ossObjectName")
                   if code.get(k) is not None and not isinstance(code[k], str)]

@@ -1,0 +1,284 @@
+"""The sandbox under attack: exhaustion, replays, stale dates, malformed requests, runaway tasks.
+
+Each test is one attack (counted in the suite's closing line) made the way an
+attacker would: raw sockets and http.client for what no SDK sends, the real
+SDKs' own signers (tea's ACS3, oss2's V1) for signed requests. Everything is
+on 127.0.0.1 and every wait is bounded.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import logging
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+import oss2
+import pytest
+import yaml
+from alibabacloud_tea_openapi.utils import Utils as TeaUtils
+
+from fc_magic.sandbox import Sandbox
+
+IDLE_S = 1.0
+MAX_CONNECTIONS = 8
+MAX_OBJECT = 24 * 2**20
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with Sandbox(concurrency=2, connection_idle_s=IDLE_S, max_connections=MAX_CONNECTIONS,
+                 max_object_bytes=MAX_OBJECT) as sb:
+        yield sb
+
+
+@pytest.fixture
+def attack(tally):
+    tally.attacks_tried += 1
+
+
+def _bucket(sb: Sandbox, name: str = "attacks") -> oss2.Bucket:
+    bucket = oss2.Bucket(oss2.Auth(sb.access_key_id, sb.access_key_secret), sb.host, name)
+    bucket.create_bucket()
+    return bucket
+
+
+def _raw(sb: Sandbox, data: bytes, *, wait_s: float = 5.0) -> bytes:
+    """Send raw bytes, then read until the server answers and closes (bounded)."""
+    with socket.create_connection(("127.0.0.1", int(sb.host.rsplit(":", 1)[1])),
+                                  timeout=wait_s) as sock:
+        sock.sendall(data)
+        chunks = []
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                piece = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not piece:
+                break
+            chunks.append(piece)
+            if b"\r\n\r\n" in b"".join(chunks) and _complete(b"".join(chunks)):
+                break
+        return b"".join(chunks)
+
+
+def _complete(raw: bytes) -> bool:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":")[1])
+    return False
+
+
+def _status(raw: bytes) -> int:
+    assert raw.startswith(b"HTTP/1.1 "), f"no answer from the sandbox: {raw[:80]!r}"
+    return int(raw.split(b" ", 2)[1])
+
+
+def _body(raw: bytes) -> bytes:
+    return raw.partition(b"\r\n\r\n")[2]
+
+
+def _fc_headers(sb: Sandbox, method: str, path: str, body: bytes = b"", *,
+                date: str | None = None, nonce: str | None = None, unsigned=(),
+                extra: dict | None = None) -> dict:
+    """Headers of an FC request signed by the tea SDK's own ACS3 signer."""
+    headers = {"host": sb.host, "x-acs-version": "2023-03-30", "x-acs-action": "Attack",
+               "x-acs-date": date or TeaUtils.get_timestamp(),
+               "x-acs-signature-nonce": nonce or TeaUtils.get_nonce(),
+               "x-acs-content-sha256": hashlib.sha256(body).hexdigest(), **(extra or {})}
+    signed = {k: v for k, v in headers.items() if k not in unsigned}
+    request = SimpleNamespace(method=method, pathname=path, query={}, headers=signed)
+    headers["Authorization"] = TeaUtils.get_authorization(
+        request, "ACS3-HMAC-SHA256", headers["x-acs-content-sha256"], sb.access_key_id,
+        sb.access_key_secret)
+    return headers
+
+
+def _http(sb: Sandbox, method: str, path: str, body: bytes = b"", headers=None):
+    conn = http.client.HTTPConnection(sb.host, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        res = conn.getresponse()
+        return res.status, dict(res.getheaders()), res.read()
+    finally:
+        conn.close()
+
+
+def _oss_signed_headers(sb: Sandbox, method: str, bucket: str, key: str,
+                        headers: dict) -> dict:
+    """Headers of an OSS request signed by oss2's own V1 signer."""
+    req = oss2.http.Request(method, f"http://{sb.host}/{bucket}/{key}", headers=dict(headers))
+    oss2.Auth(sb.access_key_id, sb.access_key_secret)._sign_request(req, bucket, key)
+    return dict(req.headers)
+
+
+# ------------------------------------------------------------------ item 6: exhaustion
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_an_unsigned_huge_put_is_refused_before_its_body_is_read(sandbox, attack, framing):
+    # Only the headers are sent: a server that reads the body first never answers.
+    length = (b"Content-Length: 419430400\r\n" if framing == "length"
+              else b"Transfer-Encoding: chunked\r\n")
+    first = b"" if framing == "length" else b"1000000\r\n"
+    raw = _raw(sandbox, b"PUT /attacks/big HTTP/1.1\r\nHost: x\r\n" + length + b"\r\n" + first)
+    assert _status(raw) == 403 and b"<Code>AccessDenied</Code>" in raw
+    assert b"Connection: close" in raw, "the unread body must not be parsed as a request"
+    fc = _raw(sandbox, b"POST /2023-03-30/functions HTTP/1.1\r\nHost: x\r\n" + length + b"\r\n")
+    assert _status(fc) == 403 and json.loads(_body(fc))["Code"] == "InvalidAuthorization"
+
+
+@pytest.mark.parametrize("value", [b"-1", b"abc", b"1e9", b"10, 20"])
+def test_an_invalid_content_length_is_a_400_at_once(sandbox, attack, value):
+    raw = _raw(sandbox, b"PUT /attacks/x HTTP/1.1\r\nHost: x\r\nContent-Length: " + value
+               + b"\r\n\r\n")
+    assert _status(raw) == 400 and b"<Code>InvalidArgument</Code>" in raw
+    fc = _raw(sandbox, b"POST /2023-03-30/functions HTTP/1.1\r\nHost: x\r\nContent-Length: "
+              + value + b"\r\n\r\n")
+    assert _status(fc) == 400 and json.loads(_body(fc))["Code"] == "InvalidArgument"
+
+
+def test_signed_bodies_are_capped_at_the_services_limits_and_large_objects_go_to_disk(
+        sandbox, attack):
+    bucket = _bucket(sandbox)
+    # Declared over the cap: refused before reading, whoever signed it.
+    headers = _oss_signed_headers(sandbox, "PUT", "attacks", "too-big",
+                                  {"Content-Length": str(MAX_OBJECT + 1)})
+    raw = _raw(sandbox, f"PUT /attacks/too-big HTTP/1.1\r\n".encode()
+               + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + b"\r\n")
+    assert _status(raw) == 413 and b"<Code>EntityTooLarge</Code>" in raw
+    # Chunked past the cap: cut off there, nothing stored.
+    with pytest.raises(oss2.exceptions.OssError) as err:
+        bucket.put_object("too-big", (b"x" * 2**20 for _ in range(MAX_OBJECT // 2**20 + 2)))
+    assert err.value.status == 413 or isinstance(err.value, oss2.exceptions.RequestError)
+    assert not bucket.object_exists("too-big")
+    # An async invocation over FC's 128 KB: 413 from the length alone.
+    path = "/2023-03-30/functions/nothing/invocations"
+    status, _, body = _http(sandbox, "POST", path, b"x" * (128 * 2**10 + 1), _fc_headers(
+        sandbox, "POST", path, b"x" * (128 * 2**10 + 1),
+        extra={"x-fc-invocation-type": "Async"}))
+    assert status == 413 and json.loads(body)["Code"] == "EntityTooLarge"
+    # Under the cap but large: kept in a file, served from it, ranges and all.
+    data = os.urandom(12 * 2**20)
+    bucket.put_object("large", data)
+    stored = sandbox.store._buckets["attacks"]["large"]
+    assert stored.data is None and os.path.getsize(stored.path) == len(data)
+    assert bucket.get_object("large", byte_range=(5, 2**20)).read() == data[5:2**20 + 1]
+    assert hashlib.sha256(bucket.get_object("large").read()).digest() == \
+        hashlib.sha256(data).digest()
+    bucket.delete_object("large")
+    assert not os.path.exists(stored.path)
+
+
+def test_idle_connections_are_bounded_and_timed_out(sandbox, attack):
+    port = int(sandbox.host.rsplit(":", 1)[1])
+    before = threading.active_count()
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10)
+             for _ in range(6 * MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.5)
+        assert threading.active_count() - before <= MAX_CONNECTIONS
+        # A real client still gets through once idle connections time out.
+        started = time.monotonic()
+        assert _bucket(sandbox, "still-served").get_bucket_info().name == "still-served"
+        assert time.monotonic() - started < 6 * IDLE_S + 10
+        for sock in socks:  # each idle connection is closed by the server
+            assert sock.recv(1) == b""
+    finally:
+        for sock in socks:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while sandbox._server.active_connections() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sandbox._server.active_connections() == 0
+
+
+# ------------------------------------------------------------------ item 12: dates and replays
+def test_requests_dated_far_from_now_are_refused(sandbox, attack, monkeypatch):
+    bucket = _bucket(sandbox)
+    monkeypatch.setattr(oss2.utils, "http_date", lambda *a: "Sat, 01 Jan 2000 00:00:00 GMT")
+    with pytest.raises(oss2.exceptions.ServerError) as err:
+        bucket.get_bucket_info()
+    assert err.value.status == 403 and err.value.code == "RequestTimeTooSkewed"
+    monkeypatch.undo()
+    path = "/2023-03-30/functions"
+    status, _, body = _http(sandbox, "GET", path, headers=_fc_headers(
+        sandbox, "GET", path, date="2000-01-01T00:00:00Z"))
+    assert status == 400 and json.loads(body)["Code"] == "InvalidTimeStamp.Expired"
+    stale = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 16 * 60))
+    status, _, _ = _http(sandbox, "GET", path, headers=_fc_headers(sandbox, "GET", path,
+                                                                    date=stale))
+    assert status == 400
+    fresh = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 14 * 60))
+    assert _http(sandbox, "GET", path, headers=_fc_headers(sandbox, "GET", path,
+                                                            date=fresh))[0] == 200
+
+
+def test_an_exact_replay_of_a_signed_fc_request_is_refused(sandbox, attack):
+    path = "/2023-03-30/functions"
+    headers = _fc_headers(sandbox, "GET", path)
+    assert _http(sandbox, "GET", path, headers=headers)[0] == 200
+    status, _, body = _http(sandbox, "GET", path, headers=headers)
+    assert status == 400 and json.loads(body)["Code"] == "SignatureNonceUsed"
+
+
+@pytest.mark.parametrize("left_out", ["host", "x-acs-date", "x-acs-signature-nonce",
+                                      "x-acs-content-sha256", "x-acs-action"])
+def test_fc_signatures_must_cover_host_date_and_every_acs_header(sandbox, attack, left_out):
+    path = "/2023-03-30/functions"
+    status, _, body = _http(sandbox, "GET", path,
+                            headers=_fc_headers(sandbox, "GET", path, unsigned=(left_out,)))
+    error = json.loads(body)
+    assert status == 400 and error["Code"] == "InvalidAuthorization"
+    assert left_out in error["Message"]
+
+
+# ------------------------------------------------------------------ item 15: malformed requests
+def test_malformed_requests_get_the_services_400_not_a_500(sandbox, attack, caplog):
+    key = sandbox.access_key_id.encode()
+    with caplog.at_level(logging.DEBUG, logger="fc_magic.sandbox"):
+        oss = _raw(sandbox, b"GET /attacks/x HTTP/1.1\r\nHost: x\r\nDate: "
+                   + time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()).encode()
+                   + b"\r\nAuthorization: OSS " + key + b":\xff\xfe\xe9=\r\n\r\n")
+        fc = _raw(sandbox, b"GET /2023-03-30/functions HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                  b"ACS3-HMAC-SHA256 Credential=" + key + b",SignedHeaders=host,Signature="
+                  b"\xff\xe9\r\n\r\n")
+        path = "/2023-03-30/functions"
+        answers = [_http(sandbox, "POST", path, body, _fc_headers(sandbox, "POST", path, body))
+                   for body in (b"[]", b'"text"', b"[" * 100_000, b'{"functionName": 5}',
+                                b'{"functionName": "f", "code": "zip"}')]
+    assert _status(oss) == 400 and b"<Code>InvalidArgument</Code>" in oss
+    assert _status(fc) == 400 and json.loads(_body(fc))["Code"] == "InvalidAuthorization"
+    for status, headers, body in answers:
+        assert status == 400 and headers["Content-Type"] == "application/json"
+        assert json.loads(body)["Code"] == "InvalidArgument"
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# ------------------------------------------------------------------ item 13: --config-out
+def test_cli_config_out_is_private_even_over_an_existing_readable_file(tmp_path, attack):
+    config = tmp_path / "sandbox.yaml"
+    config.write_text("old: content\n")
+    config.chmod(0o644)
+    proc = subprocess.Popen([sys.executable, "-m", "fc_magic.cli", "sandbox",
+                             "--config-out", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:
+            if line.startswith("ready") or time.monotonic() > deadline:
+                break
+        assert stat.S_IMODE(config.stat().st_mode) == 0o600
+        assert "access_key_secret" in yaml.safe_load(config.read_text())["aliyun"]
+    finally:
+        proc.send_signal(2)
+        proc.communicate(timeout=30)
