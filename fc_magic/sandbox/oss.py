@@ -10,7 +10,6 @@ received into (an object may be up to OSS's 5 GB) and are sent from it.
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import os
 import threading
