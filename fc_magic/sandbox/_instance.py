@@ -122,9 +122,20 @@ def kill_on_out_of_memory(marker):
 
 
 def peak_rss_kb():
-    """The largest resident size this process or any child it reaped ever had."""
-    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    """The largest resident size this process or any child it reaped ever had.
+
+    This process's own peak is VmHWM: RUSAGE_SELF would also count the
+    sandbox's process it was forked from, whose peak survives the exec.
+    """
+    own = 0
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    own = int(line.split()[1])
+    except OSError:
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 
 
 def main():
