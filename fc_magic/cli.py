@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 
 from .runtime.cache import default_cache_dir
 
@@ -120,6 +121,24 @@ def _cmd_requirements(args) -> int:
     return 0
 
 
+def _write_private(path: str, text: str) -> None:
+    """Write ``text`` (it holds a secret) to ``path`` with mode 0600, whatever was there.
+
+    A new file in the same folder, renamed over the target: an existing file
+    keeps neither its mode (a 0644 file would show the secret to everyone)
+    nor, if it is a symlink, its target.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".fc-magic-sandbox-", dir=folder)  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        os.unlink(tmp)
+        raise
+
+
 def _cmd_sandbox(args) -> int:
     """Run a local FC + OSS sandbox until Ctrl-C and print how to use it."""
     import logging
@@ -139,9 +158,7 @@ def _cmd_sandbox(args) -> int:
     try:
         text = sandbox.config_yaml()
         if args.config_out:
-            with open(os.open(args.config_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
-                      "w") as f:
-                f.write(text)
+            _write_private(args.config_out, text)
         where = args.config_out or "<the config above, saved to a file>"
         print(f"Function Compute + OSS sandbox at {sandbox.endpoint} "
               f"(region {sandbox.region}, account {sandbox.account_id})")

@@ -8,13 +8,24 @@ whatever the function prints goes to the instance log, not into the protocol.
 
 Frame: 4-byte big-endian header length, JSON header, then ``header["size"]``
 bytes of body.
+
+The instance adopts every process its function leaves behind (a child
+subreaper), so the sandbox finds the whole tree under it, even processes that
+started a session of their own. An allocation over the function's memory
+(the sandbox sets the address-space limit) kills the process that made it,
+as FC's out-of-memory killer does, instead of raising MemoryError, in this
+process and in the children it forks (Python 3.12+: ``sys.monitoring``).
 """
 import json
 import os
+import resource
+import signal
 import site
 import struct
 import sys
 import traceback
+
+PR_SET_CHILD_SUBREAPER = 36
 
 HEAD = struct.Struct("!I")
 
@@ -70,9 +81,68 @@ class Context:
         self.service = None
 
 
+def become_subreaper():
+    """Orphans of the function's processes are re-parented here, not to init."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (ImportError, OSError, AttributeError):
+        pass  # not Linux: timeouts still kill the process group
+
+
+def kill_on_out_of_memory(marker):
+    """A failed allocation (a MemoryError with no message) kills the process.
+
+    Under the sandbox's address-space limit that is an allocation beyond the
+    function's memory: FC's OOM killer ends the process there, so does this.
+    The marker file tells the sandbox why the process died.
+    """
+    monitoring = getattr(sys, "monitoring", None)
+    if monitoring is None:
+        return  # Python < 3.12: the allocation fails with MemoryError instead
+
+    def on_raise(code, offset, exc):
+        if type(exc) is MemoryError and not exc.args:
+            try:
+                with open(marker, "w") as f:
+                    f.write(str(os.getpid()))
+            except OSError:
+                pass
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    for tool in (5, 4, 3):
+        try:
+            monitoring.use_tool_id(tool, "fc-sandbox-oom")
+        except ValueError:
+            continue
+        monitoring.register_callback(tool, monitoring.events.RAISE, on_raise)
+        monitoring.set_events(tool, monitoring.events.RAISE)
+        return
+
+
+def peak_rss_kb():
+    """The largest resident size this process or any child it reaped ever had.
+
+    This process's own peak is VmHWM: RUSAGE_SELF would also count the
+    sandbox's process it was forked from, whose peak survives the exec.
+    """
+    own = 0
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    own = int(line.split()[1])
+    except OSError:
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+
+
 def main():
     code_dir, base_dir, req_fd, resp_fd = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     meta = json.loads(sys.argv[5])
+    become_subreaper()
+    kill_on_out_of_memory(meta["oom_marker"])
     sys.path[0:0] = [code_dir, base_dir]
     for folder in (code_dir, base_dir):
         site.addsitedir(folder)  # .pth files, without the client's site-packages
@@ -111,7 +181,20 @@ def main():
                                   "stackTrace": traceback.format_exc().splitlines()}
         sys.stdout.flush()
         sys.stderr.flush()
+        reap_orphans()
+        reply["peak_rss_kb"] = peak_rss_kb()
         write_frame(resp_fd, reply, body)
+
+
+def reap_orphans():
+    """Collect adopted processes that have ended (their peaks count in RUSAGE_CHILDREN)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 if __name__ == "__main__":

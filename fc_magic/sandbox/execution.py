@@ -3,12 +3,21 @@
 Each instance is ``python -I -S _instance.py`` in the function's interpreter
 (the client's own when the versions match, else pyenv's), started in a
 session of its own, that sees only the unpacked code package and a cached
-base environment holding FC's preinstalled modules (oss2, requests). Memory is
-enforced like FC's cgroup: a watchdog sums the proportional set size of the
-instance's processes and SIGKILLs the largest when the sum passes the
-function's memory (an address-space limit backs it up against allocations too
-fast to see). Timeouts kill the whole instance. Instances stay warm and are
-reused; at most ``concurrency`` run at once, the rest queue.
+base environment holding FC's preinstalled modules (oss2, requests).
+
+Memory, as FC's cgroup enforces it, without a cgroup (this sandbox uses none:
+see the README): each process may grow its address space by the function's
+memory (plus a little for thread stacks) past what the instance had when it
+became ready, and an allocation beyond that kills the process at once, as
+FC's out-of-memory killer would (`_instance.kill_on_out_of_memory`); a
+watchdog sums the proportional set size of the instance's whole process tree
+and kills the largest process when the sum passes the function's memory; and
+the kernel's own peaks (VmHWM of live processes, the instance's ru_maxrss
+over reaped ones) are checked too, so a brief peak between two samples is
+still seen. The instance adopts its orphans, so the tree includes processes
+that started a session of their own; a timeout, a stop or an out-of-memory
+end kills that whole tree. Instances stay warm and are reused; at most
+``concurrency`` run at once, the rest queue.
 """
 from __future__ import annotations
 
@@ -42,6 +51,10 @@ BASE_PACKAGES = ("oss2", "requests")
 #: (thread stacks, malloc arenas, mapped libraries) are not memory use, and the
 #: watchdog enforces the real limit on resident memory.
 ADDRESS_SPACE_HEADROOM_MB = 1024
+#: Once the instance is ready: address space each process may add beyond the
+#: function's memory (thread stacks and malloc arenas are reserved, not used).
+ADDRESS_SPACE_SLACK_MB = 128
+KILL_ROUNDS = 50
 
 INSTANCE_START_TIMEOUT_S = 120.0
 WATCH_INTERVAL_S = 0.2
@@ -172,6 +185,8 @@ class Instance:
                "FC_FUNCTION_MEMORY_SIZE": str(spec.memory_mb), "FC_REGION": spec.region,
                "FC_ACCOUNT_ID": spec.account_id, "FC_RUNTIME": spec.runtime,
                "FC_INSTANCE_ID": os.path.basename(self.tmp), **spec.env}
+        self.oom_marker = os.path.join(self.tmp, ".out-of-memory")
+        meta["oom_marker"] = self.oom_marker
         limit = (spec.memory_mb + ADDRESS_SPACE_HEADROOM_MB) * 2**20
 
         def limit_memory():
@@ -194,6 +209,22 @@ class Instance:
             self.close()
             raise SandboxSetupError(f"instance of {spec.name} did not start: "
                                     f"{self.log_tail()}")
+        self._limit_address_space()
+
+    def _limit_address_space(self) -> None:
+        """From now on, a process may grow by the function's memory, no more.
+
+        Measured from the ready instance's own size (the interpreter and the
+        handler's imports are not the function's memory use on FC either).
+        """
+        ready_kb = _status_kb(self.proc.pid, b"VmSize:")
+        limit = (ready_kb // 1024 + self.spec.memory_mb + ADDRESS_SPACE_SLACK_MB) * 2**20
+        try:
+            soft, hard = resource.prlimit(self.proc.pid, resource.RLIMIT_AS)
+            if ready_kb and limit < soft:
+                resource.prlimit(self.proc.pid, resource.RLIMIT_AS, (limit, limit))
+        except OSError as exc:  # the process is gone: the first invocation reports it
+            logger.debug("could not lower the address-space limit: %s", exc)
 
     def log_tail(self, n: int = 400) -> str:
         try:
@@ -221,6 +252,16 @@ class Instance:
         except OSError:
             header, body = {"eof": True}, b""
         duration = (time.monotonic() - start) * 1000
+        if header is not None and not header.get("eof"):
+            # The kernel's peak for the instance and every process it reaped:
+            # one process over the function's memory alone is over it for sure.
+            peak = int(header.get("peak_rss_kb", 0))
+            self.max_memory_kb = max(self.max_memory_kb, peak)
+            if peak > self.spec.memory_mb * 1024:
+                self.oom_killed = True
+                header = {"eof": True}
+        if os.path.exists(self.oom_marker):
+            self.oom_killed = True
         mem = self.max_memory_kb / 1024
         self.last_used = time.monotonic()
         if header is None:
@@ -254,17 +295,20 @@ class Instance:
             except OSError:
                 pass
         self._req_w = self._resp_r = -1
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            self.proc.wait()
+        kill_tree(self.proc.pid)
+        self.proc.wait()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def processes(self, table: dict[int, tuple[int, bytes]]) -> list[int]:
+        """The instance and every live process under it."""
+        if self.proc.poll() is not None:
+            return []
+        return [self.proc.pid] + _descendants(self.proc.pid, table)
 
-def _processes_by_group() -> dict[int, list[int]]:
-    groups: dict[int, list[int]] = {}
+
+def _process_table() -> dict[int, tuple[int, bytes]]:
+    """pid -> (parent pid, state letter) for every process."""
+    table: dict[int, tuple[int, bytes]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -274,8 +318,61 @@ def _processes_by_group() -> dict[int, list[int]]:
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2:].split()
-        groups.setdefault(int(fields[2]), []).append(int(entry))
-    return groups
+        table[int(entry)] = (int(fields[1]), fields[0])
+    return table
+
+
+def _descendants(root: int, table: dict[int, tuple[int, bytes]]) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, state) in table.items():
+        if state != b"Z":  # a zombie holds no memory and cannot be killed
+            children.setdefault(ppid, []).append(pid)
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def kill_tree(root: int) -> None:
+    """SIGKILL a process and everything under it, including new sessions.
+
+    The root is stopped first, so it starts nothing new, and, being a child
+    subreaper, keeps adopting the orphans of what is killed: each round
+    kills every descendant seen, until none is left (bounded).
+    """
+    try:
+        os.kill(root, signal.SIGSTOP)
+    except ProcessLookupError:
+        return
+    for _ in range(KILL_ROUNDS):
+        below = _descendants(root, _process_table())
+        if not below:
+            break
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    else:
+        logger.warning("processes under instance %d kept appearing; killing it anyway", root)
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(root, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _status_kb(pid: int, field: bytes) -> int:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def _pss_kb(pid: int) -> int:
@@ -371,8 +468,11 @@ class Executor:
         interpreter, base = self.environment(spec.runtime)
         inst = Instance(spec, interpreter, base, self.work_dir)
         with self._lock:
-            self._busy.add(inst)
-        return inst
+            if not self._stopping.is_set():
+                self._busy.add(inst)
+                return inst
+        inst.close()  # started while the sandbox stopped: stop() did not see it
+        raise SandboxSetupError("the sandbox is stopping")
 
     def _serve(self) -> None:
         while not self._stopping.is_set():
@@ -430,15 +530,21 @@ class Executor:
                 busy = list(self._busy)
             if not busy:
                 continue
-            groups = _processes_by_group()
+            table = _process_table()
             for inst in busy:
-                pids = groups.get(inst.proc.pid, [])
+                pids = inst.processes(table)
                 sizes = {pid: _pss_kb(pid) for pid in pids}
                 total = sum(sizes.values())
-                inst.max_memory_kb = max(inst.max_memory_kb, total)
-                if total > inst.spec.memory_mb * 1024 and sizes:
+                limit = inst.spec.memory_mb * 1024
+                # The kernel keeps each live process's peak: a spike shorter
+                # than the sampling interval still shows there.
+                peaks = {pid: _status_kb(pid, b"VmHWM:") for pid in pids}
+                inst.max_memory_kb = max(inst.max_memory_kb, total, *peaks.values(), 0)
+                over = [pid for pid, peak in peaks.items() if peak > limit]
+                if total > limit and sizes:
                     # What FC's cgroup OOM killer does: kill the biggest process.
-                    victim = max(sizes, key=sizes.get)
+                    over.append(max(sizes, key=sizes.get))
+                for victim in set(over):
                     inst.oom_killed = True
                     try:
                         os.kill(victim, signal.SIGKILL)
@@ -461,3 +567,7 @@ class Executor:
             self._idle.clear()
         for inst in instances:
             inst.close()
+        # Slot threads see their instance gone and end; one that was starting
+        # an instance closes it itself (see _take_instance).
+        for t in self._threads:
+            t.join(timeout=5)

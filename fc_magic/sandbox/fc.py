@@ -37,6 +37,20 @@ MAX_OSS_ZIP = 500 * 2**20
 MAX_SYNC_PAYLOAD = 32 * 2**20
 MAX_ASYNC_PAYLOAD = 128 * 2**10
 MAX_UNPACKED = 10 * 2**30
+#: Request bodies: CreateFunction carries the inline package plus a little JSON.
+MAX_CREATE_BODY = MAX_INLINE_ZIP + 2**20
+MAX_OTHER_BODY = 2**20
+
+
+def body_limit(method: str, parts: list[str], headers: dict) -> int:
+    """The most an FC call's body may hold, known from its headers alone."""
+    if parts == ["functions"] and method == "POST":
+        return MAX_CREATE_BODY
+    if parts[-1:] == ["invocations"]:
+        if headers.get("x-fc-invocation-type", "Sync") == "Async":
+            return MAX_ASYNC_PAYLOAD
+        return MAX_SYNC_PAYLOAD
+    return MAX_OTHER_BODY
 
 
 def fc_error(status: int, code: str, message: str, request_id: str | None = None) -> Reply:
@@ -120,10 +134,24 @@ class FunctionService:
     def create(self, body: bytes) -> Reply:
         try:
             data = json.loads(body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             return fc_error(400, "InvalidArgument", "request body is not valid JSON")
+        if not isinstance(data, dict):
+            return fc_error(400, "InvalidArgument", "request body must be a JSON object")
+        wrong = [f"{k} must be {what}" for k, kind, what in (
+            ("functionName", str, "a string"), ("runtime", str, "a string"),
+            ("handler", str, "a string"), ("description", str, "a string"),
+            ("role", str, "a string"), ("code", dict, "an object"),
+            ("environmentVariables", dict, "an object"))
+            if data.get(k) is not None and not isinstance(data[k], kind)]
+        code = data.get("code") if isinstance(data.get("code"), dict) else {}
+        wrong += [f"code.{k} must be a string" for k in ("zipFile", "ossBucketName",
+                                                         "ossObjectName")
+                  if code.get(k) is not None and not isinstance(code[k], str)]
+        if wrong:
+            return fc_error(400, "InvalidArgument", "; ".join(wrong))
         name = data.get("functionName") or ""
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             return fc_error(400, "InvalidArgument", f"functionName {name!r} is invalid: 1 to "
                             "64 letters, digits, '_' or '-', not starting with a digit or '-'")
         runtime = data.get("runtime")
@@ -140,7 +168,6 @@ class FunctionService:
         handler = data.get("handler") or ""
         if "." not in handler:
             return fc_error(400, "InvalidArgument", f"handler {handler!r} must be module.function")
-        code = data.get("code") or {}
         if code.get("zipFile"):
             if len(code["zipFile"]) > MAX_INLINE_ZIP:
                 return fc_error(400, "CodeSizeExceeded", "inline code is limited to 100 MB; "
@@ -150,12 +177,13 @@ class FunctionService:
             except (binascii.Error, ValueError):
                 return fc_error(400, "InvalidArgument", "code.zipFile is not valid base64")
         elif code.get("ossBucketName") and code.get("ossObjectName"):
+            size = self.store.object_size(code["ossBucketName"], code["ossObjectName"])
+            if size is not None and size > MAX_OSS_ZIP:
+                return fc_error(400, "CodeSizeExceeded", "code packages are limited to 500 MB")
             package = self.store.get_bytes(code["ossBucketName"], code["ossObjectName"])
             if package is None:
                 return fc_error(400, "InvalidArgument", f"code location oss://"
                                 f"{code['ossBucketName']}/{code['ossObjectName']} not found")
-            if len(package) > MAX_OSS_ZIP:
-                return fc_error(400, "CodeSizeExceeded", "code packages are limited to 500 MB")
         else:
             return fc_error(400, "InvalidArgument", "code needs zipFile or ossBucketName "
                             "and ossObjectName")

@@ -4,12 +4,14 @@ Buckets and objects live in memory. Listing pages the way OSS does (at most
 1000 keys a page, ``IsTruncated`` and ``NextMarker``), so a client that does
 not page sees exactly what it would see on the real service. Errors are OSS's
 XML bodies (and, for HEAD, the base64 ``x-oss-err`` header oss2 reads).
+Objects larger than the server's spill size stay in the file the body was
+received into (an object may be up to OSS's 5 GB) and are sent from it.
 """
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -19,9 +21,27 @@ from urllib.parse import quote
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
+from .body import Body
+
 logger = logging.getLogger(__name__)
 
 MAX_KEYS = 1000
+
+
+@dataclass
+class FileSlice:
+    """Part of an open file, sent as a reply body without loading it into memory.
+
+    The file is opened when the reply is made, so deleting the object at the
+    same moment cannot take the data away from a GET already answered.
+    """
+
+    file: object
+    start: int
+    length: int
+
+    def __len__(self) -> int:
+        return self.length
 
 
 @dataclass
@@ -30,15 +50,30 @@ class Reply:
 
     status: int
     headers: dict = field(default_factory=dict)
-    body: bytes = b""
+    body: bytes | FileSlice = b""
 
 
 @dataclass
 class StoredObject:
-    data: bytes
+    data: bytes | None     # in memory, or
+    path: str | None       # in a file of the sandbox's work folder
+    size: int
     etag: str
     modified: float
     content_type: str
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        with open(self.path, "rb") as f:
+            return f.read()
+
+    def discard(self) -> None:
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
 
 
 def _iso(ts: float) -> str:
@@ -66,8 +101,9 @@ def oss_error(status: int, code: str, message: str, method: str = "GET", **extra
 class ObjectStore:
     """Thread-safe in-memory buckets, with OSS semantics for the calls Lithops makes."""
 
-    def __init__(self, region: str):
+    def __init__(self, region: str, object_dir: str | None = None):
         self.region = region
+        self.object_dir = object_dir
         self._lock = threading.Lock()
         self._buckets: dict[str, dict[str, StoredObject]] = {}
         self._created: dict[str, float] = {}
@@ -76,19 +112,34 @@ class ObjectStore:
     def get_bytes(self, bucket: str, key: str) -> bytes | None:
         with self._lock:
             obj = self._buckets.get(bucket, {}).get(key)
-            return obj.data if obj else None
+        return obj.read() if obj else None
+
+    def object_size(self, bucket: str, key: str) -> int | None:
+        with self._lock:
+            obj = self._buckets.get(bucket, {}).get(key)
+        return obj.size if obj else None
+
+    def close(self) -> None:
+        """Remove the files of objects kept on disk."""
+        with self._lock:
+            objects = [o for b in self._buckets.values() for o in b.values()]
+            self._buckets.clear()
+        for obj in objects:
+            obj.discard()
 
     def count(self, bucket: str, prefix: str = "") -> int:
         with self._lock:
             return sum(1 for k in self._buckets.get(bucket, {}) if k.startswith(prefix))
 
     def handle(self, method: str, bucket: str, key: str, query: dict[str, str],
-               headers: dict[str, str], body: bytes) -> Reply:
+               headers: dict[str, str], body: Body | bytes) -> Reply:
+        if isinstance(body, bytes):
+            body = Body.of(body)
         if not bucket:
             return oss_error(400, "InvalidRequest", "the sandbox serves path-style bucket "
                              "requests only (use an IP endpoint)", method)
         if not key:
-            return self._bucket_call(method, bucket, query, body)
+            return self._bucket_call(method, bucket, query, body.bytes())
         return self._object_call(method, bucket, key, headers, body)
 
     # -------------------------------------------------------------- buckets
@@ -171,7 +222,7 @@ class ObjectStore:
             obj = self._buckets[bucket][k]
             parts.append(f"<Contents><Key>{enc(k)}</Key><LastModified>{_iso(obj.modified)}"
                          f'</LastModified><ETag>"{obj.etag}"</ETag><Type>Normal</Type>'
-                         f"<Size>{len(obj.data)}</Size><StorageClass>Standard</StorageClass>"
+                         f"<Size>{obj.size}</Size><StorageClass>Standard</StorageClass>"
                          "<Owner><ID>sandbox</ID><DisplayName>sandbox</DisplayName></Owner>"
                          "</Contents>")
         for p in prefixes:
@@ -191,7 +242,9 @@ class ObjectStore:
             return oss_error(400, "MalformedXML", "at most 1000 keys per batch delete")
         objects = self._buckets[bucket]
         for k in keys:
-            objects.pop(k, None)
+            gone = objects.pop(k, None)
+            if gone is not None:
+                gone.discard()
         url = query.get("encoding-type") == "url"
         enc = (lambda s: quote(s, safe="")) if url else escape
         parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult>',
@@ -203,23 +256,45 @@ class ObjectStore:
                            "Content-Type": "application/xml"}, "".join(parts).encode())
 
     # -------------------------------------------------------------- objects
+    def _stored(self, body: Body, content_type: str) -> StoredObject:
+        data, path = body.data, None
+        if data is None:  # spilled to a file: the object keeps it
+            path = os.path.join(self.object_dir or os.path.dirname(body.path),
+                                f"object-{uuid.uuid4().hex}")
+            body.move_to(path)
+        return StoredObject(data, path, body.size, body.md5.upper(), time.time(), content_type)
+
     def _object_call(self, method: str, bucket: str, key: str, headers: dict,
-                     body: bytes) -> Reply:
+                     body: Body) -> Reply:
+        if method == "PUT":
+            given = headers.get("content-md5")
+            if given is not None and given != base64.b64encode(
+                    bytes.fromhex(body.md5)).decode():
+                return oss_error(400, "InvalidDigest", "The Content-MD5 you specified "
+                                 "was invalid.", method)
         with self._lock:
             objects = self._buckets.get(bucket)
             if objects is None:
                 return oss_error(404, "NoSuchBucket", "The specified bucket does not exist.",
                                  method, BucketName=bucket)
+            replaced = None
             if method == "PUT":
-                etag = hashlib.md5(body).hexdigest().upper()
-                objects[key] = StoredObject(body, etag, time.time(),
-                                            headers.get("content-type",
+                stored = self._stored(body, headers.get("content-type",
                                                         "application/octet-stream"))
-                return Reply(200, {"x-oss-request-id": _request_id(), "ETag": f'"{etag}"'})
-            if method == "DELETE":
-                objects.pop(key, None)
-                return Reply(204, {"x-oss-request-id": _request_id()})
+                replaced = objects.get(key)
+                objects[key] = stored
+                reply = Reply(200, {"x-oss-request-id": _request_id(),
+                                    "ETag": f'"{stored.etag}"'})
+            elif method == "DELETE":
+                replaced = objects.pop(key, None)
+                reply = Reply(204, {"x-oss-request-id": _request_id()})
+            else:
+                reply = None
             obj = objects.get(key)
+        if replaced is not None:
+            replaced.discard()
+        if reply is not None:
+            return reply
         if method not in ("GET", "HEAD"):
             return oss_error(405, "MethodNotAllowed", f"{method} is not supported on an object",
                              method)
@@ -230,12 +305,12 @@ class ObjectStore:
                 "Last-Modified": formatdate(obj.modified, usegmt=True),
                 "Content-Type": obj.content_type, "x-oss-object-type": "Normal",
                 "x-oss-storage-class": "Standard", "Accept-Ranges": "bytes"}
-        data = obj.data
         status = 200
+        size = obj.size
+        start, end = 0, size - 1
         rng = headers.get("range", "")
         if rng.startswith("bytes=") and method == "GET":
             start_s, _, end_s = rng[6:].partition("-")
-            size = len(data)
             try:
                 if start_s:
                     start, end = int(start_s), int(end_s) if end_s else size - 1
@@ -246,6 +321,17 @@ class ObjectStore:
             # OSS ignores an invalid range and returns the whole object.
             if 0 <= start <= end < size:
                 base["Content-Range"] = f"bytes {start}-{end}/{size}"
-                data, status = data[start:end + 1], 206
-        base["Content-Length"] = str(len(data))
-        return Reply(status, base, b"" if method == "HEAD" else data)
+                status = 206
+            else:
+                start, end = 0, size - 1
+        base["Content-Length"] = str(end + 1 - start)
+        if method == "HEAD":
+            return Reply(status, base, b"")
+        if obj.data is not None:
+            return Reply(status, base, obj.data[start:end + 1])
+        try:
+            file = open(obj.path, "rb")
+        except FileNotFoundError:  # deleted or replaced since it was looked up
+            return oss_error(404, "NoSuchKey", "The specified key does not exist.", method,
+                             Key=key)
+        return Reply(status, base, FileSlice(file, start, end + 1 - start))

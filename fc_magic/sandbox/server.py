@@ -5,6 +5,13 @@ everything else is path-style OSS (V1 signatures). The sandbox generates its
 own AccessKey pair and account id; `Sandbox.lithops_config()` is the matching
 Lithops configuration. Faults (throttling and transient 5xx on invocations)
 can be switched on at any time for reliability tests.
+
+Defences, so that a client without the AccessKey cannot exhaust it: the
+signature headers are checked before a body is read (the body is then read
+bounded by the call's own limit, FC's payload limits or OSS's object size,
+and large ones go to disk); a malformed length is a 400; connections are
+served by a bounded number of threads and closed when idle; a malformed
+request gets the service's own 400, never a 500.
 """
 from __future__ import annotations
 
@@ -24,13 +31,46 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote
 
 from . import signing
+from .body import Body, BodyError, ClientGone, declared_length, read_body
 from .execution import Executor
-from .fc import API, FunctionService, fc_error
-from .oss import ObjectStore, Reply, oss_error
+from .fc import API, FunctionService, body_limit, fc_error
+from .oss import FileSlice, ObjectStore, Reply, oss_error
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BUCKET = "lithops-sandbox"
+#: OSS's own limit for one PutObject.
+MAX_OBJECT_BYTES = 5 * 2**30
+#: Bodies of OSS calls other than PutObject (bucket XML, batch delete lists).
+MAX_OSS_OTHER_BODY = 2 * 2**20
+#: Connections served at once; more wait in the listen backlog.
+MAX_CONNECTIONS = 64
+#: A connection that sends nothing for this long is closed (its thread freed).
+CONNECTION_IDLE_S = 30.0
+SEND_PIECE = 2**20
+
+
+@dataclass
+class Request:
+    """What the server knows of a request before reading its body."""
+
+    method: str
+    path: str
+    pairs: list
+    headers: dict        # lower-case names
+    fc: bool             # Function Compute (JSON errors) or OSS (XML errors)
+    parts: list          # FC: path after /2023-03-30, split on "/"
+    bucket: str = ""
+    key: str = ""
+
+    @property
+    def query(self) -> dict:
+        return dict(self.pairs)
+
+    def error(self, status: int, code: str, message: str) -> Reply:
+        if self.fc:
+            return fc_error(status, code, message)
+        return oss_error(status, code, message, self.method)
 
 
 @dataclass
@@ -59,38 +99,67 @@ class _Handler(BaseHTTPRequestHandler):
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s", self.address_string(), fmt % args)
 
-    def _body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
     def _serve(self) -> None:
+        sandbox = self.sandbox
+        request = sandbox.parse(self.command, self.path, self.headers)
+        body: Body | None = None
         try:
-            body = self._body()
-            reply = self.sandbox.dispatch(self.command, self.path, self.headers, body)
+            length = declared_length(self.headers)
+            failure = sandbox.authenticate(request)
+            if failure is not None:
+                reply = request.error(failure.status, failure.code, failure.message)
+            else:
+                limit = sandbox.body_limit(request)
+                body = read_body(self.rfile, length, limit, sandbox.body_dir)
+                reply = sandbox.dispatch(request, body)
+        except BodyError as exc:
+            reply = request.error(exc.status, exc.code, exc.message)
+        except ClientGone as exc:
+            logger.debug("client left in the middle of a body (%s)", exc)
+            self.close_connection = True
+            return
         except Exception as exc:  # a sandbox bug must not hang the client
             logger.exception("sandbox error on %s %s", self.command, self.path.split("?")[0])
-            reply = fc_error(500, "InternalError", f"sandbox error: {type(exc).__name__}")
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        if not any(k.lower() == "content-length" for k in reply.headers):
-            self.send_header("Content-Length", str(len(reply.body)))
-        # Headers and body in one write (end_headers would send them apart).
-        self._headers_buffer.append(b"\r\n")
-        if self.command != "HEAD" and reply.body:
-            self._headers_buffer.append(reply.body)
-        self.flush_headers()
+            reply = request.error(500, "InternalError", f"sandbox error: {type(exc).__name__}")
+        finally:
+            if body is not None:
+                body.discard()
+        if body is None:
+            # Answered without reading the body: what follows on the
+            # connection is not a request, so it must not be read as one.
+            self.close_connection = True
+            reply.headers["Connection"] = "close"
+        self._send(reply)
+
+    def _send(self, reply: Reply) -> None:
+        payload = reply.body
+        try:
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            if not any(k.lower() == "content-length" for k in reply.headers):
+                self.send_header("Content-Length", str(len(payload)))
+            # Headers and a small body in one write (end_headers sends them apart).
+            self._headers_buffer.append(b"\r\n")
+            if self.command != "HEAD" and isinstance(payload, bytes) and payload:
+                self._headers_buffer.append(payload)
+            self.flush_headers()
+            if self.command != "HEAD" and isinstance(payload, FileSlice):
+                self._send_file(payload)
+        finally:
+            if isinstance(payload, FileSlice):
+                payload.file.close()
+
+    def _send_file(self, part: FileSlice) -> None:
+        part.file.seek(part.start)
+        left = part.length
+        while left:
+            piece = part.file.read(min(left, SEND_PIECE))
+            if not piece:  # the file shrank: the promised length cannot be kept
+                self.close_connection = True
+                return
+            self.wfile.write(piece)
+            left -= len(piece)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _serve
 
@@ -106,10 +175,26 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, max_connections: int = MAX_CONNECTIONS, **kwargs):
         super().__init__(*args, **kwargs)
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
+        # One thread per connection, at most this many: the accept loop waits
+        # for a free slot, and the kernel's backlog holds the connections
+        # that arrive meanwhile. Idle ones time out, so slots come back.
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.closing = threading.Event()
+
+    def process_request(self, request, client_address):
+        while not self._slots.acquire(timeout=0.5):
+            if self.closing.is_set():
+                self.shutdown_request(request)
+                return
+        try:
+            super().process_request(request, client_address)
+        except RuntimeError:  # no thread could be started: nothing took the slot
+            self._slots.release()
+            raise
 
     def process_request_thread(self, request, client_address):
         with self._open_lock:
@@ -119,6 +204,17 @@ class _Server(ThreadingHTTPServer):
         finally:
             with self._open_lock:
                 self._open.discard(request)
+            self._slots.release()
+
+    def active_connections(self) -> int:
+        with self._open_lock:
+            return len(self._open)
+
+    def handle_error(self, request, client_address):
+        # A client that resets its connection is not the sandbox's error:
+        # no traceback on stderr, the exception type at debug level.
+        exc = sys.exc_info()[1]
+        logger.debug("connection ended: %s", type(exc).__name__)
 
     def sever(self) -> None:
         with self._open_lock:
@@ -132,14 +228,23 @@ class Sandbox:
     """A local Function Compute + OSS on 127.0.0.1, with its own AccessKey pair.
 
     Use it as a context manager (``with Sandbox() as sb: ...``) or call
-    `start` / `stop`. ``concurrency`` caps how many instances run at once.
+    `start` / `stop`. ``concurrency`` caps how many instances run at once;
+    ``max_object_bytes`` caps one OSS object (OSS's own 5 GB by default);
+    ``max_connections`` and ``connection_idle_s`` bound the HTTP side.
     """
 
     def __init__(self, *, concurrency: int = 4, region: str = "cn-hangzhou",
                  faults: Faults | None = None, cache_dir: str | None = None,
                  work_dir: str | None = None, idle_timeout_s: float = 300.0,
-                 port: int = 0, access_key_secret: str | None = None):
+                 port: int = 0, access_key_secret: str | None = None,
+                 max_object_bytes: int = MAX_OBJECT_BYTES,
+                 max_connections: int = MAX_CONNECTIONS,
+                 connection_idle_s: float = CONNECTION_IDLE_S):
         self.region = region
+        self.max_object_bytes = max_object_bytes
+        self.max_connections = max_connections
+        self.connection_idle_s = connection_idle_s
+        self.nonces = signing.NonceLedger()
         self.faults = faults or Faults()
         self.concurrency = concurrency
         self.cache_dir = cache_dir or default_cache_dir()
@@ -158,7 +263,8 @@ class Sandbox:
         self._rng_for = self.faults
         self._rng_lock = threading.Lock()
         self.faults_injected = 0
-        self.store = ObjectStore(region)
+        self.body_dir = os.path.join(self.work_dir, "bodies")
+        self.store = ObjectStore(region, self.body_dir)
         self.executor: Executor | None = None
         self.functions: FunctionService | None = None
         self._server: ThreadingHTTPServer | None = None
@@ -180,8 +286,10 @@ class Sandbox:
         except Exception:
             self.executor.stop()
             raise
-        handler = type("Handler", (_Handler,), {"sandbox": self})
-        server = _Server(("127.0.0.1", self._port), handler)
+        handler = type("Handler", (_Handler,), {"sandbox": self,
+                                                 "timeout": self.connection_idle_s})
+        server = _Server(("127.0.0.1", self._port), handler,
+                         max_connections=self.max_connections)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, daemon=True,
                                         name="fc-sandbox-http")
@@ -191,6 +299,7 @@ class Sandbox:
 
     def stop(self) -> None:
         if self._server is not None:
+            self._server.closing.set()
             self._server.shutdown()
             self._server.server_close()
             self._server.sever()
@@ -199,6 +308,7 @@ class Sandbox:
             self.executor.stop()
         if self.functions is not None:
             self.functions.close()
+        self.store.close()
         if self._own_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
@@ -256,24 +366,44 @@ class Sandbox:
                             "unavailable (injected by the sandbox)")
         return None
 
-    def dispatch(self, method: str, raw: str, headers, body: bytes) -> Reply:
+    @staticmethod
+    def parse(method: str, raw: str, headers) -> Request:
+        """A request line and headers, as the FC or the OSS side sees them."""
         path, _, raw_query = raw.partition("?")
         pairs = parse_qsl(raw_query, keep_blank_values=True)
-        query = dict(pairs)
         lower = {k.lower(): v for k, v in headers.items()}
         if path.startswith(API + "/"):
-            failure = signing.check_acs3(method, path, pairs, lower, body, self._keys)
+            parts = [unquote(p) for p in path[len(API) + 1:].split("/")]
+            return Request(method, path, pairs, lower, True, parts)
+        bucket, _, key = path.lstrip("/").partition("/")
+        return Request(method, path, pairs, lower, False, [], unquote(bucket), unquote(key))
+
+    def authenticate(self, request: Request) -> signing.AuthFailure | None:
+        """The signature check on headers alone, before any body is read."""
+        if request.fc:
+            return signing.check_acs3(request.method, request.path, request.pairs,
+                                      request.headers, self._keys, self.nonces)
+        return signing.check_oss_v1(request.method, request.bucket, request.key,
+                                    request.pairs, request.headers, self._keys)
+
+    def body_limit(self, request: Request) -> int:
+        if request.fc:
+            return body_limit(request.method, request.parts, request.headers)
+        if request.method == "PUT" and request.key:
+            return self.max_object_bytes
+        return MAX_OSS_OTHER_BODY
+
+    def dispatch(self, request: Request, body: Body) -> Reply:
+        """Serve an authenticated request whose body has been read."""
+        if request.fc:
+            failure = signing.check_acs3_body(request.headers, body.sha256)
             if failure is not None:
                 return fc_error(failure.status, failure.code, failure.message)
-            parts = [unquote(p) for p in path[len(API) + 1:].split("/")]
-            if parts[-1:] == ["invocations"]:
+            if request.parts[-1:] == ["invocations"]:
                 fault = self._fault()
                 if fault is not None:
                     return fault
-            return self.functions.handle(method, parts, query, lower, body)
-        bucket, _, key = path.lstrip("/").partition("/")
-        bucket, key = unquote(bucket), unquote(key)
-        failure = signing.check_oss_v1(method, bucket, key, pairs, lower, self._keys)
-        if failure is not None:
-            return oss_error(failure.status, failure.code, failure.message, method)
-        return self.store.handle(method, bucket, key, query, lower, body)
+            return self.functions.handle(request.method, request.parts, request.query,
+                                         request.headers, body.bytes())
+        return self.store.handle(request.method, request.bucket, request.key, request.query,
+                                 request.headers, body)
