@@ -152,7 +152,7 @@ def test_signed_bodies_are_capped_at_the_services_limits_and_large_objects_go_to
     # Declared over the cap: refused before reading, whoever signed it.
     headers = _oss_signed_headers(sandbox, "PUT", "attacks", "too-big",
                                   {"Content-Length": str(MAX_OBJECT + 1)})
-    raw = _raw(sandbox, f"PUT /attacks/too-big HTTP/1.1\r\n".encode()
+    raw = _raw(sandbox, "PUT /attacks/too-big HTTP/1.1\r\n".encode()
                + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + b"\r\n")
     assert _status(raw) == 413 and b"<Code>EntityTooLarge</Code>" in raw
     # Chunked past the cap: cut off there, nothing stored.
