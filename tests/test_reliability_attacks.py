@@ -125,6 +125,10 @@ def test_a_loopback_http_endpoint_is_still_allowed_for_the_sandbox(fake_config):
                          fc_endpoint="http://127.0.0.1:9", oss_endpoint="http://localhost:9")
     _config, endpoints = backends.aliyun_fc.aliyun_settings(request)
     assert (endpoints.fc, endpoints.oss_public) == ("http://127.0.0.1:9", "http://localhost:9")
+    # A bare host means HTTPS, except to this machine, where plain HTTP was always meant.
+    secure = backends.aliyun_fc.secure_endpoint
+    assert secure("oss-cn-hangzhou.aliyuncs.com", "x") == "https://oss-cn-hangzhou.aliyuncs.com"
+    assert secure("127.0.0.1:8080", "x") == "http://127.0.0.1:8080"
 
 
 # ------------------------------------------------------------------ local users

@@ -59,13 +59,17 @@ def _loopback(host: str | None) -> bool:
 
 
 def secure_endpoint(url: str, setting: str) -> str:
-    """``url`` if it is safe to hand Lithops: https (a bare host gets https://), or http to loopback.
+    """``url`` made safe to hand Lithops: https (a bare host gets https://), or http to loopback.
 
     Lithops unpickles what it reads back from OSS (statuses, results), so a
     plain-HTTP endpoint lets anyone on the network path run code in this
     kernel. Only this machine (the sandbox) may be spoken to in plain HTTP.
     """
-    full = url if "://" in url else f"https://{url}"
+    if "://" in url:
+        full = url
+    else:  # a bare host: HTTPS, except to this machine (where HTTP was always meant)
+        bare = urllib.parse.urlsplit(f"//{url}")
+        full = f"{'http' if _loopback(bare.hostname) else 'https'}://{url}"
     parts = urllib.parse.urlsplit(full)
     if parts.scheme == "https" and parts.hostname:
         return full

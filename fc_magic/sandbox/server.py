@@ -339,7 +339,8 @@ class Sandbox:
                        "access_key_secret": self.access_key_secret, "region": self.region},
             "aliyun_fc": {"role_arn": f"acs:ram::{self.account_id}:role/fc-sandbox",
                           "endpoint": self.endpoint},
-            "aliyun_oss": {"storage_bucket": bucket, "endpoint": self.host},
+            # Plain HTTP, said outright: this service is on loopback only.
+            "aliyun_oss": {"storage_bucket": bucket, "endpoint": self.endpoint},
         }
 
     def config_yaml(self, bucket: str = DEFAULT_BUCKET) -> str:
