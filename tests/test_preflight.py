@@ -86,7 +86,7 @@ def dists(func, **kw):
 def entry(requirements, *, name="my_rt", target="local", sizes=()):
     return RuntimeEntry(name=name, key="0" * 64, target=target, deploy_name=f"{name}-00000000",
                         path="/nonexistent", interpreter=None, package=None,
-                        requirements=tuple(requirements), python="3.12", memory_mb=None,
+                        requirements=tuple(requirements), python="3.12",
                         manifest={"sizes": [[s, 1, None] for s in sizes]})
 
 

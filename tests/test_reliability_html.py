@@ -103,7 +103,7 @@ def no_build(monkeypatch):
                             deploy_name=f"{name}-{reqs.key[:8]}", path=cache_dir,
                             interpreter=sys.executable, package=None,
                             requirements=tuple(reqs.lines()), python=reqs.python,
-                            memory_mb=None, manifest={})
+                            manifest={})
     monkeypatch.setattr(runtime_pkg, "ensure_runtime", ensure)
 
 

@@ -15,12 +15,12 @@ from fc_magic.runtime import RuntimeEntry
 def fake_build(monkeypatch):
     """ensure_runtime without a build: the kernel's own interpreter as the runtime."""
     def ensure(name, reqs, *, target, cache_dir, rebuild=False, on_snapshot=None,
-               memory_mb=None, **kwargs):
+               **kwargs):
         return RuntimeEntry(name=name, key=reqs.key, target=target,
                             deploy_name=f"{name}-{reqs.key[:8]}", path=cache_dir,
                             interpreter=sys.executable, package=None,
                             requirements=tuple(reqs.lines()), python=reqs.python,
-                            memory_mb=memory_mb, manifest={})
+                            manifest={})
     monkeypatch.setattr(runtime_pkg, "ensure_runtime", ensure)
 
 

@@ -23,6 +23,7 @@ from typing import Callable
 
 from ..backends import target_for
 from ..errors import InputProblem
+from ..progress import ERROR, RUNNING, SUCCESS  # one set of status words for maps and builds
 from ..redact import redact
 from . import cache
 from .installer import BuildFailed, CommandLog, choose_installer
@@ -31,7 +32,6 @@ from .sizes import PackageSize
 logger = logging.getLogger(__name__)
 
 TARGETS = cache.TARGETS
-RUNNING, SUCCESS, ERROR = "running", "success", "error"
 #: Seconds between snapshots carrying only new installer log lines.
 LOG_INTERVAL_S = 0.2
 LOG_TAIL = 12
@@ -54,7 +54,6 @@ class RuntimeEntry:
     package: str | None
     requirements: tuple[str, ...]
     python: str
-    memory_mb: int | None
     manifest: dict
 
     @property
@@ -124,7 +123,7 @@ def _now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def _entry(name: str, path: str, manifest: dict, memory_mb: int | None) -> RuntimeEntry:
+def _entry(name: str, path: str, manifest: dict) -> RuntimeEntry:
     interp = manifest.get("interpreter_rel")
     pkg = manifest.get("package_rel")
     return RuntimeEntry(
@@ -133,7 +132,7 @@ def _entry(name: str, path: str, manifest: dict, memory_mb: int | None) -> Runti
         interpreter=os.path.join(path, interp) if interp else None,
         package=os.path.join(path, pkg) if pkg else None,
         requirements=tuple(manifest.get("requirements", ())),
-        python=manifest.get("python", ""), memory_mb=memory_mb, manifest=manifest)
+        python=manifest.get("python", ""), manifest=manifest)
 
 
 class _Reporter:
@@ -195,7 +194,7 @@ class _Reporter:
 def ensure_runtime(name: str, requirements, *, target: str, cache_dir: str,
                    rebuild: bool = False,
                    on_snapshot: Callable[[BuildSnapshot], None] | None = None,
-                   memory_mb: int | None = None, installer: str = "auto",
+                   installer: str = "auto",
                    clock: Callable[[], float] = time.monotonic) -> RuntimeEntry:
     """The runtime for ``requirements`` on ``target``: from the cache, or built now.
 
@@ -216,7 +215,7 @@ def ensure_runtime(name: str, requirements, *, target: str, cache_dir: str,
             with cache.key_lock(root, target, key):
                 manifest, problem = cache.entry_problem(path, target, key)
                 if problem is None:
-                    entry = _use(root, name, path, manifest, memory_mb)
+                    entry = _use(root, name, path, manifest)
             if problem is None:
                 report.finish_ok(entry, hit=True)
                 return entry
@@ -236,16 +235,16 @@ def ensure_runtime(name: str, requirements, *, target: str, cache_dir: str,
             manifest = _build(root, path, name, requirements, target, chosen, report)
         # Leased and named before the lock is released: a gc that takes the lock
         # next sees both, so the build it would otherwise race never vanishes.
-        entry = _use(root, name, path, manifest, memory_mb)
+        entry = _use(root, name, path, manifest)
     report.finish_ok(entry, hit=hit)
     return entry
 
 
-def _use(root: str, name: str, path: str, manifest: dict, memory_mb: int | None) -> RuntimeEntry:
+def _use(root: str, name: str, path: str, manifest: dict) -> RuntimeEntry:
     """Lease the entry for this process, point ``name`` at it; the caller holds its key lock."""
     cache.take_lease(root, os.path.basename(path))
     cache.set_name(root, name, manifest["target"], manifest["key"])
-    return _entry(name, path, manifest, memory_mb)
+    return _entry(name, path, manifest)
 
 
 def _check_python(target: str, python: str) -> None:
@@ -335,8 +334,7 @@ def _row(name, target, key, manifest, complete) -> RuntimeRow:
                       m.get("created", ""), complete)
 
 
-def runtime_by_name(cache_dir: str, name: str, target: str,
-                    memory_mb: int | None = None) -> RuntimeEntry | None:
+def runtime_by_name(cache_dir: str, name: str, target: str) -> RuntimeEntry | None:
     """The complete cached runtime a name points to for a target (leased), if any."""
     root = cache.runtimes_root(cache_dir)
     key = cache.read_index(root).get(name, {}).get(target)
@@ -348,7 +346,7 @@ def runtime_by_name(cache_dir: str, name: str, target: str,
         if problem is not None:
             return None
         cache.take_lease(root, os.path.basename(path))
-    return _entry(name, path, manifest, memory_mb)
+    return _entry(name, path, manifest)
 
 
 @dataclass

@@ -178,8 +178,6 @@ def runtime_text(e: RuntimeEntry) -> str:
              f"  built      {e.created} in {m.get('build_seconds', '?')} s with "
              f"{m.get('installer', '?')}",
              f"  at         {where}"]
-    if e.memory_mb:
-        lines.append(f"  memory     {e.memory_mb} MB (default for %fc_map)")
     lines += [f"  note       {n}" for n in m.get("notes", ())]
     return "\n".join(lines)
 
