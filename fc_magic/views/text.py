@@ -22,7 +22,22 @@ def fmt_seconds(seconds: float | None) -> str:
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return f"{hours}h{minutes:02d}m{secs:02d}s"
+
+
+def fmt_rate(finished: int, elapsed_s: float | None) -> str | None:
+    """'24 tasks/s', '3.5 tasks/min' or '12m30s/task': readable for fast and slow tasks."""
+    if not finished or not elapsed_s or elapsed_s <= 0:
+        return None
+    per_s = finished / elapsed_s
+    if per_s >= 10:
+        return f"{per_s:.0f} tasks/s"
+    if per_s >= 1:
+        return f"{per_s:.1f} tasks/s"
+    per_min = per_s * 60
+    if per_min >= 1:
+        return f"{per_min:.1f} tasks/min"
+    return f"{fmt_seconds(elapsed_s / finished)}/task"
 
 
 def status_line(s: MapSnapshot) -> str:
@@ -38,8 +53,9 @@ def status_line(s: MapSnapshot) -> str:
         if s.status == RUNNING and s.pending:
             parts.append(f"{s.pending} pending")
     parts.append(fmt_seconds(s.elapsed_s))
-    if s.rate:
-        parts.append(f"{s.rate:.1f} tasks/s")
+    rate = fmt_rate(s.finished, s.elapsed_s)
+    if rate:
+        parts.append(rate)
     if s.eta_s is not None and s.finished < s.total:
         parts.append(f"ETA {fmt_seconds(s.eta_s)}")
     verdict = {SUCCESS: "ok", ERROR: "FAILED", CANCELLED: "CANCELLED"}.get(s.status)
