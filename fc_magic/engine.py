@@ -142,15 +142,18 @@ def _collect(job, items: list, request: MapRequest, progress: _Progress,
     """Every input's outcome, in input order; a task that never settled gets a failure slot."""
     values: list[Any] = []
     stats: list[TaskStats] = []
+    outputs: list[str] = []
     for index, item in enumerate(items):
         outcome = job.outcome(index, item)
         if outcome is None:
             values.append(_unsettled(index, item, progress))
             stats.append(TaskStats(index))
+            outputs.append("")
         else:
             values.append(outcome[0])
             stats.append(outcome[1])
-    return MapResult(values=values, inputs=list(items), stats=stats,
+            outputs.append(outcome[2] if len(outcome) > 2 else "")
+    return MapResult(values=values, inputs=list(items), stats=stats, outputs=outputs,
                      elapsed_s=clock() - progress.start, backend=request.backend,
                      runtime=job.runtime, memory_mb=request.memory_mb,
                      function=progress.label, cancelled=progress.cancelled,

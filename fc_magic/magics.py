@@ -217,39 +217,61 @@ class FCMagic(Magics):
         indices, items = retry.retry_inputs(target)
         return func, items, (target, indices)
 
-    def _run_and_show(self, func, items, request, *, quiet: bool = False, into=None):
-        """Run a map with its view; merge into ``into=(result, positions)`` when given."""
+    def _run_and_show(self, func, items, request, *, quiet: bool = False, into=None,
+                      stage=None):
+        """Run a map with its view; merge into ``into=(result, positions)`` when given.
+
+        ``stage``: the widget box of the control that started this run (retry,
+        re-run); the run's live row and then its receipt are drawn there.
+        """
         from . import views
         from .engine import run_map
 
         kind = views.choose_view_kind(self.shell, self.view)
-        display = views.MapDisplay(kind, progress_after=self.progress_after, quiet=quiet)
+        display = views.MapDisplay(kind, progress_after=self.progress_after, quiet=quiet,
+                                   stage=stage,
+                                   where=backends.get(request.backend).describe(request))
         try:
             result = run_map(func, items, request, on_snapshot=display.on_snapshot,
                              should_cancel=display.should_cancel)
         except FCMagicError as exc:  # e.g. aliyun_fc credentials refused, endpoint down
             raise UsageError(f"%fc_map: {exc}") from None
+        from .tracebacks import name_cells
+
+        name_cells(result, self._cell_name, func)
         if into is not None:
             result = retry.merge(*into, result)
         else:
             retry.remember_function(result, func)
         self.last_map, self.last_request = result, request
         display.show_result(result, memory=self.memory_setting,
-                            on_retry=lambda: self._retry_from_view(result, request),
-                            on_rerun=lambda mb: self._rerun_from_view(result, mb, request))
+                            on_retry=lambda place: self._retry_from_view(result, request, place),
+                            on_rerun=lambda mb, place: self._rerun_from_view(result, mb, request,
+                                                                             place))
+        if kind == "widget" and display.view is not None and stage is None:
+            # Out[] of this very cell need not repeat what the receipt shows.
+            count = self.shell.execution_count
+            result.receipt_shown = lambda: self.shell.execution_count == count
         return result
 
-    def _retry_from_view(self, result, request):
+    def _cell_name(self, filename: str) -> str | None:
+        """'Cell In[3]' for a file name the kernel compiled a cell under (IPython's own naming)."""
+        compiler = getattr(self.shell, "compile", None)
+        name = getattr(compiler, "format_code_name", None)
+        found = name(filename) if name is not None else None
+        return " ".join(found) if found else None
+
+    def _retry_from_view(self, result, request, stage=None):
         """The view's "retry failed" button: the failed inputs again, same runtime and settings."""
         indices, items = retry.retry_inputs(result)
         return self._run_and_show(retry.function_for(result), items, request,
-                                  into=(result, indices))
+                                  into=(result, indices), stage=stage)
 
-    def _rerun_from_view(self, result, memory_mb: int, request):
+    def _rerun_from_view(self, result, memory_mb: int, request, stage=None):
         """The slider's "re-run with this memory": the whole map again, in place."""
         request = dataclasses.replace(request, memory_mb=memory_mb)
         return self._run_and_show(retry.function_for(result), list(result.inputs), request,
-                                  into=(result, list(range(len(result.inputs)))))
+                                  into=(result, list(range(len(result.inputs)))), stage=stage)
 
     # --------------------------------------------------------------- %fc_memory
     @magic_arguments()
@@ -283,9 +305,9 @@ class FCMagic(Magics):
         views.show_memory(self.memory_setting, views.choose_view_kind(self.shell, self.view),
                           last_map=self.last_map, on_rerun=self._rerun_last)
 
-    def _rerun_last(self, memory_mb: int):
+    def _rerun_last(self, memory_mb: int, stage=None):
         if self.last_map is not None and self.last_request is not None:
-            self._rerun_from_view(self.last_map, memory_mb, self.last_request)
+            self._rerun_from_view(self.last_map, memory_mb, self.last_request, stage)
 
     # -------------------------------------------------------------- %%fc_runtime
 

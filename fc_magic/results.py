@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import reprlib
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 _short = reprlib.Repr()
 _short.maxstring = 60
@@ -105,6 +105,11 @@ class MapResult:
     cancelled: bool = False
     #: Where it ran, in a few words (the backend's own description).
     where: str = ""
+    #: Each task's captured stdout and stderr (its tail), in input order ('' for none).
+    outputs: list[str] = field(default_factory=list, repr=False)
+    #: Set by a view that showed this result's receipt: True while that cell is
+    #: still the one running, so Out[] does not repeat the receipt's preview.
+    receipt_shown: Callable[[], bool] | None = field(default=None, repr=False, compare=False)
 
     @property
     def failures(self) -> list[TaskFailure]:
@@ -123,6 +128,13 @@ class MapResult:
     def results(self) -> list[Any]:
         """The successful values only, in input order."""
         return [v for v in self.values if not isinstance(v, TaskFailure)]
+
+    def output(self, index: int) -> str:
+        """What task ``index`` printed (stdout and stderr, the last 64 kB), '' for nothing."""
+        if not -len(self.values) <= index < len(self.values):
+            raise IndexError(f"task index {index} out of range for {len(self.values)} tasks")
+        index %= len(self.values)
+        return self.outputs[index] if index < len(self.outputs) else ""
 
     def raise_for_failures(self) -> None:
         if self.failures:
@@ -147,12 +159,19 @@ class MapResult:
                 + (f" ({self.memory_mb} MB)" if self.memory_mb else ""))
 
     def __repr__(self) -> str:
+        if self._just_shown():
+            return f"<MapResult {self.summary()}>"
         preview = ", ".join(short_repr(v, 30) for v in self.values[:5])
         more = ", …" if len(self.values) > 5 else ""
         return f"<MapResult {self.summary()}: [{preview}{more}]>"
 
+    def _just_shown(self) -> bool:
+        return self.receipt_shown is not None and self.receipt_shown()
+
     def _repr_html_(self) -> str:
         esc = html.escape
+        if self._just_shown():  # the receipt above says it all; no second preview
+            return f"<code>MapResult</code> {esc(self.summary())}"
         colour = "#2e7d32" if self.ok else "#c62828"
         rows = "".join(
             f"<tr><td>{i}</td><td><code>{esc(short_repr(self.inputs[i] if i < len(self.inputs) else '', 40))}</code></td>"

@@ -68,6 +68,8 @@ def merge(result: MapResult, indices: list[int], partial: MapResult) -> MapResul
         stats.index = i
         if i < len(result.stats):
             result.stats[i] = stats
+        if i < len(result.outputs):
+            result.outputs[i] = partial.outputs[j] if j < len(partial.outputs) else ""
     result.elapsed_s += partial.elapsed_s
     result.cancelled = any(isinstance(v, TaskFailure) and v.cancelled
                            for v in result.values)

@@ -163,25 +163,24 @@ def test_quickstart_in_jupyterlab(lab):
             while not _all_ran(page):
                 assert time.monotonic() < deadline, "run-all did not finish"
                 time.sleep(0.5)
-            page.wait_for_selector(".progress-bar-success", timeout=30_000)
-            page.wait_for_selector(".progress-bar-danger", timeout=30_000)
-            labels = page.locator(".widget-html-content").all_inner_texts()
-            assert any("300/300 done" in t and "[ok]" in t for t in labels), labels
-            assert any("1 failed" in t and "[FAILED]" in t for t in labels), labels
+            # Each map ended in its static receipt (plain HTML, no widget).
+            page.wait_for_selector(".fc-magic-receipt", timeout=30_000)
+            labels = page.locator(".fc-magic-receipt").all_inner_texts()
+            assert any("300/300 done" in t and t.startswith("ok") for t in labels), labels
+            assert any("1 failed" in t and t.startswith("FAILED") for t in labels), labels
             no_news = page.get_by_role("button", name="No", exact=True)
             if no_news.count():
                 no_news.first.click()  # JupyterLab's "news?" toast would cover the cells
-            page.locator(".jp-Cell:has(.progress-bar-success)").first.screenshot(
+            page.locator(".jp-Cell:has(.fc-magic-receipt)").first.screenshot(
                 path=str(ARTIFACTS / "browser-1-primes-done.png"))
-            page.locator(".jp-Cell:has(.progress-bar-danger)").first.screenshot(
-                path=str(ARTIFACTS / "browser-1-failures.png"))
+            failing = page.locator(".jp-Cell:has(.fc-magic-receipt:has-text('FAILED'))").first
+            failing.screenshot(path=str(ARTIFACTS / "browser-1-failures.png"))
 
             # 2. "Retry 1 failed" on the failing map: it runs again (and fails again:
-            # 1/0), in a second red bar under the first, merged into `inv`.
+            # 1/0); its live row, then its receipt, replace the controls' row.
             _run_cell(page, "before = inv.failures[0]")
-            failing = page.locator(".jp-Cell:has(.progress-bar-danger)").first
             failing.locator("button", has_text="Retry 1 failed").click()
-            failing.locator(".progress-bar-danger").nth(1).wait_for(timeout=60_000)
+            failing.locator(".fc-magic-receipt").nth(1).wait_for(timeout=60_000)
             _, text = _run_cell(page, "print('retried:', len(inv), [f.index for f in inv.failures],"
                                       " inv.failures[0] is not before)")
             assert "retried: 7 [3] True" in text, text
@@ -212,7 +211,7 @@ def test_quickstart_in_jupyterlab(lab):
             time.sleep(1.5)  # let some tasks finish first
             cell.screenshot(path=str(ARTIFACTS / "browser-3-running.png"))
             cancel.click()
-            cell.locator(".progress-bar-warning").wait_for(timeout=40_000)
+            cell.locator(".fc-magic-receipt:has-text('CANCELLED')").wait_for(timeout=40_000)
             _wait(page, JS_CELL_TEXT, index, 40, "the cancelled map's cell")
             _, text = _run_cell(page, "print('cancelled:', r_long.cancelled, "
                                       "0 < len(r_long.results) < 400)")

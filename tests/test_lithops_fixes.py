@@ -37,4 +37,4 @@ def test_the_task_wrapper_hides_lithops_reserved_parameter_names():
     task = lithops_fixes.task_function(f)
     assert task.__name__ == "f"
     assert list(task.__code__.co_varnames[:task.__code__.co_argcount]) == ["item"]
-    assert task(5) == 5
+    assert lithops_fixes.unpack_task_value(task(5)) == (5, "")

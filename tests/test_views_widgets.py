@@ -81,44 +81,42 @@ def test_cancel_button_sets_the_token_the_engine_polls(clock):
     assert not is_click({"method": "update", "state": {"value": 3}})
 
 
-def test_final_panel_failures_preview_figures_and_hint():
+def test_final_panel_is_a_static_receipt_and_a_row_of_live_controls(ip):
     view = WidgetMapView(display_now=False)
     result = scripted_result()
     view.finish(MapSnapshot(total=30, done=28, failed=2, elapsed_s=3, status=ERROR))
     retried = []
-    view.show_result(result, on_retry=lambda: retried.append(True))
-    acc = view.failures
-    assert acc.selected_index is None  # collapsed until opened
-    assert acc.get_title(0) == "2 of 30 failed"
-    body = acc.children[0].value
+    with capture_output() as shown:
+        view.show_result(result, on_retry=lambda stage: retried.append(stage))
+    assert len(shown.outputs) == 2  # the receipt, then the controls
+    receipt, controls = (o.data for o in shown.outputs)
+    assert "application/vnd.jupyter.widget-view+json" not in receipt  # no kernel needed
+    body = receipt["text/html"]
+    assert "FAILED" in body and "28/30 done · 2 failed" in body
     assert "#3  input 3" in body and "ValueError: bad input 3" in body
-    assert "in score" in body and "<details>" in body
-    preview, figures = view.details.children[1].value, view.details.children[2].value
-    assert preview.count("<tr>") == 1 + 8 + 1 and "… 22 more in" in preview
-    assert "yyyyyyyy…" in preview and "y" * 100 not in preview  # reprs truncated
-    assert figures.count("<svg") == 2 and "duration" in figures and "peak memory" in figures
-    assert "peak 180 MB of 1024 MB: 256 MB would do, about" in figures
-    assert view.retry_button in view.head.children  # visible without opening the list
-    assert view.cancel_button not in view.head.children
-    view.retry_button.click()
-    assert retried == [True] and view.retry_button.disabled
-    # The saved notebook's plain text: status line then the failure summary.
-    text = view._repr_mimebundle_()["text/plain"]
-    assert text.splitlines()[0].startswith("28/30 done · 2 failed")
-    assert "2 of 30 tasks failed" in text and "bad input 3" in text
+    assert "in score" in body and body.count("<details open>") == 1  # the first is open
+    assert "peak 180 MB of 1024 MB: 256 MB would do, about" in body
+    details = body[body.index("details: preview"):]
+    assert details.count("<tr>") == 1 + 8 + 1 and "… 22 more in" in details
+    assert "yyyyyyyy…" in details and "y" * 100 not in details  # reprs truncated
+    assert details.count("<svg") == 2 and "duration" in details and "peak memory" in details
+    assert receipt["text/plain"].splitlines()[0].startswith("score: 28/30 done · 2 failed")
+    assert "2 of 30 tasks failed" in receipt["text/plain"]
+    assert controls["text/plain"] == ""  # live only: the receipt is the record
+    assert view.controls.retry_button.description == "Retry 2 failed"
+    assert view.bar.comm is None  # the live row's models are closed
+    view.controls.retry_button.click()
+    assert retried == [view.controls.box] and view.controls.retry_button.disabled
 
 
 def test_final_panel_is_bounded_for_huge_maps():
+    from fc_magic.views.receipt import receipt_html
+
     n = 10_000
-    result = scripted_result(n=n, failed=set(range(0, n, 10)))
-    view = WidgetMapView(display_now=False)
-    view.show_result(result, on_retry=lambda: None)
-    total_html = sum(len(c.value) for c in _walk(view.box) if isinstance(c, w.HTML))
-    small = WidgetMapView(display_now=False)
-    small.show_result(scripted_result(n=40, failed=set(range(0, 40, 10))), on_retry=lambda: None)
-    small_html = sum(len(c.value) for c in _walk(small.box) if isinstance(c, w.HTML))
-    assert "… 980 more in <code>.failures</code>" in view.failures.children[0].value
-    assert total_html < small_html * 2  # 250x the tasks, not 250x the state
+    big = receipt_html(scripted_result(n=n, failed=set(range(0, n, 10))))
+    small = receipt_html(scripted_result(n=40, failed=set(range(0, 40, 10))))
+    assert "… 980 more in <code>.failures</code>" in big
+    assert len(big) < len(small) * 2  # 250x the tasks, not 250x the record
 
 
 def _walk(widget):
@@ -233,12 +231,14 @@ def test_retry_button_in_the_widget_view(ip, fc, cell, flaky):
         result = ip.run_line_magic("fc_map", "flaky range(7)")
     assert len(result.failures) == 3
     button = newest(w.Button, description="Retry 3 failed")
-    acc = newest(w.Accordion)
-    assert acc.get_title(0) == "3 of 7 failed"
     flaky.write_text("")
-    with capture_output():
+    with capture_output() as shown:
         button.click()
     assert result.ok and result.values == [x * 10 for x in range(7)]
+    assert not shown.outputs  # nothing lands elsewhere: the controls' row shows it all
+    receipts = [x for x in live_widgets() if isinstance(x, w.HTML)
+                and "fc-magic-receipt" in x.value and "7/7 done" in x.value]
+    assert receipts and "[ok]" not in receipts[-1].value and ">ok<" in receipts[-1].value
 
 
 def test_rerun_with_this_memory_replaces_the_map_in_place(ip, fc, cell):
@@ -250,5 +250,5 @@ def test_rerun_with_this_memory_replaces_the_map_in_place(ip, fc, cell):
     slider.value = 640
     assert fc.memory == 640
     with capture_output():
-        newest(w.Button, description="Re-run with this memory").click()
+        newest(w.Button, description="Re-run 5 tasks at 640 MB").click()
     assert result.memory_mb == 640 and result.values == [0, 1, 4, 9, 16]

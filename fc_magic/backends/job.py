@@ -86,7 +86,15 @@ def _failure_from_future(index: int, item: Any, future) -> TaskFailure:
         text = ("Traceback (most recent call last):\n" + "".join(tb.format_list(frames))
                 + "".join(tb.format_exception_only(exc_type, exc)))
     name = getattr(exc_type, "__name__", str(exc_type))
-    return TaskFailure(index, short_repr(item), name, str(exc), text)
+    return TaskFailure(index, short_repr(item), name, _message(exc), text)
+
+
+def _message(exc: BaseException) -> str:
+    """The exception's message whole, as Python prints it after ``Type: ``."""
+    try:
+        return str(exc)
+    except Exception as err:  # a user's __str__ may raise
+        return f"<message unavailable: {type(err).__name__}>"
 
 
 def _stats_from_future(index: int, future) -> TaskStats:
@@ -182,16 +190,18 @@ class LithopsJob:
         except service_errors() as exc:
             raise ServiceUnavailable(service_error(exc)) from exc
 
-    def outcome(self, index: int, item: Any) -> tuple[Any, TaskStats] | None:
-        """(value or TaskFailure, stats) of a settled task; None if it never settled."""
+    def outcome(self, index: int, item: Any) -> tuple[Any, TaskStats, str] | None:
+        """(value or TaskFailure, stats, what it printed) of a settled task; None if it never settled."""
         future = self.futures[index] if index < len(self.futures) else None
         if future is None or not (future.done or future.success or future.error):
             return None
         if _failed(future):
             value = _failure_from_future(index, item, future)
+            exc_info = getattr(future, "_exception", None)
+            output = lithops_fixes.task_output_of(exc_info[1] if exc_info else None)
         else:
-            value = future.result(throw_except=False)
-        return value, _stats_from_future(index, future)
+            value, output = lithops_fixes.unpack_task_value(future.result(throw_except=False))
+        return value, _stats_from_future(index, future), output
 
     # -- the end
     def finish(self) -> None:

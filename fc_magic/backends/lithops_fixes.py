@@ -12,6 +12,7 @@ warning naming that range (`check_version`).
 | `aliyun_endpoints` | no endpoint setting; module constants are the only hook | every map in test_sandbox_map.py |
 | `plain_http_pool` | a plain-http FC endpoint gets a 10-connection pool: "pool is full" in the cell | test_sandbox_map.py::test_injected_throttling_and_5xx_lose_no_result |
 | `task_function` | parameters named obj/id/storage/... get Lithops' own meaning | test_map_magic.py::test_parameter_names_lithops_reserves_behave_like_map |
+| `task_function`, `unpack_task_value` | what a task prints is lost in the worker's log | test_receipt.py::test_task_output_is_captured_bounded_and_escaped |
 | `leave_session_to_ourselves` | a child process joins this process's Lithops session and reads its results | test_views_kernel.py::test_a_process_started_after_a_map_does_not_share_its_lithops_session |
 | `reap_cleaner`, `forget_executor_at_exit` | a zombie cleaner per session; every executor alive until exit | test_reliability_map.py::test_a_map_leaves_no_processes_threads_handles_or_job_data |
 | `quiet_lithops` | Lithops logs its own failure warnings into the cell | test_map_magic.py::test_failures_keep_other_results_and_show_remote_traceback |
@@ -84,11 +85,70 @@ def quiet_lithops() -> Iterator[None]:
 
 TASK_MODULE = "fc_magic_task"
 TASK_NAME = "__fc_magic_task__"
-_TASK_SOURCE = f"def {TASK_NAME}(item):\n    return func(item)\n"
+#: The key of the dict a task returns: {OUTPUT_KEY: (value, output)}.
+OUTPUT_KEY = "__fc_magic_output__"
+#: Characters of a task's stdout+stderr kept (its tail); the rest is cut with a marker.
+OUTPUT_LIMIT = 64 * 1024
+#: The wrapper the worker runs. It imports only the standard library: the
+#: worker has no fc_magic. Output is captured at the Python level (print,
+#: sys.stdout/sys.stderr writes, logging to them), bounded to its tail, and
+#: travels back with the value, or on the exception when the function raised.
+_TASK_SOURCE = f"""
+import io as _io
+import sys as _sys
+
+
+class _Tail(_io.TextIOBase):
+    def __init__(self, limit):
+        self.limit, self.parts, self.size, self.cut = limit, [], 0, 0
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        text = str(text)
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size > 2 * self.limit:
+            self._trim()
+        return len(text)
+
+    def _trim(self):
+        whole = "".join(self.parts)
+        keep = whole[-self.limit:]
+        self.cut += len(whole) - len(keep)
+        self.parts, self.size = [keep], len(keep)
+
+    def text(self):
+        if self.size > self.limit:
+            self._trim()
+        whole = "".join(self.parts)
+        if self.cut:
+            whole = ("[fc_magic: the first %d characters of this task's output were cut; "
+                     "the last %d are kept]\\n" % (self.cut, self.limit)) + whole
+        return whole
+
+
+def {TASK_NAME}(item):
+    tail = _Tail({OUTPUT_LIMIT})
+    saved = _sys.stdout, _sys.stderr
+    _sys.stdout = _sys.stderr = tail
+    try:
+        value = func(item)
+    except BaseException as exc:
+        _sys.stdout, _sys.stderr = saved
+        try:
+            exc.{OUTPUT_KEY} = tail.text()
+        except Exception:
+            pass
+        raise
+    _sys.stdout, _sys.stderr = saved
+    return {{"{OUTPUT_KEY}": (value, tail.text())}}
+"""
 
 
 def task_function(func: Callable) -> Callable:
-    """Wrap ``func`` so Lithops calls it exactly like ``map()`` would.
+    """Wrap ``func`` so Lithops calls it exactly like ``map()`` would, its output captured.
 
     Lithops gives some parameter names a meaning of its own: ``obj`` turns
     the map into a storage partitioner, and ``id``, ``storage``, ``ibm_cos``
@@ -97,12 +157,33 @@ def task_function(func: Callable) -> Callable:
     with "No objects found". The wrapper has one neutral parameter. It lives
     in a module that cannot be imported, so cloudpickle ships it by value and
     the worker never needs fc_magic installed.
+
+    Lithops also drops what a task prints (it goes to the worker's log). The
+    wrapper captures the task's stdout and stderr, keeps the last
+    `OUTPUT_LIMIT` characters with a marker saying what was cut, and returns
+    ``{OUTPUT_KEY: (value, output)}``; a raised exception carries the output
+    as its ``OUTPUT_KEY`` attribute (exceptions pickle their ``__dict__``).
+    `unpack_task_value` and `task_output_of` read them back.
     """
     namespace = {"__name__": TASK_MODULE, "func": func}
     exec(compile(_TASK_SOURCE, f"<{TASK_MODULE}>", "exec"), namespace)
     task = namespace[TASK_NAME]
     task.__name__ = task.__qualname__ = getattr(func, "__name__", "task")
     return task
+
+
+def unpack_task_value(value: Any) -> tuple[Any, str]:
+    """(the function's value, its output) from what `task_function`'s wrapper returned."""
+    if isinstance(value, dict) and len(value) == 1 and OUTPUT_KEY in value:
+        packed = value[OUTPUT_KEY]
+        return packed[0], packed[1]
+    return value, ""
+
+
+def task_output_of(exc: BaseException | None) -> str:
+    """The output a failed task printed before it raised ('' when it did not travel)."""
+    output = getattr(exc, OUTPUT_KEY, "")
+    return output if isinstance(output, str) else ""
 
 
 def forget_executor_at_exit(executor: Any) -> None:

@@ -33,10 +33,10 @@ def choose_view_kind(shell, preference: str = "auto") -> str:
 
 
 def make_map_view(kind: str, *, stream: TextIO | None = None,
-                  cancel: CancelToken | None = None) -> MapView:
+                  cancel: CancelToken | None = None, stage=None, where: str = "") -> MapView:
     if kind == "widget":
         from .widgets import WidgetMapView
-        return WidgetMapView(cancel=cancel)
+        return WidgetMapView(cancel=cancel, stage=stage, where=where)
     from .text import TextMapView
     return TextMapView(stream or sys.stdout)
 
@@ -45,17 +45,21 @@ class MapDisplay:
     """Everything one map shows: the lazy, throttled view, its cancel, its end.
 
     Pass `on_snapshot` and `should_cancel` to `engine.run_map`, then call
-    `show_result` with what it returned.
+    `show_result` with what it returned. ``stage``: the widget box a run
+    started from a control draws in (its live row at once, then its receipt).
     """
 
     def __init__(self, kind: str, *, progress_after: float = 1.0, quiet: bool = False,
                  stream: TextIO | None = None, interval: float = DEFAULT_INTERVAL,
                  clock: Callable[[], float] = time.monotonic,
-                 make_view: Callable[[], MapView] | None = None):
+                 make_view: Callable[[], MapView] | None = None, stage=None, where: str = ""):
         self.cancel = CancelToken()
-        make = make_view or (lambda: make_map_view(kind, stream=stream, cancel=self.cancel))
-        self.reporter = None if quiet else ProgressReporter(
-            make, progress_after=progress_after, interval=interval, clock=clock)
+        make = make_view or (lambda: make_map_view(kind, stream=stream, cancel=self.cancel,
+                                                   stage=stage, where=where))
+        staged = stage is not None and kind == "widget"
+        self.reporter = None if quiet and not staged else ProgressReporter(
+            make, progress_after=0.0 if staged else progress_after, interval=interval,
+            clock=clock, show_quick_success=staged)
 
     @property
     def on_snapshot(self):
@@ -77,7 +81,7 @@ class MapDisplay:
 
 def memory_slider(memory: Setting, value: int | None = None, *, result=None,
                   on_change: Callable[[int], None] | None = None,
-                  on_rerun: Callable[[int], None] | None = None, display_now: bool = True):
+                  on_rerun: Callable[..., None] | None = None, display_now: bool = True):
     """Show FC's memory sizes as a slider bound to the ``memory`` setting (or ``on_change``).
 
     ``value`` is where it starts (default: the setting's). The cost line

@@ -48,7 +48,7 @@ class MemorySlider(TextFallback):
 
     def __init__(self, memory: Setting, value: int | None = None, *, result=None,
                  on_change: Callable[[int], None] | None = None,
-                 on_rerun: Callable[[int], None] | None = None):
+                 on_rerun: Callable[[int, w.Box], None] | None = None, follow: bool = True):
         self.memory = memory
         self.result = result
         self._on_change = on_change
@@ -61,12 +61,15 @@ class MemorySlider(TextFallback):
         self.info = w.HTML()
         self.rerun = w.Button(description="Re-run with this memory", icon="redo",
                               disabled=on_rerun is None or result is None,
-                              layout=w.Layout(width="auto"),
-                              tooltip="Run the last map again at the chosen memory")
-        self.box = w.VBox([w.HBox([self.slider, self.rerun]), self.info])
+                              layout=w.Layout(width="auto", flex="0 0 auto"),
+                              tooltip="Run every task of that map again at the chosen memory; "
+                                      "its live row shows here and can be cancelled")
+        #: Where a re-run started here draws its live row, then its receipt.
+        self.stage = w.VBox([])
+        self.box = w.VBox([w.HBox([self.slider, self.rerun]), self.info, self.stage])
         self.slider.observe(self._slider_moved, "value")
         self.rerun.on_click(lambda _b: self._rerun())
-        if on_change is None:
+        if on_change is None and follow:
             # A weak reference, so a slider whose output was cleared does not
             # keep itself alive through the setting's observers.
             ref = weakref.ref(self)
@@ -101,6 +104,8 @@ class MemorySlider(TextFallback):
         self._describe(mb)
 
     def _describe(self, mb: int) -> None:
+        if self.result is not None:
+            self.rerun.description = f"Re-run {len(self.result)} tasks at {mb} MB"
         vcpu = pricing.vcpu_for_memory(mb)
         parts = [f"<b>{mb} MB</b> · {vcpu:.2f} vCPU "
                  f"<span title='{html.escape(pricing.VCPU_RULE)}'>(FC's 1:4 rule)</span>"]
@@ -119,7 +124,12 @@ class MemorySlider(TextFallback):
 
     def _rerun(self) -> None:
         if self._on_rerun is not None:
-            self._on_rerun(self.slider.value)
+            # The re-run draws its live row (with its cancel) under the slider.
+            self.rerun.disabled = True
+            try:
+                self._on_rerun(self.slider.value, self.stage)
+            finally:
+                self.rerun.disabled = False
 
     def plain_text(self) -> str:
         return f"FC memory: {self.slider.value} MB"

@@ -6,7 +6,8 @@ plain-text fallback, so every frontend says the same thing.
 """
 from __future__ import annotations
 
-from typing import TextIO
+import shutil
+from typing import Callable, TextIO
 
 from ..progress import CANCELLED, ERROR, RUNNING, SUCCESS, MapSnapshot
 
@@ -22,7 +23,22 @@ def fmt_seconds(seconds: float | None) -> str:
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return f"{hours}h{minutes:02d}m{secs:02d}s"
+
+
+def fmt_rate(finished: int, elapsed_s: float | None) -> str | None:
+    """'24 tasks/s', '3.5 tasks/min' or '12m30s/task': readable for fast and slow tasks."""
+    if not finished or not elapsed_s or elapsed_s <= 0:
+        return None
+    per_s = finished / elapsed_s
+    if per_s >= 10:
+        return f"{per_s:.0f} tasks/s"
+    if per_s >= 1:
+        return f"{per_s:.1f} tasks/s"
+    per_min = per_s * 60
+    if per_min >= 1:
+        return f"{per_min:.1f} tasks/min"
+    return f"{fmt_seconds(elapsed_s / finished)}/task"
 
 
 def status_line(s: MapSnapshot) -> str:
@@ -38,8 +54,9 @@ def status_line(s: MapSnapshot) -> str:
         if s.status == RUNNING and s.pending:
             parts.append(f"{s.pending} pending")
     parts.append(fmt_seconds(s.elapsed_s))
-    if s.rate:
-        parts.append(f"{s.rate:.1f} tasks/s")
+    rate = fmt_rate(s.finished, s.elapsed_s)
+    if rate:
+        parts.append(rate)
     if s.eta_s is not None and s.finished < s.total:
         parts.append(f"ETA {fmt_seconds(s.eta_s)}")
     verdict = {SUCCESS: "ok", ERROR: "FAILED", CANCELLED: "CANCELLED"}.get(s.status)
@@ -52,22 +69,48 @@ def text_bar(s: MapSnapshot, width: int = _BAR_WIDTH) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
+def fit_line(s: MapSnapshot, columns: int) -> str:
+    """Bar and status line in fewer than ``columns`` characters, as tqdm fits its bar.
+
+    A line as wide as the terminal wraps, and each redraw then leaves a new
+    line behind. The bar shrinks first (down to 6 cells), then goes; a status
+    line still too long is cut at the end with "…".
+    """
+    room = max(columns - 1, 10)
+    status = status_line(s)
+    bar_width = min(_BAR_WIDTH, room - len(status) - 3)
+    if bar_width >= 6:
+        return f"{text_bar(s, bar_width)} {status}"
+    return status if len(status) <= room else status[:room - 1] + "…"
+
+
+def terminal_columns() -> int:
+    return shutil.get_terminal_size(fallback=(80, 24)).columns
+
+
 class TextMapView:
-    """Writes progress to a stream; in place on a TTY, sparse lines otherwise."""
+    """Writes progress to a stream; in place on a TTY (fitted to its width), sparse lines otherwise."""
 
     #: Without a TTY, at most one progress line per this many seconds of map time.
     log_every_s = 10.0
 
-    def __init__(self, stream: TextIO, tty: bool | None = None):
+    def __init__(self, stream: TextIO, tty: bool | None = None,
+                 columns: Callable[[], int] = terminal_columns):
         self.stream = stream
         if tty is None:
             isatty = getattr(stream, "isatty", None)
             tty = bool(isatty and isatty())
         self.tty = tty
+        self._columns = columns
         self._last_logged: float | None = None
 
+    def _line(self, snapshot: MapSnapshot) -> str:
+        if self.tty:  # read each time: the user may resize the terminal
+            return fit_line(snapshot, self._columns())
+        return f"{text_bar(snapshot)} {status_line(snapshot)}"
+
     def draw(self, snapshot: MapSnapshot) -> None:
-        line = f"{text_bar(snapshot)} {status_line(snapshot)}"
+        line = self._line(snapshot)
         if self.tty:
             self.stream.write("\r" + line + "\x1b[K")
         else:
@@ -78,7 +121,7 @@ class TextMapView:
         self.stream.flush()
 
     def finish(self, snapshot: MapSnapshot) -> None:
-        line = f"{text_bar(snapshot)} {status_line(snapshot)}"
+        line = self._line(snapshot)
         self.stream.write(("\r" + line + "\x1b[K\n") if self.tty else line + "\n")
         self.stream.flush()
 

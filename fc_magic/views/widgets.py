@@ -1,16 +1,18 @@
-"""ipywidgets map view: live bar and counts, cancel, then failures, preview, figures.
+"""ipywidgets map view: a live row while the map runs, a static receipt when it ends.
 
-While the map runs the view is a bar, one HTML status line and a cancel
-button: two comm messages per redraw, whatever the task count. When it ends
-the bar turns green or red and stays; below it come a collapsible failure
-list (input, exception, remote traceback) with "retry failed", a preview of
-the first results, histograms of per-task duration and peak memory, the
-right-sizing hint and the memory slider. Every part is bounded in size, so a
-10,000-task map saves the same few kilobytes as a 10-task one.
+While the map runs the view is one row: a bar, one HTML status line and a
+cancel button; two comm messages per redraw, whatever the task count. When
+it ends, the row's display is replaced by the static receipt
+(`views.receipt`: HTML + text, no widget), so a saved or shared notebook
+keeps the record with no kernel. The live controls ("Retry N failed", the
+memory slider and its re-run) come after it as one compact widget row; they
+act only while the kernel is alive and the receipt does not need them.
 
-Its plain-text form (what `jupyter execute`, nbconvert to text, or a
-frontend without the widget manager shows) is the text view's status line:
-at the end the display is updated with a bundle carrying both.
+A run started from a control (retry, re-run) is drawn inside that controls
+row: its live row (cancellable) replaces the buttons, then its receipt and
+fresh controls take its place. That is widget state, so it updates in place
+even though the cell that showed the map has long finished (a frontend
+routes display updates only to the cell still executing).
 """
 from __future__ import annotations
 
@@ -21,19 +23,14 @@ from typing import Callable
 import ipywidgets as w
 from IPython.display import display
 
-from .. import pricing
 from ..progress import CANCELLED, ERROR, SUCCESS, CancelToken, MapSnapshot
-from ..results import short_repr
-from .charts import fmt_duration, svg_histogram
 from .fallback import TextFallback
+from .receipt import Receipt, receipt_html
 from .text import status_line
 
 logger = logging.getLogger(__name__)
 
 _STYLE = {SUCCESS: "success", ERROR: "danger", CANCELLED: "warning"}
-#: Bounds on what the final view holds, whatever the map's size.
-MAX_FAILURES_SHOWN = 20
-PREVIEW_ROWS = 8
 
 
 def is_click(data) -> bool:
@@ -72,10 +69,16 @@ def listen_while_busy(widget, on_message: Callable[[dict], None]) -> bool:
 
 
 class WidgetMapView(TextFallback):
-    """The live map view; `draw`/`finish` per `MapView`, `show_result` at the end."""
+    """The live map row; `draw`/`finish` per `MapView`, `show_result` at the end.
 
-    def __init__(self, display_now: bool = True, *, cancel: CancelToken | None = None):
+    ``stage``: a widget box to draw into instead of a new display (a run
+    started from a control draws where that control was).
+    """
+
+    def __init__(self, display_now: bool = True, *, cancel: CancelToken | None = None,
+                 stage: w.Box | None = None, where: str = ""):
         self.cancel_token = cancel or CancelToken()
+        self.where = where
         self.bar = w.IntProgress(value=0, min=0, max=1, bar_style="info",
                                  layout=w.Layout(width="30%", flex="0 0 auto"))
         self.label = w.HTML(layout=w.Layout(flex="1 1 auto"))
@@ -85,16 +88,16 @@ class WidgetMapView(TextFallback):
         self.cancel_button.on_click(lambda _b: self._cancel_clicked())
         self.busy_cancel = listen_while_busy(
             self.cancel_button, lambda data: is_click(data) and self.cancel_token.cancel())
-        self.head = w.HBox([self.bar, self.label, self.cancel_button])
-        self.details = w.VBox([])
-        #: Where actions started from the view (retry, re-run) show their own progress.
-        self.actions_out = w.Output()
-        self.box = w.VBox([self.head, self.details, self.actions_out])
-        self.failures: w.Accordion | None = None
-        self.retry_button: w.Button | None = None
-        self.slider = None
+        self.box = w.HBox([self.bar, self.label, self.cancel_button])
+        self.stage = stage
+        self.controls: MapControls | None = None
+        self.receipt: Receipt | None = None
         self._text = ""
-        self._handle = display(self, display_id=True) if display_now else None
+        self._handle = None
+        if stage is not None:
+            stage.children = [self.box]
+        elif display_now:
+            self._handle = display(self, display_id=True)
 
     def plain_text(self) -> str:
         return self._text or "fc_map: starting"
@@ -110,6 +113,8 @@ class WidgetMapView(TextFallback):
             self.bar.max = total
         self.bar.value = snapshot.finished
         self._text = status_line(snapshot)
+        if self.where and not snapshot.final:
+            self._text += f" · on {self.where}"
         if self.cancel_token.cancelled and snapshot.status not in _STYLE:
             self._text += " · cancelling…"
         self.label.value = html.escape(self._text)
@@ -123,104 +128,105 @@ class WidgetMapView(TextFallback):
             self._handle.update(self)
 
     # ------------------------------------------------------------------ the end
-    def show_result(self, result, *, on_retry: Callable[[], None] | None = None,
-                    memory=None, on_rerun: Callable[[int], None] | None = None) -> None:
-        """Fill the panel under the bar from a finished `MapResult` (bounded in size)."""
+    def show_result(self, result, *, on_retry: Callable[[w.Box], None] | None = None,
+                    memory=None, on_rerun: Callable[[int, w.Box], None] | None = None) -> None:
+        """Replace the live row by the static receipt, then the live controls (if any)."""
+        self.receipt = Receipt(result)
+        self._text = self.receipt._repr_mimebundle_()["text/plain"]
+        actions = MapControls.wanted(result, on_retry, memory, on_rerun)
+        if self.stage is not None:
+            self.controls = MapControls(result, on_retry=on_retry, memory=memory,
+                                        on_rerun=on_rerun) if actions else None
+            self.stage.children = [w.HTML(receipt_html(result)),
+                                   *(self.controls.box.children if self.controls else ())]
+            if self.controls is not None:
+                self.controls.box = self.stage  # later runs from these controls draw here
+        else:
+            if self._handle is not None:
+                self._handle.update(self.receipt)
+            else:
+                display(self.receipt)
+            if actions:
+                self.controls = MapControls(result, on_retry=on_retry, memory=memory,
+                                            on_rerun=on_rerun)
+                display(self.controls)
+        self._close_live_row()
+
+    def _close_live_row(self) -> None:
+        """The live row is gone from the page; its models need not stay in the kernel or notebook."""
+        for widget in (self.bar, self.label, self.cancel_button, self.box):
+            widget.close()
+
+
+class MapControls(TextFallback):
+    """What a finished map offers while the kernel lives: retry, the memory slider, re-run.
+
+    One compact row ("Retry 7 failed", "Memory…"); the slider opens below it.
+    A run started here draws its live row in this box, then its receipt.
+    """
+
+    @staticmethod
+    def wanted(result, on_retry, memory, on_rerun) -> bool:
+        return bool((on_retry is not None and result.failures)
+                    or (memory is not None and result.stats))
+
+    def __init__(self, result, *, on_retry=None, memory=None, on_rerun=None):
+        from .memory import MemorySlider
+
+        self.result = result
+        self.retry_button: w.Button | None = None
+        self.memory_button: w.Button | None = None
+        self.slider: MemorySlider | None = None
+        self.message = w.HTML()
+        row: list[w.Widget] = []
+        failed = len(result.failures_not_cancelled)
+        cancelled = len(result.failures) - failed
+        if on_retry is not None and result.failures:
+            # After a cancel, say what the button really does: run the
+            # cancelled tasks, which never failed.
+            text = (f"Retry {failed} failed" if failed and not cancelled else
+                    f"Re-run {cancelled} cancelled" if not failed else
+                    f"Retry {failed} failed + {cancelled} cancelled")
+            self.retry_button = w.Button(
+                description=text, icon="redo", button_style="danger" if failed else "warning",
+                tooltip="Run only these inputs again and merge the outcomes in place",
+                layout=w.Layout(width="auto"))
+            self.retry_button.on_click(lambda _b: self._act(on_retry))
+            row.append(self.retry_button)
         parts: list[w.Widget] = []
-        failures = result.failures_not_cancelled
-        cancelled = len(result.failures) - len(failures)
-        if failures or cancelled:
-            parts.append(self._failure_panel(result, failures, cancelled, on_retry))
-        if result.results:
-            parts.append(w.HTML(preview_html(result)))
-        figures = figures_html(result)
-        if figures:
-            parts.append(w.HTML(figures))
         if memory is not None and result.stats:
-            from .memory import MemorySlider
-
-            rerun = (lambda mb: self._in_actions(on_rerun, mb)) if on_rerun is not None else None
-            self.slider = MemorySlider(memory, memory.value, result=result, on_rerun=rerun)
+            rerun = (lambda mb, _stage: self._act(on_rerun, mb)) if on_rerun is not None else None
+            self.slider = MemorySlider(memory, result.memory_mb or memory.value, result=result,
+                                       on_rerun=rerun, follow=False)
+            self.slider.box.layout.display = "none"
+            self.memory_button = w.Button(description="Memory…", icon="sliders",
+                                          tooltip="Cost at other memory sizes; re-run at one",
+                                          layout=w.Layout(width="auto"))
+            self.memory_button.on_click(lambda _b: self._toggle_memory())
+            row.append(self.memory_button)
             parts.append(self.slider.box)
-        self.details.children = parts
-        from .text import result_summary_lines
+        self.box = w.VBox([w.HBox(row), *parts, self.message])
 
-        # The plain-text form a saved notebook shows without the widget
-        # manager: the final status line and the same few lines as the text view.
-        self._text = "\n".join([self._text, *result_summary_lines(result)]).strip()
-        if self._handle is not None:
-            self._handle.update(self)
+    def plain_text(self) -> str:
+        return ""  # the receipt above is the record; these are live only
 
-    def _failure_panel(self, result, failures, cancelled: int, on_retry) -> w.Widget:
-        n = len(failures) + cancelled
-        rows = failure_html(failures[:MAX_FAILURES_SHOWN])
-        if len(failures) > MAX_FAILURES_SHOWN:
-            rows += (f"<div>… {len(failures) - MAX_FAILURES_SHOWN} more in "
-                     f"<code>.failures</code></div>")
-        if cancelled:
-            rows += f"<div>{cancelled} task(s) cancelled before they finished.</div>"
-        if on_retry is not None:
-            # In the head row, where the cancel button was: visible without
-            # opening the list.
-            self.retry_button = w.Button(description=f"Retry {n} failed", icon="redo",
-                                         button_style="danger",
-                                         tooltip="Run only these inputs again; merge in place",
-                                         layout=w.Layout(width="auto", flex="0 0 auto"))
-            self.retry_button.on_click(lambda _b: self._retry(on_retry))
-            self.head.children = [self.bar, self.label, self.retry_button]
-        self.failures = w.Accordion(children=[w.HTML(rows)], selected_index=None)
-        title = f"{len(failures)} of {len(result)} failed" if failures else f"{cancelled} cancelled"
-        if failures and cancelled:
-            title += f", {cancelled} cancelled"
-        self.failures.set_title(0, title)
-        return self.failures
+    def _toggle_memory(self) -> None:
+        box = self.slider.box
+        box.layout.display = None if box.layout.display == "none" else "none"
 
-    def _retry(self, on_retry) -> None:
-        self.retry_button.disabled = True
-        self._in_actions(on_retry)
-
-    def _in_actions(self, action, *args) -> None:
-        """Run a follow-up map under this view, its own progress in the output area."""
-        with self.actions_out:
-            action(*args)
-
-
-def failure_html(failures) -> str:
-    """Each failure as a <details>: task, input and exception; traceback inside."""
-    rows = []
-    for f in failures:
-        head = html.escape(f"#{f.index}  input {f.input_repr}  →  {f.exc_type}: "
-                           f"{short_repr(f.message, 120)}")
-        tb = html.escape(f.short_traceback()) if f.traceback else "(no remote traceback)"
-        rows.append(f"<details><summary><code>{head}</code></summary>"
-                    f"<pre style='font-size:11px'>{tb}</pre></details>")
-    return "".join(rows)
-
-
-def preview_html(result, rows: int = PREVIEW_ROWS) -> str:
-    """The first results as a compact table of truncated reprs."""
-    esc = html.escape
-    body = "".join(
-        f"<tr><td>{i}</td><td><code>{esc(short_repr(result.inputs[i], 30) if i < len(result.inputs) else '')}"
-        f"</code></td><td><code>{esc(short_repr(v, 50))}</code></td></tr>"
-        for i, v in enumerate(result.values[:rows]))
-    more = (f"<tr><td colspan=3>… {len(result) - rows} more in <code>.values</code></td></tr>"
-            if len(result) > rows else "")
-    return ("<table style='font-size:12px;border-collapse:collapse;line-height:1.3'>"
-            "<tr><th>#</th><th>input</th><th>result</th></tr>"
-            f"{body}{more}</table>").replace("<td>", "<td style='padding:0 10px 0 0'>")
-
-
-def figures_html(result) -> str:
-    """Duration and peak-memory histograms plus the right-sizing hint."""
-    durations = [s.duration_s for s in result.stats if s.duration_s is not None]
-    peaks = [s.peak_memory_mb for s in result.stats if s.peak_memory_mb]
-    charts = ""
-    if durations:
-        charts += svg_histogram(durations, "duration", fmt_duration)
-    if peaks:
-        charts += svg_histogram(peaks, "peak memory", lambda v: f"{v:.0f} MB", colour="#7b1fa2")
-    hint = pricing.sizing_hint(result)
-    hint_html = (f"<div style='font-size:12px'><b>Memory:</b> {html.escape(hint.describe())}</div>"
-                 if hint is not None else "")
-    return (f"<div>{charts}</div>" if charts else "") + hint_html
+    def _act(self, action, *args) -> None:
+        """Run a follow-up map here: its live row replaces these controls, then its receipt."""
+        for button in (self.retry_button, self.memory_button):
+            if button is not None:
+                button.disabled = True
+        try:
+            action(*args, self.box)
+        except Exception as exc:  # shown where the user clicked, not in the log console
+            logger.debug("action from the map controls failed", exc_info=True)
+            self.message.value = (f"<span style='color:var(--jp-error-color1, #c62828)'>"
+                                  f"{html.escape(f'{type(exc).__name__}: {exc}')}</span>")
+            if self.message not in self.box.children:
+                self.box.children = (*self.box.children, self.message)
+            for button in (self.retry_button, self.memory_button):
+                if button is not None:
+                    button.disabled = False
