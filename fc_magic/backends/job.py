@@ -71,12 +71,8 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
 
 
 def _failure_from_future(index: int, item: Any, future) -> TaskFailure:
-    """Rebuild what the worker raised, with its remote traceback as text."""
-    exc_info = getattr(future, "_exception", None)
-    if not exc_info:
-        return TaskFailure(index, short_repr(item), "UnknownError",
-                           "the worker reported no result and no exception")
-    exc_type, exc, remote_tb = exc_info
+    """Rebuild what the worker raised (its ``_exception`` triple), with the remote traceback as text."""
+    exc_type, exc, remote_tb = future._exception
     if isinstance(remote_tb, str):  # the worker could not pickle the exception
         text = remote_tb
     else:
@@ -195,10 +191,14 @@ class LithopsJob:
         future = self.futures[index] if index < len(self.futures) else None
         if future is None or not (future.done or future.success or future.error):
             return None
+        exc_info = getattr(future, "_exception", None)
+        if _failed(future) and not (isinstance(exc_info, tuple) and len(exc_info) == 3):
+            # Lithops lost track of it (its job cleared on cancel, or the worker
+            # vanished): no outcome to report; the map loop says why.
+            return None
         if _failed(future):
             value = _failure_from_future(index, item, future)
-            exc_info = getattr(future, "_exception", None)
-            output = lithops_fixes.task_output_of(exc_info[1] if exc_info else None)
+            output = lithops_fixes.task_output_of(exc_info[1])
         else:
             value, output = lithops_fixes.unpack_task_value(future.result(throw_except=False))
         return value, _stats_from_future(index, future), output
