@@ -49,6 +49,10 @@ class FCMagic(Magics):
     memory = Int(256, config=True,
                  help="Memory per task in MB. Function Compute accepts multiples "
                       "of 64 from 128 to 32768.")
+    cpu = Float(0.0, config=True,
+                help="vCPU per task on Function Compute: a multiple of 0.05 in 0.05..16, "
+                     "with vCPU : memory GB between 1:1 and 1:4; 0 takes the least FC "
+                     "allows for the memory (memory GB / 4).")
     timeout = Int(300, config=True,
                   help="Seconds a single task may run before it is reported as timed out "
                        "(1..86400).")
@@ -107,6 +111,15 @@ class FCMagic(Magics):
             raise TraitError(problem)
         return proposal["value"]
 
+    @validate("cpu")
+    def _check_cpu(self, proposal):
+        """FC's step and range; the ratio to memory is checked when a map uses both."""
+        value = proposal["value"]
+        problem = limits.cpu_problem(value) if value else None
+        if problem:
+            raise TraitError(f"{problem} (or 0 for the least FC allows)")
+        return value
+
     @validate("progress_after")
     def _check_progress_after(self, proposal):
         if proposal["value"] < 0:
@@ -136,6 +149,9 @@ class FCMagic(Magics):
                    "the new outcomes into it in place (FUNC, if given, replaces its function).")
     @argument("--memory", "-m", type=int, default=None,
               help="Memory per task in MB for this call (default: FCMagic.memory).")
+    @argument("--cpu", type=float, default=None,
+              help="vCPU per task for this call on Function Compute (default: FCMagic.cpu; "
+                   "multiples of 0.05, 1 to 4 GB of memory per vCPU).")
     @argument("--timeout", "-t", type=int, default=None,
               help="Per-task timeout in seconds for this call (default: FCMagic.timeout).")
     @argument("--out", "-o", default=None, metavar="NAME",
@@ -247,7 +263,11 @@ class FCMagic(Magics):
 
     def _rerun_from_view(self, result, memory_mb: int, request):
         """The slider's "re-run with this memory": the whole map again, in place."""
-        request = dataclasses.replace(request, memory_mb=memory_mb)
+        from .pricing import fitting_cpu
+
+        # A chosen vCPU the new size does not allow gives way to that size's default.
+        request = dataclasses.replace(request, memory_mb=memory_mb,
+                                      cpu=fitting_cpu(request.cpu, memory_mb))
         return self._run_and_show(retry.function_for(result), list(result.inputs), request,
                                   into=(result, list(range(len(result.inputs)))))
 
@@ -425,18 +445,23 @@ class FCMagic(Magics):
         # so the trait (and every slider bound to it) decides.
         memory = self.memory if args.memory is None else args.memory
         timeout = self.timeout if args.timeout is None else args.timeout
+        cpu = (self.cpu if getattr(args, "cpu", None) is None else args.cpu) or None
         for problem, flag in ((limits.memory_problem(memory), "--memory"),
                               (limits.timeout_problem(timeout), "--timeout")):
             if problem:
                 raise InputProblem(f"{problem}; pass a valid {flag} or set "
                                    f"%config FCMagic.{flag[2:]}")
+        if cpu is not None and limits.memory_problem(memory) is None:
+            problem = limits.cpu_problem(cpu, memory)
+            if problem:
+                raise InputProblem(f"{problem}; pass a valid --cpu or set %config FCMagic.cpu")
         fields = {}
         if runtime is not None:
             from .runtime import map_fields
 
             fields = map_fields(runtime, self.backend)
         request = MapRequest(backend=self.backend, memory_mb=memory, timeout_s=timeout,
-                             workers=self.workers or None, **self._aliyun_settings(), **fields)
+                             cpu=cpu, workers=self.workers or None, **self._aliyun_settings(), **fields)
         backends.get(self.backend).check(request)
         return request
 

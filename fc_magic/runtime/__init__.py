@@ -112,8 +112,11 @@ def map_fields(entry: RuntimeEntry, backend: str) -> dict:
         raise InputProblem(f"the runtime {entry.name} ({entry.deploy_name}) is no longer in "
                            f"the cache; run its %%fc_runtime {entry.name} cell again to "
                            f"rebuild it")
+    fields = {}
+    if entry.target == "fc":
+        fields = {"package_key": entry.key, "package_manifest": entry.manifest}
     return {"runtime": entry.interpreter or entry.deploy_name, "package": entry.package,
-            "extra_config": {"lithops": {"exclude_modules": kernel_site_modules()}}}
+            **fields, "extra_config": {"lithops": {"exclude_modules": kernel_site_modules()}}}
 
 
 def deploy_name(name: str, key: str) -> str:

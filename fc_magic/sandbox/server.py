@@ -73,6 +73,50 @@ class Request:
         return oss_error(status, code, message, self.method)
 
 
+def api_name(request: Request) -> str:
+    """The FC or OSS API a request calls, as the services' docs name it."""
+    if request.fc:
+        parts, method = request.parts, request.method
+        if parts[-1:] == ["invocations"]:
+            return "InvokeFunction"
+        if parts == ["functions"]:
+            return "CreateFunction" if method == "POST" else "ListFunctions"
+        return {"GET": "GetFunction", "DELETE": "DeleteFunction",
+                "PUT": "UpdateFunction"}.get(method, f"FC {method}")
+    if not request.key:
+        if request.method == "POST" and "delete" in request.query:
+            return "DeleteMultipleObjects"
+        return {"GET": "ListObjects" if request.bucket else "ListBuckets",
+                "PUT": "PutBucket", "DELETE": "DeleteBucket"}.get(request.method,
+                                                                  f"OSS {request.method}")
+    return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject",
+            "DELETE": "DeleteObject"}.get(request.method, f"OSS {request.method}")
+
+
+class Traffic:
+    """Request bytes the sandbox received, per API and per object key (for upload tests)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.by_api: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+        self._puts: dict[str, int] = {}
+
+    def add(self, request: Request, size: int) -> None:
+        api = api_name(request)
+        with self._lock:
+            self.by_api[api] = self.by_api.get(api, 0) + size
+            self.calls[api] = self.calls.get(api, 0) + 1
+            if api == "PutObject":
+                where = f"{request.bucket}/{request.key}"
+                self._puts[where] = self._puts.get(where, 0) + size
+
+    def put_bytes(self, prefix: str = "") -> int:
+        """Bytes of PutObject bodies whose "bucket/key" starts with ``prefix``."""
+        with self._lock:
+            return sum(n for where, n in self._puts.items() if where.startswith(prefix))
+
+
 @dataclass
 class Faults:
     """Injected failures on FC invocations: a rate of 429s and of transient 5xx."""
@@ -111,6 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 limit = sandbox.body_limit(request)
                 body = read_body(self.rfile, length, limit, sandbox.body_dir)
+                sandbox.traffic.add(request, body.size)
                 reply = sandbox.dispatch(request, body)
         except BodyError as exc:
             reply = request.error(exc.status, exc.code, exc.message)
@@ -239,8 +284,10 @@ class Sandbox:
                  port: int = 0, access_key_secret: str | None = None,
                  max_object_bytes: int = MAX_OBJECT_BYTES,
                  max_connections: int = MAX_CONNECTIONS,
-                 connection_idle_s: float = CONNECTION_IDLE_S):
+                 connection_idle_s: float = CONNECTION_IDLE_S,
+                 function_pending_s: float = 0.3):
         self.region = region
+        self.function_pending_s = function_pending_s
         self.max_object_bytes = max_object_bytes
         self.max_connections = max_connections
         self.connection_idle_s = connection_idle_s
@@ -263,6 +310,8 @@ class Sandbox:
         self._rng_for = self.faults
         self._rng_lock = threading.Lock()
         self.faults_injected = 0
+        #: Request bytes received per API (``traffic.by_api["PutObject"]``).
+        self.traffic = Traffic()
         self.body_dir = os.path.join(self.work_dir, "bodies")
         self.store = ObjectStore(region, self.body_dir)
         self.executor: Executor | None = None
@@ -277,7 +326,8 @@ class Sandbox:
         os.makedirs(os.path.join(self.work_dir, "instances"), exist_ok=True)
         self.functions = FunctionService(self.store, self.executor,
                                          os.path.join(self.work_dir, "code"),
-                                         self.account_id, self.region)
+                                         self.account_id, self.region,
+                                         pending_s=self.function_pending_s)
         # The client's own Python is the usual runtime: have its base env ready
         # before anything is deployed (built once per machine, then cached).
         # Other Pythons are prepared on first use, their functions "Pending".
@@ -339,7 +389,8 @@ class Sandbox:
                        "access_key_secret": self.access_key_secret, "region": self.region},
             "aliyun_fc": {"role_arn": f"acs:ram::{self.account_id}:role/fc-sandbox",
                           "endpoint": self.endpoint},
-            "aliyun_oss": {"storage_bucket": bucket, "endpoint": self.host},
+            # With its scheme: a bare host means https:// to fc_magic (plain HTTP only to loopback).
+            "aliyun_oss": {"storage_bucket": bucket, "endpoint": self.endpoint},
         }
 
     def config_yaml(self, bucket: str = DEFAULT_BUCKET) -> str:

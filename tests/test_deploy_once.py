@@ -1,0 +1,93 @@
+"""Runtimes by content in OSS: one upload per content key, one function per (memory, vCPU).
+
+One sandbox and one FC runtime build for the module; every test reaches the
+sandbox over HTTP with the real SDKs, through the magics where a user would.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.utils.capture import capture_output
+
+from fc_magic.backends.aliyun_store import PREFIX
+from fc_magic.sandbox import DEFAULT_BUCKET, Sandbox
+
+CELL = "%%fc_runtime shared\nhumanize\n"
+FUNC = ("def cores(x):\n"
+        "    import humanize\n"
+        "    return humanize.intcomma(x * 1000)\n")
+
+
+@pytest.fixture(scope="module")
+def sandbox(lithops_cache):
+    with Sandbox(concurrency=4) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="module")
+def config_file(sandbox, tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("lithops-config") / "config.yaml"
+    path.write_text(sandbox.config_yaml())
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> str:
+    """The module's runtime cache: the package is built once for every test."""
+    from fc_magic.requirements import resolve_requirements
+    from fc_magic.runtime import ensure_runtime
+
+    path = str(tmp_path_factory.mktemp("cache"))
+    ensure_runtime("shared", resolve_requirements("humanize\n", backend="aliyun_fc"),
+                   target="fc", cache_dir=path)
+    return path
+
+
+@pytest.fixture
+def aliyun(fc, cell, config_file, cache_dir):
+    fc.backend = "aliyun_fc"
+    fc.config_file = config_file
+    fc.cache_dir = cache_dir
+    with capture_output():
+        cell(CELL)
+    cell(FUNC)
+    return fc
+
+
+def _functions(sandbox, runtime):
+    return {n: r for n, r in sandbox.functions._functions.items()
+            if n.startswith(f"lithops-worker-{runtime}-")}
+
+
+def test_three_memory_sizes_and_two_cpus_upload_the_package_once(aliyun, cell, sandbox):
+    entry = aliyun.current_runtime
+    package_bytes = os.path.getsize(entry.package)
+    before_put = sandbox.traffic.put_bytes(f"{DEFAULT_BUCKET}/{PREFIX}")
+    before_create = sandbox.traffic.by_api.get("CreateFunction", 0)
+    sizes = [(m, c) for m in (512, 1024, 1536) for c in (0.4, 0.5)]
+    for memory, cpu in sizes:
+        result = cell(f"%fc_map cores range(2) --memory {memory} --cpu {cpu}")
+        assert result.values == ["0", "1,000"]
+    uploaded = (sandbox.traffic.put_bytes(f"{DEFAULT_BUCKET}/{PREFIX}") - before_put
+                + sandbox.traffic.by_api.get("CreateFunction", 0) - before_create)
+    assert package_bytes <= uploaded <= 1.05 * package_bytes, "the package went up once"
+    created = _functions(sandbox, entry.deploy_name)
+    got = sorted((r.spec.memory_mb, r.cpu, r.disk_mb) for r in created.values())
+    assert got == sorted((m, c, 512) for m, c in sizes), "one function per (memory, vCPU)"
+    assert sandbox.store.get_bytes(DEFAULT_BUCKET, f"{PREFIX}{entry.key}.zip") is not None
+    # A size used again is the same function: no CreateFunction, no upload.
+    calls = sandbox.traffic.calls.get("CreateFunction", 0)
+    cell("%fc_map cores range(2) --memory 1024 --cpu 0.5")
+    assert sandbox.traffic.calls.get("CreateFunction", 0) == calls
+
+
+def test_a_cpu_that_breaks_fc_rules_is_one_line_naming_the_range(aliyun, cell):
+    with pytest.raises(UsageError) as err:
+        cell("%fc_map cores range(2) --memory 256 --cpu 2")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "0.1..0.25 vCPU at 256 MB" in message and "--cpu" in message
+    with pytest.raises(UsageError, match=r"not a multiple of 0\.05"):
+        cell("%fc_map cores range(2) --memory 1024 --cpu 0.33")
