@@ -152,7 +152,7 @@ def _collect(job, items: list, request: MapRequest, progress: _Progress,
             stats.append(outcome[1])
     return MapResult(values=values, inputs=list(items), stats=stats,
                      elapsed_s=clock() - progress.start, backend=request.backend,
-                     runtime=job.runtime, memory_mb=request.memory_mb,
+                     runtime=job.runtime, memory_mb=request.memory_mb, cpu=request.cpu,
                      function=progress.label, cancelled=progress.cancelled,
                      where=job.describe())
 

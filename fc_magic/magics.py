@@ -97,6 +97,7 @@ class FCMagic(Magics):
         self.last_request: MapRequest | None = None
         #: FCMagic.memory as views see it: read, set, follow; never the magic itself.
         self.memory_setting = Setting(self, "memory")
+        self.cpu_setting = Setting(self, "cpu")
 
     @default("cache_dir")
     def _cache_dir_default(self) -> str:
@@ -250,7 +251,7 @@ class FCMagic(Magics):
         else:
             retry.remember_function(result, func)
         self.last_map, self.last_request = result, request
-        display.show_result(result, memory=self.memory_setting,
+        display.show_result(result, memory=self.memory_setting, cpu=self.cpu_setting,
                             on_retry=lambda: self._retry_from_view(result, request),
                             on_rerun=lambda mb: self._rerun_from_view(result, mb, request))
         return result
@@ -301,7 +302,8 @@ class FCMagic(Magics):
         from . import views
 
         views.show_memory(self.memory_setting, views.choose_view_kind(self.shell, self.view),
-                          last_map=self.last_map, on_rerun=self._rerun_last)
+                          last_map=self.last_map, on_rerun=self._rerun_last,
+                          cpu=self.cpu_setting)
 
     def _rerun_last(self, memory_mb: int):
         if self.last_map is not None and self.last_request is not None:
@@ -321,6 +323,9 @@ class FCMagic(Magics):
                    "to the versions installed in this kernel.")
     @argument("--memory", "-m", type=int, default=None,
               help="Default memory in MB of every %%fc_map that uses this runtime.")
+    @argument("--cpu", type=float, default=None,
+              help="vCPU per task of every later %%fc_map on Function Compute (sets "
+                   "FCMagic.cpu; 0: the least FC allows for the memory).")
     @argument("--rebuild", action="store_true",
               help="Build again even if the cache already holds this runtime.")
     @argument("--list", "-l", dest="list_all", action="store_true",
@@ -382,6 +387,10 @@ class FCMagic(Magics):
         name = check_runtime_name(args.name)
         if args.memory is not None and limits.memory_problem(args.memory):
             raise InputProblem(f"{limits.memory_problem(args.memory)}; pass a valid --memory")
+        if args.cpu:
+            problem = limits.cpu_problem(args.cpu, args.memory or self.memory)
+            if problem:
+                raise InputProblem(f"{problem}; pass a valid --cpu")
         captured, warnings = (), []
         if args.capture:
             report = kernel_capture(self.shell)
@@ -399,8 +408,11 @@ class FCMagic(Magics):
             raise InputProblem(f"building {name} failed ({exc}); fix or remove that "
                                f"requirement and run the cell again") from None
         self._make_current(entry, args.memory)
+        if args.cpu is not None:
+            self.cpu = args.cpu
         if kind == "widget":  # the memory setting, as a slider
-            views.memory_slider(self.memory_setting, result=self.last_map)
+            views.memory_slider(self.memory_setting, result=self.last_map,
+                                cpu=self.cpu_setting)
 
     def _make_current(self, entry, memory_mb: int | None) -> None:
         """Use ``entry`` for the next maps; ``--memory`` becomes FCMagic.memory."""

@@ -138,7 +138,7 @@ def sizing_hint(result) -> SizingHint | None:
         return None
     peak = max(peaks)
     suggested = round_up_memory(peak * HEADROOM)
-    now = estimate_result(result, result.memory_mb)
-    then = estimate_result(result, suggested)
+    now = estimate_result(result, result.memory_mb, result.cpu)
+    then = estimate_result(result, suggested, result.cpu)
     factor = now.cu / then.cu if then.cu else 1.0
     return SizingHint(peak, result.memory_mb, suggested, factor)

@@ -91,3 +91,71 @@ def test_a_cpu_that_breaks_fc_rules_is_one_line_naming_the_range(aliyun, cell):
     assert "0.1..0.25 vCPU at 256 MB" in message and "--cpu" in message
     with pytest.raises(UsageError, match=r"not a multiple of 0\.05"):
         cell("%fc_map cores range(2) --memory 1024 --cpu 0.33")
+
+
+def test_the_sandbox_checks_cpu_and_disk_and_refuses_a_taken_name(sandbox, cache_dir):
+    """CreateFunction over HTTP with the FC SDK, as FC 3.0 answers it."""
+    from alibabacloud_fc20230330 import models as fc_models
+    from alibabacloud_fc20230330.client import Client
+    from alibabacloud_tea_openapi import models as open_models
+    from Tea.exceptions import TeaException
+
+    client = Client(open_models.Config(
+        access_key_id=sandbox.access_key_id, access_key_secret=sandbox.access_key_secret,
+        endpoint=sandbox.host, protocol="http", region_id=sandbox.region))
+    sandbox.store.handle("PUT", DEFAULT_BUCKET, "", {}, {}, b"")
+    with open(next(os.path.join(r, f) for r, _d, fs in os.walk(cache_dir) for f in fs
+                   if f == "package.zip"), "rb") as fh:
+        sandbox.store.handle("PUT", DEFAULT_BUCKET, "code/p.zip", {}, {}, fh.read())
+
+    def create(name, **kw):
+        body = fc_models.CreateFunctionInput(
+            function_name=name, runtime="python3.12", handler="entry_point.main",
+            code=fc_models.InputCodeLocation(oss_bucket_name=DEFAULT_BUCKET,
+                                             oss_object_name="code/p.zip"),
+            timeout=60, **kw)
+        return client.create_function(fc_models.CreateFunctionRequest(body=body)).body
+
+    for kw, words in (({"memory_size": 256, "cpu": 2.0}, "between 1:1 and 1:4"),
+                      ({"memory_size": 1024, "cpu": 0.33}, "multiple of 0.05"),
+                      ({"memory_size": 1024, "cpu": 0.5, "disk_size": 2048},
+                       "diskSize 2048 must be 512 or 10240")):
+        with pytest.raises(TeaException) as err:
+            create("sizes-bad", **kw)
+        assert err.value.statusCode == 400 and err.value.code == "InvalidArgument"
+        assert words in err.value.message
+    made = create("sizes-ok", memory_size=2048, cpu=1.5, disk_size=10240)
+    assert (made.memory_size, made.cpu, made.disk_size, made.state) == (2048, 1.5, 10240,
+                                                                       "Pending")
+    with pytest.raises(TeaException) as err:
+        create("sizes-ok", memory_size=2048, cpu=1.5, disk_size=512)
+    assert err.value.statusCode == 409 and err.value.code == "FunctionAlreadyExists"
+    import time
+    time.sleep(sandbox.function_pending_s + 0.1)
+    got = client.get_function("sizes-ok", fc_models.GetFunctionRequest()).body
+    assert got.state == "Active"
+    client.delete_function("sizes-ok")
+
+
+def test_the_memory_line_and_estimate_use_the_chosen_cpu(ip, fc, cell, caplog):
+    from fc_magic import pricing
+
+    fc.memory = 1024
+    with capture_output() as cap:
+        cell("%fc_memory")
+    assert "1024 MB, 0.25 vCPU" in cap.stdout  # FC's least for 1 GB
+    fc.cpu = 1.0
+    with capture_output() as cap:
+        cell("%fc_memory")
+    assert "1024 MB, 1.00 vCPU" in cap.stdout
+    assert pricing.estimate([10.0], 1024, 1.0).cu == pytest.approx(10 * (0.15 + 1.0) + 0.0075)
+    with capture_output() as cap:
+        cell("%fc_memory 4096")  # 1 vCPU still fits 4 GB (1:4)
+    assert "4096 MB, 1.00 vCPU" in cap.stdout
+    with capture_output() as cap:
+        cell("%fc_memory 8192")  # it does not fit 8 GB: that size's least is shown
+    assert "8192 MB, 2.00 vCPU" in cap.stdout
+    ip.run_cell("%config FCMagic.cpu = 0.07")
+    # traitlets reports a refused config value as a logged error naming the rule
+    assert "cpu 0.07 is not a multiple of 0.05 vCPU in 0.05..16" in caplog.text
+    assert fc.cpu == 1.0

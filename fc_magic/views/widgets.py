@@ -124,7 +124,8 @@ class WidgetMapView(TextFallback):
 
     # ------------------------------------------------------------------ the end
     def show_result(self, result, *, on_retry: Callable[[], None] | None = None,
-                    memory=None, on_rerun: Callable[[int], None] | None = None) -> None:
+                    memory=None, on_rerun: Callable[[int], None] | None = None,
+                    cpu=None) -> None:
         """Fill the panel under the bar from a finished `MapResult` (bounded in size)."""
         parts: list[w.Widget] = []
         failures = result.failures_not_cancelled
@@ -140,7 +141,8 @@ class WidgetMapView(TextFallback):
             from .memory import MemorySlider
 
             rerun = (lambda mb: self._in_actions(on_rerun, mb)) if on_rerun is not None else None
-            self.slider = MemorySlider(memory, memory.value, result=result, on_rerun=rerun)
+            self.slider = MemorySlider(memory, memory.value, result=result, on_rerun=rerun,
+                                       cpu=cpu)
             parts.append(self.slider.box)
         self.details.children = parts
         from .text import result_summary_lines
