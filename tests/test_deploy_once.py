@@ -159,3 +159,58 @@ def test_the_memory_line_and_estimate_use_the_chosen_cpu(ip, fc, cell, caplog):
     # traitlets reports a refused config value as a logged error naming the rule
     assert "cpu 0.07 is not a multiple of 0.05 vCPU in 0.05..16" in caplog.text
     assert fc.cpu == 1.0
+
+
+def test_two_kernels_deploying_one_function_at_once_make_one_and_wait_for_active(
+        aliyun, sandbox, config_file, monkeypatch):
+    """Both CreateFunction calls reach FC together: one 409, both maps' executors work."""
+    import threading
+
+    from alibabacloud_fc20230330.client import Client
+    from lithops.serverless.backends.aliyun_fc.aliyun_fc import AliyunFunctionComputeBackend
+
+    from fc_magic import backends, engine
+    from fc_magic.runtime import map_fields
+
+    entry = aliyun.current_runtime
+    request = engine.MapRequest(backend="aliyun_fc", memory_mb=2048, cpu=0.75, timeout_s=60,
+                                config_file=config_file, **map_fields(entry, "aliyun_fc"))
+    together = threading.Barrier(2, timeout=60)
+    real_create = Client.create_function
+    answers = []
+
+    def create(self, req):
+        together.wait()
+        try:
+            answers.append(real_create(self, req).status_code)
+        except Exception as exc:
+            answers.append(getattr(exc, "statusCode", exc))
+            raise
+    monkeypatch.setattr(Client, "create_function", create)
+    slow_loop = []
+    real_loop = AliyunFunctionComputeBackend._generate_runtime_meta
+    monkeypatch.setattr(AliyunFunctionComputeBackend, "_generate_runtime_meta",
+                        lambda *a, **k: slow_loop.append(1) or real_loop(*a, **k))
+    monkeypatch.setattr(sandbox.functions, "pending_s", 1.0)
+    done, errors = [], []
+
+    def deploy():
+        try:
+            executor = backends.get("aliyun_fc").executor(request)
+            done.append(executor.compute_handler.backend._format_function_name(
+                entry.deploy_name, 2048))
+            executor.job_monitor.stop()
+        except Exception as exc:  # reported below with its type
+            errors.append(exc)
+    threads = [threading.Thread(target=deploy) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert sorted(answers, key=str) == [200, 409]
+    assert len(done) == 2 and done[0] == done[1]
+    created = [r for r in _functions(sandbox, entry.deploy_name).values()
+               if (r.spec.memory_mb, r.cpu) == (2048, 0.75)]
+    assert len(created) == 1
+    assert not slow_loop, "deploy waited for Active instead of Lithops' 5 s retry loop"
