@@ -15,7 +15,7 @@ import os
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Enum, Float, Int, TraitError, Unicode, default, validate
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, validate
 
 from . import backends, limits, retry
 from .backends.request import MapRequest
@@ -64,6 +64,12 @@ class FCMagic(Magics):
                                 "so quick maps do not flash a bar.")
     cache_dir = Unicode(config=True,
                         help="Where built runtimes are cached (default ~/.cache/fc_magic).")
+    shared_cache = Bool(True, config=True,
+                        help="aliyun_fc: share runtimes through the OSS bucket (the team "
+                             "cache): %%fc_runtime takes a runtime this machine lacks from "
+                             "fc_magic/runtimes/ in the bucket instead of building it, and "
+                             "publishes what it builds there. False: local builds only (the "
+                             "package is still stored once in the bucket for deploying).")
     view = Enum(("auto", "widget", "text"), default_value="auto", config=True,
                 help="Progress view: 'widget' (ipywidgets), 'text', or 'auto' "
                      "(widgets when the shell has a kernel).")
@@ -400,13 +406,25 @@ class FCMagic(Magics):
         kind = views.choose_view_kind(self.shell, self.view)
         rows = requirements_table(reqs)
         build_views.show_requirements(rows, [*warnings, *reqs.warnings], kind)
+        message = ""
         try:
-            entry = ensure_runtime(name, reqs, target=backends.target_for(self.backend),
-                                   cache_dir=self.cache_dir, rebuild=args.rebuild,
-                                   on_snapshot=build_views.build_feed(kind))
+            if self.backend == "aliyun_fc" and self.shared_cache:
+                from .backends.aliyun_store import lazy_store
+                from .runtime.shared import team_runtime
+
+                outcome = team_runtime(name, reqs, store=lazy_store(self._settings_request()),
+                                       cache_dir=self.cache_dir, rebuild=args.rebuild,
+                                       on_snapshot=build_views.build_feed(kind))
+                entry, message = outcome.entry, outcome.message
+            else:
+                entry = ensure_runtime(name, reqs, target=backends.target_for(self.backend),
+                                       cache_dir=self.cache_dir, rebuild=args.rebuild,
+                                       on_snapshot=build_views.build_feed(kind))
         except BuildFailed as exc:
             raise InputProblem(f"building {name} failed ({exc}); fix or remove that "
                                f"requirement and run the cell again") from None
+        if message:
+            build_views.show_text(message, kind)
         self._make_current(entry, args.memory)
         if args.cpu is not None:
             self.cpu = args.cpu
@@ -428,6 +446,8 @@ class FCMagic(Magics):
         kind = views.choose_view_kind(self.shell, self.view)
         if args.list_all:
             text = build_views.runtime_list_text(list_runtimes(self.cache_dir))
+            if self.backend == "aliyun_fc" and self.shared_cache:
+                text += "\n\n" + self._shared_list_text()
         elif args.remove:
             done = remove_runtime(self.cache_dir, args.remove)
             if self.current_runtime is not None and self.current_runtime.name == args.remove:
@@ -449,6 +469,19 @@ class FCMagic(Magics):
         else:
             text = build_views.runtime_text(self.current_runtime)
         build_views.show_text(text, kind)
+
+    def _settings_request(self) -> MapRequest:
+        """The aliyun_fc settings alone, for the team cache (no runtime, no sizes)."""
+        return MapRequest(backend=self.backend, **self._aliyun_settings())
+
+    def _shared_list_text(self) -> str:
+        from .backends.aliyun_store import PREFIX, open_store
+        from .runtime.shared import list_shared
+        from .views import build as build_views
+
+        store = open_store(self._settings_request())
+        return build_views.shared_list_text(list_shared(store),
+                                            f"oss://{store.bucket_name}/{PREFIX}")
 
     def _map_request(self, args) -> MapRequest:
         """The request for this call: traits, then this call's flags, checked by its backend."""

@@ -93,11 +93,16 @@ def _status(exc: BaseException) -> int | None:
 
 
 class RuntimeStore:
-    """The ``fc_magic/runtimes/`` prefix of one OSS bucket, through an ``oss2.Bucket``."""
+    """The ``fc_magic/runtimes/`` prefix of one OSS bucket, through an ``oss2.Bucket``.
 
-    def __init__(self, bucket: Any, bucket_name: str):
+    ``prepare`` (optional) makes sure the bucket exists; it runs once, before
+    the first write.
+    """
+
+    def __init__(self, bucket: Any, bucket_name: str, prepare: Any = None):
         self.bucket = bucket
         self.bucket_name = bucket_name
+        self._prepare = prepare
 
     # ----------------------------------------------------------- reading
     def lookup(self, key: str) -> SharedRuntime | None:
@@ -172,6 +177,9 @@ class RuntimeStore:
         """
         import oss2
 
+        if self._prepare is not None:
+            self._prepare()
+            self._prepare = None
         existing = self.lookup(key)
         if existing is not None and self.package_state(key) == (existing.sha256,
                                                                 existing.size):
@@ -243,4 +251,25 @@ def open_store(request: Any) -> RuntimeStore:
             storage = lithops.storage.Storage(config=config)
     except Exception as exc:  # Lithops checks nothing here, but oss2 may; sort a 403 out
         raise (auth_problem(exc, config) or exc) from None
-    return store_for_storage(storage, storage.bucket)
+    store = store_for_storage(storage, storage.bucket)
+    store._prepare = lambda: storage.create_bucket(storage.bucket)
+    return store
+
+
+class lazy_store:  # noqa: N801 - used like the store it stands for
+    """A `RuntimeStore` opened on first use: a local cache hit never touches OSS or config."""
+
+    def __init__(self, request: Any):
+        self._request = request
+        self._store: RuntimeStore | None = None
+
+    def _open(self) -> RuntimeStore:
+        if self._store is None:
+            self._store = open_store(self._request)
+        return self._store
+
+    def lookup(self, key: str) -> SharedRuntime | None:
+        return self._open().lookup(key)
+
+    def publish(self, *args, **kwargs) -> tuple[SharedRuntime, bool]:
+        return self._open().publish(*args, **kwargs)

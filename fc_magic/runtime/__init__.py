@@ -88,6 +88,8 @@ class BuildSnapshot:
     total_bytes: int | None = None
     package_bytes: int | None = None
     deploy_name: str = ""
+    #: A team-cache hit: who built it and when ("built by HOST on DATE").
+    origin: str = ""
 
     @property
     def final(self) -> bool:

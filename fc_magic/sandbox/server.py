@@ -101,15 +101,19 @@ class Traffic:
         self.by_api: dict[str, int] = {}
         self.calls: dict[str, int] = {}
         self._puts: dict[str, int] = {}
+        #: GetObject calls per "bucket/key" (what a client downloaded).
+        self.reads: dict[str, int] = {}
 
     def add(self, request: Request, size: int) -> None:
         api = api_name(request)
         with self._lock:
             self.by_api[api] = self.by_api.get(api, 0) + size
             self.calls[api] = self.calls.get(api, 0) + 1
+            where = f"{request.bucket}/{request.key}"
             if api == "PutObject":
-                where = f"{request.bucket}/{request.key}"
                 self._puts[where] = self._puts.get(where, 0) + size
+            elif api == "GetObject":
+                self.reads[where] = self.reads.get(where, 0) + 1
 
     def put_bytes(self, prefix: str = "") -> int:
         """Bytes of PutObject bodies whose "bucket/key" starts with ``prefix``."""
