@@ -18,11 +18,6 @@ from . import SUCCESS, BuildSnapshot, RuntimeEntry, _Reporter, _use, cache, ensu
 
 logger = logging.getLogger(__name__)
 
-#: Manifest fields a team entry takes from the shared manifest.
-_SHARED_FIELDS = ("requirements", "user_requirements", "python", "lithops_version", "backend",
-                  "installer", "sizes", "total_bytes", "package_bytes", "platform", "handler")
-
-
 @dataclass(frozen=True)
 class TeamOutcome:
     """What the team cache did for one `%%fc_runtime`: hit, published, or why it was skipped."""
@@ -108,8 +103,7 @@ def _why(exc: BaseException) -> str:
 
 def _adopt(root: str, path: str, name: str, shared: Any, memory_mb: int | None) -> RuntimeEntry:
     """A local entry for a team runtime: its manifest only, published like any entry."""
-    m = shared.manifest
-    manifest = {k: m[k] for k in _SHARED_FIELDS if k in m}
+    manifest = _checked(shared.manifest)
     manifest.update(format=cache.FORMAT, key=shared.key, target="fc", name=name,
                     created=shared.created, check_files={}, notes=[],
                     shared={"bucket": shared.bucket, "object": shared.object_key,
@@ -129,6 +123,25 @@ def _adopt(root: str, path: str, name: str, shared: Any, memory_mb: int | None) 
             cache.discard(build_dir)
             raise
         return _use(root, name, path, manifest, memory_mb)
+
+
+def _checked(m: dict) -> dict:
+    """The shared manifest's fields of the right types only: another machine wrote it."""
+    def strings(value) -> list[str]:
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    def number(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    out = {k: m[k] for k in ("python", "lithops_version", "backend", "installer", "platform",
+                             "handler") if isinstance(m.get(k), str)}
+    out.update({k: m[k] for k in ("total_bytes", "package_bytes") if number(m.get(k))})
+    out["requirements"] = strings(m.get("requirements"))
+    out["user_requirements"] = strings(m.get("user_requirements"))
+    out["sizes"] = [row for row in m.get("sizes") or () if isinstance(row, list)
+                    and len(row) == 3 and isinstance(row[0], str) and number(row[1])
+                    and (row[2] is None or number(row[2]))]
+    return out
 
 
 @dataclass(frozen=True)
