@@ -22,7 +22,7 @@ FUNC = ("def cores(x):\n"
 
 @pytest.fixture(scope="module")
 def sandbox(lithops_cache):
-    with Sandbox(concurrency=4) as sb:
+    with Sandbox(concurrency=4, function_pending_s=0.3) as sb:
         yield sb
 
 

@@ -26,7 +26,7 @@ FUNC = ("def fmt(x):\n"
 
 @pytest.fixture(scope="module")
 def sandbox(lithops_cache):
-    with Sandbox(concurrency=2) as sb:
+    with Sandbox(concurrency=2, function_pending_s=0.3) as sb:
         yield sb
 
 

@@ -279,7 +279,10 @@ class Sandbox:
     Use it as a context manager (``with Sandbox() as sb: ...``) or call
     `start` / `stop`. ``concurrency`` caps how many instances run at once;
     ``max_object_bytes`` caps one OSS object (OSS's own 5 GB by default);
-    ``max_connections`` and ``connection_idle_s`` bound the HTTP side.
+    ``max_connections`` and ``connection_idle_s`` bound the HTTP side;
+    ``function_pending_s`` keeps a new function ``Pending`` that long, as FC
+    does while it prepares one (0: Active at once, for tests that invoke
+    straight after creating).
     """
 
     def __init__(self, *, concurrency: int = 4, region: str = "cn-hangzhou",
@@ -289,7 +292,7 @@ class Sandbox:
                  max_object_bytes: int = MAX_OBJECT_BYTES,
                  max_connections: int = MAX_CONNECTIONS,
                  connection_idle_s: float = CONNECTION_IDLE_S,
-                 function_pending_s: float = 0.3):
+                 function_pending_s: float = 0.0):
         self.region = region
         self.function_pending_s = function_pending_s
         self.max_object_bytes = max_object_bytes
