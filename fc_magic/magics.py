@@ -340,6 +340,11 @@ class FCMagic(Magics):
               help="Forget runtime NAME and delete its cached builds no other name uses.")
     @argument("--gc", action="store_true",
               help="Delete cached builds no runtime name uses any more.")
+    @argument("--remote", action="store_true",
+              help="With --gc on aliyun_fc: also delete the FC functions and OSS packages "
+                   "of runtimes no name here uses, unless used in the last hour (asks first).")
+    @argument("--yes", "-y", action="store_true",
+              help="With --gc --remote: delete without asking.")
     @line_cell_magic
     def fc_runtime(self, line: str = "", cell: str | None = None):
         """Build (once) the runtime that %fc_map runs tasks in, from a package list.
@@ -455,6 +460,10 @@ class FCMagic(Magics):
             text = done.summary(args.remove)
         elif args.gc:
             text = gc_runtimes(self.cache_dir).summary()
+            if args.remote:
+                text += "\n" + self._remote_gc(args.yes, kind)
+        elif args.remote or args.yes:
+            raise InputProblem("--remote and --yes go with --gc: %fc_runtime --gc --remote")
         elif args.name:
             target = backends.target_for(self.backend)
             entry = runtime_by_name(self.cache_dir, args.name, target)
@@ -469,6 +478,34 @@ class FCMagic(Magics):
         else:
             text = build_views.runtime_text(self.current_runtime)
         build_views.show_text(text, kind)
+
+    def _remote_gc(self, yes: bool, kind: str) -> str:
+        """The cloud half of --gc: show the plan, ask (unless --yes), delete."""
+        from .backends.aliyun_gc import delete, plan
+        from .backends.aliyun_store import open_store
+        from .runtime import named_keys
+        from .runtime.sizes import human
+        from .views import build as build_views
+
+        if self.backend != "aliyun_fc":
+            raise InputProblem("--remote cleans Function Compute; set %config FCMagic.backend "
+                               "= 'aliyun_fc' first")
+        request = self._settings_request()
+        store = open_store(request)
+        executor = backends.get("aliyun_fc").executor(request)
+        try:
+            backend = executor.compute_handler.backend
+            planned = plan(store, backend, named_keys(self.cache_dir, "fc"))
+            if not planned.keys:
+                return "remote: " + planned.describe(human)
+            if not yes:
+                build_views.show_text("remote: would delete " + planned.describe(human), kind)
+                if not self.shell.ask_yes_no("Delete them? [y/N]", default="n"):
+                    return "remote: nothing deleted"
+            delete(planned, store, backend)
+            return "remote: deleted " + planned.describe(human)
+        finally:
+            executor.job_monitor.stop()
 
     def _settings_request(self) -> MapRequest:
         """The aliyun_fc settings alone, for the team cache (no runtime, no sizes)."""

@@ -50,7 +50,7 @@ def _objects(sandbox) -> list[str]:
 
 
 def test_a_second_machine_gets_a_team_hit_builds_nothing_and_maps(
-        fc, cell, config_file, machine_a, sandbox, tmp_path, monkeypatch):
+        ip, fc, cell, config_file, machine_a, sandbox, tmp_path, monkeypatch):
     import socket
 
     from fc_magic.runtime import fcpackage, installer
@@ -68,8 +68,14 @@ def test_a_second_machine_gets_a_team_hit_builds_nothing_and_maps(
     ran = []
     monkeypatch.setattr(installer, "run", lambda *a, **k: ran.append(a) or 1 / 0)
     monkeypatch.setattr(fcpackage, "build", lambda *a, **k: ran.append(a) or 1 / 0)
+    # A fresh FCMagic, as in a new kernel, with an empty cache.
+    ip.run_line_magic("unload_ext", "fc_magic")
+    ip.run_line_magic("load_ext", "fc_magic")
+    fc = ip.magics_manager.registry["FCMagic"]
+    fc.view, fc.progress_after = "text", 0.0
+    fc.backend, fc.config_file = "aliyun_fc", config_file
     fc.cache_dir = str(tmp_path / "machine-b")
-    fc.current_runtime = None
+    assert fc.current_runtime is None
     put_before = sandbox.traffic.put_bytes(f"{DEFAULT_BUCKET}/{PREFIX}")
     started = time.monotonic()
     with capture_output() as cap:
@@ -154,3 +160,73 @@ def test_two_processes_publishing_one_key_leave_one_object_and_both_succeed(
     assert hashlib.sha256(stored).hexdigest() == outs[0]["sha256"]
     manifest = json.loads(sandbox.store.get_bytes(DEFAULT_BUCKET, f"{PREFIX}{key}.json"))
     assert manifest["sha256"] == outs[0]["sha256"]
+
+
+def test_gc_remote_deletes_only_runtimes_no_name_uses_and_not_used_for_an_hour(
+        fc, cell, sandbox, tmp_path, monkeypatch):
+    import builtins
+    import io
+    import zipfile
+
+    import oss2
+    import yaml
+    from alibabacloud_fc20230330 import models as fc_models
+    from alibabacloud_fc20230330.client import Client
+    from alibabacloud_tea_openapi import models as open_models
+
+    from fc_magic.backends import aliyun_gc
+    from fc_magic.backends.aliyun_store import RuntimeStore
+    from fc_magic.runtime import cache
+
+    bucket_name = "gc-test"  # its own bucket: the other tests' packages are not in play
+    config = tmp_path / "gc.yaml"
+    config.write_text(yaml.safe_dump(sandbox.lithops_config(bucket_name)))
+    bucket = oss2.Bucket(oss2.Auth(sandbox.access_key_id, sandbox.access_key_secret),
+                         sandbox.endpoint, bucket_name)
+    bucket.create_bucket()
+    store = RuntimeStore(bucket, bucket_name)
+    client = Client(open_models.Config(
+        access_key_id=sandbox.access_key_id, access_key_secret=sandbox.access_key_secret,
+        endpoint=sandbox.host, protocol="http", region_id=sandbox.region))
+    package = tmp_path / "p.zip"
+    with zipfile.ZipFile(package, "w") as zf:
+        zf.writestr("entry_point.py", "def main(event, context):\n    return {}\n")
+    gone, kept = "c" * 64, "d" * 64
+    for key in (gone, kept):
+        store.publish(key, str(package), {"user_requirements": ["x"]})
+        client.create_function(fc_models.CreateFunctionRequest(body=fc_models.CreateFunctionInput(
+            function_name=f"lithops-worker-gc{key[0]}-v3-8-0-0123456789", runtime="python3.12",
+            handler="entry_point.main", memory_size=256, timeout=60,
+            description=f"fc_magic runtime {key} sha256:{'0' * 16}",
+            code=fc_models.InputCodeLocation(oss_bucket_name=bucket_name,
+                                             oss_object_name=f"{PREFIX}{key}.zip"))))
+    fc.backend, fc.config_file = "aliyun_fc", str(config)
+    fc.cache_dir = str(tmp_path / "cache")
+    cache.set_name(cache.runtimes_root(fc.cache_dir), "mine", "fc", kept)
+    answers = []
+    monkeypatch.setattr(builtins, "input", lambda prompt="": answers.append(prompt) or "n")
+
+    with capture_output() as cap:
+        cell("%fc_runtime --gc --remote")
+    assert "kept" in cap.stdout and gone[:8] in cap.stdout, "used in the last hour: kept"
+    assert not answers, "nothing to delete: nothing asked"
+
+    monkeypatch.setattr(aliyun_gc, "IDLE_S", 0.0)  # an hour later
+    with capture_output() as cap:
+        cell("%fc_runtime --gc --remote")
+    assert "would delete" in cap.stdout and gone[:8] in cap.stdout
+    assert kept[:8] not in cap.stdout.split("would delete")[1].split("\n")[0]
+    assert answers and "remote: nothing deleted" in cap.stdout
+    assert bucket.object_exists(f"{PREFIX}{gone}.zip")
+
+    with capture_output() as cap:
+        cell("%fc_runtime --gc --remote --yes")
+    # (This module's other runtime, if a test before mapped with it and no name here
+    # points to it, goes too: it is garbage by the same rule.)
+    line = next(l for l in cap.stdout.splitlines() if l.startswith("remote: deleted "))
+    assert gone[:8] in line and kept[:8] not in line
+    assert not bucket.object_exists(f"{PREFIX}{gone}.zip")
+    assert not bucket.object_exists(f"{PREFIX}{gone}.json")
+    assert "lithops-worker-gcc-v3-8-0-0123456789" not in sandbox.functions._functions
+    assert bucket.object_exists(f"{PREFIX}{kept}.zip"), "a named runtime stays"
+    assert "lithops-worker-gcd-v3-8-0-0123456789" in sandbox.functions._functions

@@ -105,7 +105,8 @@ def _marker(key: str, sha256: str) -> str:
     return f"fc_magic runtime {key} sha256:{sha256[:16]}"
 
 
-def _marker_key(description: str | None) -> str | None:
+def marker_key(description: str | None) -> str | None:
+    """The runtime key a function's description names (None: not a function fc_magic made)."""
     parts = (description or "").split()
     if len(parts) == 4 and parts[:2] == ["fc_magic", "runtime"]:
         return parts[2]
@@ -182,10 +183,10 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
     current = _get(backend, name, lithops_fc)
     # Lithops stops a task 5 s before the function's own timeout.
     needed = min(request.timeout_s + 5, function_timeout)
-    fresh = not (current is not None and _marker_key(current.description) == key
+    fresh = not (current is not None and marker_key(current.description) == key
                  and (current.timeout or 0) >= needed)
+    store = store_for_storage(internal.storage, internal.bucket)
     if fresh:
-        store = store_for_storage(internal.storage, internal.bucket)
         shared, uploaded = shared_package(store, request)
         logger.info("deploying %s from oss://%s/%s (%d bytes, %s)", name, store.bucket_name,
                     shared.object_key, shared.size, "uploaded now" if uploaded else "no upload")
@@ -207,11 +208,12 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
                 if not _is_conflict(exc) or attempt == 2:
                     raise
                 current = _get(backend, name, lithops_fc)
-                if current is not None and _marker_key(current.description) == key \
+                if current is not None and marker_key(current.description) == key \
                         and (current.timeout or 0) >= needed:
                     logger.info("%s was deployed by someone else meanwhile; using it", name)
                     break
         current = wait_active(backend, name)
+    store.touch(key)
     runtime_key = backend.get_runtime_key(request.runtime, request.memory_mb)
     if fresh or internal.get_runtime_meta(runtime_key) is None:
         meta = first_metadata(backend, name, request.runtime)

@@ -4,6 +4,7 @@ Layout in the configured bucket (the one Lithops uses for job data)::
 
     fc_magic/runtimes/<key>.zip    the FC code package; x-oss-meta-sha256 / -built-by / -created
     fc_magic/runtimes/<key>.json   its manifest (requirements, sizes, digest, who built it), last
+    fc_magic/runtimes/<key>.used   empty; its Last-Modified is the last map that used it
 
 ``<key>`` is the runtime's content key (requirements, target Python, Lithops
 version, backend), so every FC function of a runtime (one per memory/vCPU
@@ -48,6 +49,11 @@ def package_key(key: str) -> str:
 
 def manifest_key(key: str) -> str:
     return f"{PREFIX}{key}.json"
+
+
+def used_key(key: str) -> str:
+    """An empty object whose Last-Modified is the runtime's last use (remote gc reads it)."""
+    return f"{PREFIX}{key}.used"
 
 
 def file_digest(path: str) -> str:
@@ -226,9 +232,9 @@ class RuntimeStore:
                              f"check the bucket's permissions (oss:GetObject)")
         return published, uploaded
 
-    def delete(self, key: str) -> None:
-        """Remove a runtime: manifest first, so nobody finds a package about to vanish."""
-        self.bucket.batch_delete_objects([manifest_key(key), package_key(key)])
+    def touch(self, key: str) -> None:
+        """Mark ``key`` used now (remote gc never deletes a runtime used in the last hour)."""
+        self.bucket.put_object(used_key(key), b"")
 
 
 def store_for_storage(storage: Any, bucket_name: str) -> RuntimeStore:

@@ -340,6 +340,12 @@ def _row(name, target, key, manifest, complete) -> RuntimeRow:
                       m.get("created", ""), complete)
 
 
+def named_keys(cache_dir: str, target: str) -> set[str]:
+    """The content keys that runtime names in this cache point to for ``target``."""
+    index = cache.read_index(cache.runtimes_root(cache_dir))
+    return {targets[target] for targets in index.values() if target in targets}
+
+
 def runtime_by_name(cache_dir: str, name: str, target: str,
                     memory_mb: int | None = None) -> RuntimeEntry | None:
     """The complete cached runtime a name points to for a target (leased), if any."""
