@@ -230,3 +230,28 @@ def test_gc_remote_deletes_only_runtimes_no_name_uses_and_not_used_for_an_hour(
     assert "lithops-worker-gcc-v3-8-0-0123456789" not in sandbox.functions._functions
     assert bucket.object_exists(f"{PREFIX}{kept}.zip"), "a named runtime stays"
     assert "lithops-worker-gcd-v3-8-0-0123456789" in sandbox.functions._functions
+
+
+def test_published_manifests_hold_no_url_credentials_and_are_corrected(sandbox, tmp_path):
+    import oss2
+
+    from fc_magic.backends.aliyun_store import RuntimeStore
+
+    sandbox.store.handle("PUT", DEFAULT_BUCKET, "", {}, {}, b"")
+    store = RuntimeStore(oss2.Bucket(oss2.Auth(sandbox.access_key_id,
+                                               sandbox.access_key_secret),
+                                     sandbox.endpoint, DEFAULT_BUCKET), DEFAULT_BUCKET)
+    key = "e" * 64
+    package = tmp_path / "p.zip"
+    package.write_bytes(b"first")
+    line = "pkg @ https://alice:s3cr3t-token@pypi.example.com/pkg-1.0.whl#sha256=" + "0" * 64
+    shared, uploaded = store.publish(key, str(package), {"requirements": [line]})
+    assert uploaded
+    text = sandbox.store.get_bytes(DEFAULT_BUCKET, f"{PREFIX}{key}.json").decode()
+    assert "s3cr3t-token" not in text and "alice" not in text and "https://****@" in text
+    # The package replaced by hand: the next publisher corrects the manifest.
+    sandbox.store.handle("DELETE", DEFAULT_BUCKET, f"{PREFIX}{key}.zip", {}, {}, b"")
+    package.write_bytes(b"second build")
+    again, uploaded = store.publish(key, str(package), {"requirements": [line]})
+    assert uploaded and again.size == len(b"second build") != shared.size
+    assert store.lookup(key).sha256 == again.sha256

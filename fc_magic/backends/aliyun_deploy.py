@@ -123,7 +123,8 @@ def shared_package(store: RuntimeStore, request: MapRequest) -> tuple[SharedRunt
     if shared is None:
         raise InputProblem(f"the package of runtime {request.runtime} is neither in the local "
                            f"cache nor in the team cache (oss://{store.bucket_name}/"
-                           f"{package_key(key)}); run its %%fc_runtime cell again")
+                           f"{package_key(key)}); run its %%fc_runtime cell again with "
+                           f"--rebuild")
     return shared, False
 
 

@@ -94,6 +94,17 @@ class StoreError(InputProblem):
     """The team store answered something fc_magic cannot use (one line)."""
 
 
+def _redacted(value: Any) -> Any:
+    """A manifest value with URL credentials masked: colleagues read what is published."""
+    from ..redact import redact
+
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
+
+
 def _status(exc: BaseException) -> int | None:
     return getattr(exc, "status", None)
 
@@ -214,15 +225,19 @@ class RuntimeStore:
                 if state is None:
                     raise StoreError(f"OSS refused the runtime package {key[:12]}… as "
                                      f"existing but does not show it; try again") from None
-        manifest = {k: local_manifest[k] for k in SHARED_FIELDS if k in local_manifest}
+        manifest = {k: _redacted(local_manifest[k]) for k in SHARED_FIELDS
+                    if k in local_manifest}
         manifest.update(format=FORMAT, key=key, sha256=state[0], size=state[1],
                         object=package_key(key), created=_now_iso(),
                         built_by={"host": socket.gethostname()})
         data = json.dumps(manifest, sort_keys=True).encode()
+        headers = {"x-oss-forbid-overwrite": "true", "Content-Type": "application/json"}
+        if existing is not None:
+            # A manifest that does not describe the package there (it was replaced
+            # or removed by hand) is corrected, not kept.
+            del headers["x-oss-forbid-overwrite"]
         try:
-            self.bucket.put_object(manifest_key(key), data,
-                                   headers={"x-oss-forbid-overwrite": "true",
-                                            "Content-Type": "application/json"})
+            self.bucket.put_object(manifest_key(key), data, headers=headers)
         except oss2.exceptions.OssError as exc:
             if _status(exc) != 409:
                 raise
