@@ -58,7 +58,7 @@ def child_fc_magic(config: str, cache_dir: str, started: float) -> dict:
     magic.view, magic.backend, magic.config_file = "text", "aliyun_fc", config
     magic.cache_dir = cache_dir
     ip.user_ns["work"] = work
-    times = {"imports": time.time() - started}
+    times = {"imports": time.time() - started}   # interpreter, IPython, %load_ext
     cell_start = time.time()
     with capture_output() as cap:
         ip.run_cell_magic("fc_runtime", "bench_np", PACKAGES)

@@ -155,6 +155,11 @@ def test_the_memory_line_and_estimate_use_the_chosen_cpu(ip, fc, cell, caplog):
     with capture_output() as cap:
         cell("%fc_memory 8192")  # it does not fit 8 GB: that size's least is shown
     assert "8192 MB, 2.00 vCPU" in cap.stdout
+    from fc_magic.views.memory import MemorySlider
+
+    slider = MemorySlider(fc.memory_setting, 2048, cpu=fc.cpu_setting)
+    assert "2048 MB</b> · 1.00 vCPU (FCMagic.cpu)" in slider.info.value
+    assert slider.plain_text() == "FC memory: 2048 MB, 1.00 vCPU"
     ip.run_cell("%config FCMagic.cpu = 0.07")
     # traitlets reports a refused config value as a logged error naming the rule
     assert "cpu 0.07 is not a multiple of 0.05 vCPU in 0.05..16" in caplog.text

@@ -89,6 +89,10 @@ def test_a_second_machine_gets_a_team_hit_builds_nothing_and_maps(
     assert sandbox.traffic.reads.get(f"{DEFAULT_BUCKET}/{PREFIX}{key}.zip", 0) == 0
     entry = fc.current_runtime
     assert entry.key == key and entry.package is None
+    with capture_output() as cap:
+        cell("%fc_runtime")
+    assert f"oss://{DEFAULT_BUCKET}/{PREFIX}{key}.zip (team cache)" in cap.stdout
+    assert f"by {socket.gethostname()} on {today} (team cache)" in cap.stdout
     cell(FUNC)
     result = cell("%fc_map fmt range(4) --memory 512")
     assert result.values == ["0", "1,000", "2,000", "3,000"]
