@@ -155,7 +155,7 @@ def _collect(job, items: list, request: MapRequest, progress: _Progress,
             outputs.append(outcome[2] if len(outcome) > 2 else "")
     return MapResult(values=values, inputs=list(items), stats=stats, outputs=outputs,
                      elapsed_s=clock() - progress.start, backend=request.backend,
-                     runtime=job.runtime, memory_mb=request.memory_mb,
+                     runtime=job.runtime, memory_mb=request.memory_mb, cpu=request.cpu,
                      function=progress.label, cancelled=progress.cancelled,
                      where=job.describe())
 

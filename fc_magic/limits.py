@@ -6,12 +6,24 @@ written once and the error messages that quote them stay in step.
 """
 from __future__ import annotations
 
+import math
 import re
 import sys
 
 MEMORY_MIN_MB = 128
 MEMORY_MAX_MB = 32 * 1024
 MEMORY_STEP_MB = 64
+
+#: vCPU per function (FC 3.0): multiples of 0.05 in 0.05..16, and vCPU :
+#: memory GB between 1:1 and 1:4.
+CPU_STEP = 0.05
+CPU_MIN = 0.05
+CPU_MAX = 16.0
+GB_PER_VCPU_MIN = 1.0
+GB_PER_VCPU_MAX = 4.0
+#: Disk sizes FC offers (MB); fc_magic always asks for the smaller, unbilled one.
+DISK_SIZES_MB = (512, 10240)
+DISK_MB = 512
 
 TIMEOUT_MIN_S = 1
 TIMEOUT_MAX_S = 86_400
@@ -52,6 +64,40 @@ def memory_problem(mb: object) -> str | None:
         nearest = max(lower, MEMORY_MIN_MB)
         return (f"memory {mb} MB is not a multiple of {MEMORY_STEP_MB} MB "
                 f"(try {nearest} or {nearest + MEMORY_STEP_MB})")
+    return None
+
+
+def _cpu_steps(value: float, up: bool) -> int:
+    steps = round(value / CPU_STEP, 9)
+    return int(math.ceil(steps) if up else math.floor(steps))
+
+
+def cpu_range(memory_mb: int) -> tuple[float, float]:
+    """(least, most) vCPU Function Compute allows with ``memory_mb`` of memory."""
+    gb = memory_mb / 1024
+    low = max(_cpu_steps(gb / GB_PER_VCPU_MAX, up=True) * CPU_STEP, CPU_MIN)
+    high = min(_cpu_steps(gb / GB_PER_VCPU_MIN, up=False) * CPU_STEP, CPU_MAX)
+    return round(low, 2), round(high, 2)
+
+
+def default_cpu(memory_mb: int) -> float:
+    """The vCPU a map gets when none is chosen: the least FC allows (its 1:4 ratio)."""
+    return cpu_range(memory_mb)[0]
+
+
+def cpu_problem(cpu: object, memory_mb: int | None = None) -> str | None:
+    """Say what is wrong with a vCPU value (for ``memory_mb``, if given), or None."""
+    if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or cpu != cpu:
+        return f"cpu must be a number of vCPU, got {cpu!r}"
+    if not CPU_MIN <= cpu <= CPU_MAX or abs(round(cpu / CPU_STEP) * CPU_STEP - cpu) > 1e-9:
+        return (f"cpu {cpu:g} is not a multiple of {CPU_STEP} vCPU in "
+                f"{CPU_MIN}..{CPU_MAX:g}")
+    if memory_mb is not None:
+        low, high = cpu_range(memory_mb)
+        if not low - 1e-9 <= cpu <= high + 1e-9:
+            return (f"cpu {cpu:g} does not fit {memory_mb} MB: Function Compute needs vCPU : "
+                    f"memory GB between 1:1 and 1:4, so {low:g}..{high:g} vCPU at "
+                    f"{memory_mb} MB")
     return None
 
 

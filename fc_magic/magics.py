@@ -15,7 +15,7 @@ import os
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Enum, Float, Int, TraitError, Unicode, default, validate
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, validate
 
 from . import backends, limits, retry
 from .backends.request import MapRequest
@@ -49,6 +49,10 @@ class FCMagic(Magics):
     memory = Int(256, config=True,
                  help="Memory per task in MB. Function Compute accepts multiples "
                       "of 64 from 128 to 32768.")
+    cpu = Float(0.0, config=True,
+                help="vCPU per task on Function Compute: a multiple of 0.05 in 0.05..16, "
+                     "with vCPU : memory GB between 1:1 and 1:4; 0 takes the least FC "
+                     "allows for the memory (memory GB / 4).")
     timeout = Int(300, config=True,
                   help="Seconds a single task may run before it is reported as timed out "
                        "(1..86400).")
@@ -60,6 +64,12 @@ class FCMagic(Magics):
                                 "so quick maps do not flash a bar.")
     cache_dir = Unicode(config=True,
                         help="Where built runtimes are cached (default ~/.cache/fc_magic).")
+    shared_cache = Bool(True, config=True,
+                        help="aliyun_fc: share runtimes through the OSS bucket (the team "
+                             "cache): %%fc_runtime takes a runtime this machine lacks from "
+                             "fc_magic/runtimes/ in the bucket instead of building it, and "
+                             "publishes what it builds there. False: local builds only (the "
+                             "package is still stored once in the bucket for deploying).")
     view = Enum(("auto", "widget", "text"), default_value="auto", config=True,
                 help="Progress view: 'widget' (ipywidgets), 'text', or 'auto' "
                      "(widgets when the shell has a kernel).")
@@ -93,6 +103,7 @@ class FCMagic(Magics):
         self.last_request: MapRequest | None = None
         #: FCMagic.memory as views see it: read, set, follow; never the magic itself.
         self.memory_setting = Setting(self, "memory")
+        self.cpu_setting = Setting(self, "cpu")
 
     @default("cache_dir")
     def _cache_dir_default(self) -> str:
@@ -106,6 +117,15 @@ class FCMagic(Magics):
         if problem:
             raise TraitError(problem)
         return proposal["value"]
+
+    @validate("cpu")
+    def _check_cpu(self, proposal):
+        """FC's step and range; the ratio to memory is checked when a map uses both."""
+        value = proposal["value"]
+        problem = limits.cpu_problem(value) if value else None
+        if problem:
+            raise TraitError(f"{problem} (or 0 for the least FC allows)")
+        return value
 
     @validate("progress_after")
     def _check_progress_after(self, proposal):
@@ -136,6 +156,9 @@ class FCMagic(Magics):
                    "the new outcomes into it in place (FUNC, if given, replaces its function).")
     @argument("--memory", "-m", type=int, default=None,
               help="Memory per task in MB for this call (default: FCMagic.memory).")
+    @argument("--cpu", type=float, default=None,
+              help="vCPU per task for this call on Function Compute (default: FCMagic.cpu; "
+                   "multiples of 0.05, 1 to 4 GB of memory per vCPU).")
     @argument("--timeout", "-t", type=int, default=None,
               help="Per-task timeout in seconds for this call (default: FCMagic.timeout).")
     @argument("--out", "-o", default=None, metavar="NAME",
@@ -244,7 +267,7 @@ class FCMagic(Magics):
         else:
             retry.remember_function(result, func)
         self.last_map, self.last_request = result, request
-        display.show_result(result, memory=self.memory_setting,
+        display.show_result(result, memory=self.memory_setting, cpu=self.cpu_setting,
                             on_retry=lambda place: self._retry_from_view(result, request, place),
                             on_rerun=lambda mb, place: self._rerun_from_view(result, mb, request,
                                                                              place))
@@ -269,7 +292,11 @@ class FCMagic(Magics):
 
     def _rerun_from_view(self, result, memory_mb: int, request, stage=None):
         """The slider's "re-run with this memory": the whole map again, in place."""
-        request = dataclasses.replace(request, memory_mb=memory_mb)
+        from .pricing import fitting_cpu
+
+        # A chosen vCPU the new size does not allow gives way to that size's default.
+        request = dataclasses.replace(request, memory_mb=memory_mb,
+                                      cpu=fitting_cpu(request.cpu, memory_mb))
         return self._run_and_show(retry.function_for(result), list(result.inputs), request,
                                   into=(result, list(range(len(result.inputs)))), stage=stage)
 
@@ -303,7 +330,8 @@ class FCMagic(Magics):
         from . import views
 
         views.show_memory(self.memory_setting, views.choose_view_kind(self.shell, self.view),
-                          last_map=self.last_map, on_rerun=self._rerun_last)
+                          last_map=self.last_map, on_rerun=self._rerun_last,
+                          cpu=self.cpu_setting)
 
     def _rerun_last(self, memory_mb: int, stage=None):
         if self.last_map is not None and self.last_request is not None:
@@ -323,6 +351,9 @@ class FCMagic(Magics):
                    "to the versions installed in this kernel.")
     @argument("--memory", "-m", type=int, default=None,
               help="Default memory in MB of every %%fc_map that uses this runtime.")
+    @argument("--cpu", type=float, default=None,
+              help="vCPU per task of every later %%fc_map on Function Compute (sets "
+                   "FCMagic.cpu; 0: the least FC allows for the memory).")
     @argument("--rebuild", action="store_true",
               help="Build again even if the cache already holds this runtime.")
     @argument("--list", "-l", dest="list_all", action="store_true",
@@ -331,6 +362,11 @@ class FCMagic(Magics):
               help="Forget runtime NAME and delete its cached builds no other name uses.")
     @argument("--gc", action="store_true",
               help="Delete cached builds no runtime name uses any more.")
+    @argument("--remote", action="store_true",
+              help="With --gc on aliyun_fc: also delete the FC functions and OSS packages "
+                   "of runtimes no name here uses, unless used in the last hour (asks first).")
+    @argument("--yes", "-y", action="store_true",
+              help="With --gc --remote: delete without asking.")
     @line_cell_magic
     def fc_runtime(self, line: str = "", cell: str | None = None):
         """Build (once) the runtime that %fc_map runs tasks in, from a package list.
@@ -384,6 +420,10 @@ class FCMagic(Magics):
         name = check_runtime_name(args.name)
         if args.memory is not None and limits.memory_problem(args.memory):
             raise InputProblem(f"{limits.memory_problem(args.memory)}; pass a valid --memory")
+        if args.cpu:
+            problem = limits.cpu_problem(args.cpu, args.memory or self.memory)
+            if problem:
+                raise InputProblem(f"{problem}; pass a valid --cpu")
         captured, warnings = (), []
         if args.capture:
             report = kernel_capture(self.shell)
@@ -393,16 +433,31 @@ class FCMagic(Magics):
         kind = views.choose_view_kind(self.shell, self.view)
         rows = requirements_table(reqs)
         build_views.show_requirements(rows, [*warnings, *reqs.warnings], kind)
+        message = ""
         try:
-            entry = ensure_runtime(name, reqs, target=backends.target_for(self.backend),
-                                   cache_dir=self.cache_dir, rebuild=args.rebuild,
-                                   on_snapshot=build_views.build_feed(kind))
+            if self.backend == "aliyun_fc" and self.shared_cache:
+                from .backends.aliyun_store import lazy_store
+                from .runtime.shared import team_runtime
+
+                outcome = team_runtime(name, reqs, store=lazy_store(self._settings_request()),
+                                       cache_dir=self.cache_dir, rebuild=args.rebuild,
+                                       on_snapshot=build_views.build_feed(kind))
+                entry, message = outcome.entry, outcome.message
+            else:
+                entry = ensure_runtime(name, reqs, target=backends.target_for(self.backend),
+                                       cache_dir=self.cache_dir, rebuild=args.rebuild,
+                                       on_snapshot=build_views.build_feed(kind))
         except BuildFailed as exc:
             raise InputProblem(f"building {name} failed ({exc}); fix or remove that "
                                f"requirement and run the cell again") from None
+        if message:
+            build_views.show_text(message, kind)
         self._make_current(entry, args.memory)
+        if args.cpu is not None:
+            self.cpu = args.cpu
         if kind == "widget":  # the memory setting, as a slider
-            views.memory_slider(self.memory_setting, result=self.last_map)
+            views.memory_slider(self.memory_setting, result=self.last_map,
+                                cpu=self.cpu_setting)
 
     def _make_current(self, entry, memory_mb: int | None) -> None:
         """Use ``entry`` for the next maps; ``--memory`` becomes FCMagic.memory."""
@@ -418,6 +473,8 @@ class FCMagic(Magics):
         kind = views.choose_view_kind(self.shell, self.view)
         if args.list_all:
             text = build_views.runtime_list_text(list_runtimes(self.cache_dir))
+            if self.backend == "aliyun_fc" and self.shared_cache:
+                text += "\n\n" + self._shared_list_text()
         elif args.remove:
             done = remove_runtime(self.cache_dir, args.remove)
             if self.current_runtime is not None and self.current_runtime.name == args.remove:
@@ -425,6 +482,10 @@ class FCMagic(Magics):
             text = done.summary(args.remove)
         elif args.gc:
             text = gc_runtimes(self.cache_dir).summary()
+            if args.remote:
+                text += "\n" + self._remote_gc(args.yes, kind)
+        elif args.remote or args.yes:
+            raise InputProblem("--remote and --yes go with --gc: %fc_runtime --gc --remote")
         elif args.name:
             target = backends.target_for(self.backend)
             entry = runtime_by_name(self.cache_dir, args.name, target)
@@ -440,6 +501,47 @@ class FCMagic(Magics):
             text = build_views.runtime_text(self.current_runtime)
         build_views.show_text(text, kind)
 
+    def _remote_gc(self, yes: bool, kind: str) -> str:
+        """The cloud half of --gc: show the plan, ask (unless --yes), delete."""
+        from .backends.aliyun_gc import delete, plan
+        from .backends.aliyun_store import open_store
+        from .runtime import named_keys
+        from .runtime.sizes import human
+        from .views import build as build_views
+
+        if self.backend != "aliyun_fc":
+            raise InputProblem("--remote cleans Function Compute; set %config FCMagic.backend "
+                               "= 'aliyun_fc' first")
+        request = self._settings_request()
+        store = open_store(request)
+        executor = backends.get("aliyun_fc").executor(request)
+        try:
+            backend = executor.compute_handler.backend
+            planned = plan(store, backend, named_keys(self.cache_dir, "fc"))
+            if not planned.keys:
+                return "remote: " + planned.describe(human)
+            if not yes:
+                build_views.show_text("remote: would delete " + planned.describe(human), kind)
+                if not self.shell.ask_yes_no("Delete them? [y/N]", default="n"):
+                    return "remote: nothing deleted"
+            delete(planned, store, backend)
+            return "remote: deleted " + planned.describe(human)
+        finally:
+            executor.job_monitor.stop()
+
+    def _settings_request(self) -> MapRequest:
+        """The aliyun_fc settings alone, for the team cache (no runtime, no sizes)."""
+        return MapRequest(backend=self.backend, **self._aliyun_settings())
+
+    def _shared_list_text(self) -> str:
+        from .backends.aliyun_store import PREFIX, open_store
+        from .runtime.shared import list_shared
+        from .views import build as build_views
+
+        store = open_store(self._settings_request())
+        return build_views.shared_list_text(list_shared(store),
+                                            f"oss://{store.bucket_name}/{PREFIX}")
+
     def _map_request(self, args) -> MapRequest:
         """The request for this call: traits, then this call's flags, checked by its backend."""
         runtime = self.current_runtime
@@ -447,18 +549,23 @@ class FCMagic(Magics):
         # so the trait (and every slider bound to it) decides.
         memory = self.memory if args.memory is None else args.memory
         timeout = self.timeout if args.timeout is None else args.timeout
+        cpu = (self.cpu if getattr(args, "cpu", None) is None else args.cpu) or None
         for problem, flag in ((limits.memory_problem(memory), "--memory"),
                               (limits.timeout_problem(timeout), "--timeout")):
             if problem:
                 raise InputProblem(f"{problem}; pass a valid {flag} or set "
                                    f"%config FCMagic.{flag[2:]}")
+        if cpu is not None and limits.memory_problem(memory) is None:
+            problem = limits.cpu_problem(cpu, memory)
+            if problem:
+                raise InputProblem(f"{problem}; pass a valid --cpu or set %config FCMagic.cpu")
         fields = {}
         if runtime is not None:
             from .runtime import map_fields
 
             fields = map_fields(runtime, self.backend)
         request = MapRequest(backend=self.backend, memory_mb=memory, timeout_s=timeout,
-                             workers=self.workers or None, **self._aliyun_settings(), **fields)
+                             cpu=cpu, workers=self.workers or None, **self._aliyun_settings(), **fields)
         backends.get(self.backend).check(request)
         return request
 

@@ -7,11 +7,10 @@ $0.000020 per CU in the first pay-as-you-go tier. Every figure fc_magic shows
 estimate: real bills round durations, add idle/cold-start time, vary with the
 region and tier, and Lithops' worker adds its own time to each call.
 
-The vCPU that goes with a memory size comes from FC's rule that vCPU :
-memory (GB) lies between 1:1 and 1:4, in steps of 0.05 vCPU from 0.05 to
-16: fc_magic assumes the *smallest* vCPU that rule allows (memory_GB / 4,
-rounded up to 0.05), which is what a function created with only a memory
-size gets. `vcpu_for_memory` names the rule so the UI can say it.
+The vCPU is the one the function is created with: `FCMagic.cpu` / `--cpu`
+when set, otherwise the *smallest* vCPU FC's 1:1..1:4 rule allows for the
+memory (memory_GB / 4, rounded up to 0.05; `limits.default_cpu`), which
+fc_magic then passes explicitly, so the estimate assumes what FC runs.
 """
 from __future__ import annotations
 
@@ -26,27 +25,20 @@ CU_PER_VCPU_S = 1.0
 CU_PER_INVOCATION = 75 / 10_000
 USD_PER_CU = 0.000020
 
-VCPU_STEP = 0.05
-VCPU_MIN = 0.05
-VCPU_MAX = 16.0
-#: GB of memory per vCPU at the cheapest end of FC's 1:1 .. 1:4 range.
-GB_PER_VCPU_MAX = 4.0
 VCPU_RULE = "smallest vCPU FC allows: memory GB / 4 (FC's 1:4 ratio), in 0.05 steps"
 
 #: Head-room over the measured peak when suggesting a smaller memory size.
 HEADROOM = 1.25
 
 
-def vcpu_for_memory(memory_mb: int) -> float:
-    """The vCPU fc_magic assumes for a memory size (see `VCPU_RULE`)."""
-    gb = memory_mb / 1024
-    steps = math.ceil(round(gb / GB_PER_VCPU_MAX / VCPU_STEP, 9))
-    return min(max(steps * VCPU_STEP, VCPU_MIN), VCPU_MAX)
+def vcpu_for_memory(memory_mb: int, cpu: float | None = None) -> float:
+    """The vCPU a function of this memory size runs with: ``cpu``, or `VCPU_RULE`'s."""
+    return cpu if cpu else limits.default_cpu(memory_mb)
 
 
-def cu_per_second(memory_mb: int) -> float:
-    """Compute Units one instance of this memory size uses per second."""
-    return CU_PER_GB_S * memory_mb / 1024 + CU_PER_VCPU_S * vcpu_for_memory(memory_mb)
+def cu_per_second(memory_mb: int, cpu: float | None = None) -> float:
+    """Compute Units one instance of this memory size (and vCPU) uses per second."""
+    return CU_PER_GB_S * memory_mb / 1024 + CU_PER_VCPU_S * vcpu_for_memory(memory_mb, cpu)
 
 
 @dataclass(frozen=True)
@@ -69,7 +61,8 @@ class CostEstimate:
                 f"{self.memory_mb} MB / {self.vcpu:.2f} vCPU (estimate)")
 
 
-def estimate(durations_s: Iterable[float | None], memory_mb: int) -> CostEstimate:
+def estimate(durations_s: Iterable[float | None], memory_mb: int,
+             cpu: float | None = None) -> CostEstimate:
     """Estimate what these task durations would cost at ``memory_mb``.
 
     Tasks without a measured duration are still invoked (and billed for the
@@ -77,14 +70,26 @@ def estimate(durations_s: Iterable[float | None], memory_mb: int) -> CostEstimat
     """
     durations = list(durations_s)
     billed = sum(d for d in durations if d is not None and d > 0)
-    cu = billed * cu_per_second(memory_mb) + CU_PER_INVOCATION * len(durations)
-    return CostEstimate(memory_mb, vcpu_for_memory(memory_mb), len(durations), billed, cu)
+    cu = billed * cu_per_second(memory_mb, cpu) + CU_PER_INVOCATION * len(durations)
+    return CostEstimate(memory_mb, vcpu_for_memory(memory_mb, cpu), len(durations), billed, cu)
 
 
-def estimate_result(result, memory_mb: int | None = None) -> CostEstimate:
-    """Cost of a finished `MapResult`'s measured durations at a memory size."""
+def fitting_cpu(cpu: float | None, memory_mb: int) -> float | None:
+    """``cpu`` if FC allows it with ``memory_mb``, else None (the default for that size)."""
+    if cpu and limits.cpu_problem(cpu, memory_mb) is None:
+        return cpu
+    return None
+
+
+def estimate_result(result, memory_mb: int | None = None,
+                    cpu: float | None = None) -> CostEstimate:
+    """Cost of a finished `MapResult`'s measured durations at a memory size (and vCPU).
+
+    A chosen vCPU that the memory size does not allow (the slider moved to a
+    size where it breaks FC's ratio) falls back to that size's default.
+    """
     memory = memory_mb or result.memory_mb or limits.MEMORY_MIN_MB
-    return estimate((s.duration_s for s in result.stats), memory)
+    return estimate((s.duration_s for s in result.stats), memory, fitting_cpu(cpu, memory))
 
 
 def round_up_memory(mb: float) -> int:
@@ -133,7 +138,7 @@ def sizing_hint(result) -> SizingHint | None:
         return None
     peak = max(peaks)
     suggested = round_up_memory(peak * HEADROOM)
-    now = estimate_result(result, result.memory_mb)
-    then = estimate_result(result, suggested)
+    now = estimate_result(result, result.memory_mb, result.cpu)
+    then = estimate_result(result, suggested, result.cpu)
     factor = now.cu / then.cu if then.cu else 1.0
     return SizingHint(peak, result.memory_mb, suggested, factor)

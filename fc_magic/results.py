@@ -101,6 +101,8 @@ class MapResult:
     backend: str = "localhost"
     runtime: str = ""
     memory_mb: int = 0
+    #: The vCPU chosen for it (None: the least FC allows for memory_mb).
+    cpu: float | None = None
     function: str = ""
     cancelled: bool = False
     #: Where it ran, in a few words (the backend's own description).

@@ -189,13 +189,16 @@ def test_deleted_function_is_redeployed_through_an_oss_code_location(
     real_get = sandbox.store.get_bytes
     monkeypatch.setattr(sandbox.store, "get_bytes",
                         lambda b, k: fetched.append(k) or real_get(b, k))
-    monkeypatch.setattr(limits, "CODE_INLINE_MAX_BYTES", 1000)
+    uploads = sandbox.traffic.calls.get("PutObject", 0)
+    put_bytes = sandbox.traffic.put_bytes(f"{DEFAULT_BUCKET}/fc_magic/runtimes/")
     result = cell("%fc_map fmt range(3)")
     assert [v[0] for v in result.values] == ["0", "1,000", "2,000"]
     assert name in sandbox.functions._functions
-    assert any(k.startswith("fc_magic/packages/") for k in fetched), "via OSS"
-    staged = [k for k in fetched if k.startswith("fc_magic/packages/")]
-    assert all(real_get(DEFAULT_BUCKET, k) is None for k in staged), "staged package removed"
+    key = aliyun.current_runtime.key
+    assert fetched == [f"fc_magic/runtimes/{key}.zip"], "created from the runtime's OSS object"
+    assert sandbox.traffic.put_bytes(f"{DEFAULT_BUCKET}/fc_magic/runtimes/") == put_bytes, \
+        "the package already in OSS is not uploaded again"
+    assert sandbox.traffic.calls.get("PutObject", 0) > uploads  # the map's own job data
 
 
 def test_wrong_secret_is_one_clear_error_without_the_secret(fc, cell, aliyun, config_file,

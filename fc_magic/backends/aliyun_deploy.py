@@ -1,4 +1,4 @@
-"""Deploying a runtime's code package as the FC function Lithops invokes, checked against FC itself."""
+"""Deploying a runtime as the FC function Lithops invokes: from its package in OSS, checked against FC."""
 from __future__ import annotations
 
 import hashlib
@@ -6,10 +6,12 @@ import io
 import json
 import logging
 import os
+import time
 from typing import Any
 
 from .. import limits
 from ..errors import InputProblem, ServiceUnavailable
+from .aliyun_store import RuntimeStore, SharedRuntime, package_key
 from .request import MapRequest
 
 logger = logging.getLogger(__name__)
@@ -78,80 +80,159 @@ def first_metadata(backend: Any, function_name: str, runtime: str) -> dict | Non
     return meta if "preinstalls" in meta else None
 
 
-def _code_location(internal: Any, package: str, digest: str) -> tuple[Any, str | None]:
-    """(CreateFunction code, OSS key to delete after) for a package: inline up to 100 MB."""
-    import base64
+def function_name(runtime: str, memory_mb: int, cpu: float, version: str | None = None) -> str:
+    """The FC function of (runtime, memory, vCPU): Lithops' format, its hash over all three.
 
-    from alibabacloud_fc20230330 import models as fc_models
+    Lithops names a function after (runtime, memory) only, so two vCPU
+    settings at one memory size would share (and keep replacing) one
+    function. Same shape and length as Lithops' own name, so the runtime-name
+    limit (`requirements.check_runtime_name`) is unchanged.
+    """
+    from .lithops_facts import lithops_version
 
-    if os.path.getsize(package) <= limits.CODE_INLINE_MAX_BYTES:
-        with open(package, "rb") as f:
-            return fc_models.InputCodeLocation(zip_file=base64.b64encode(f.read()).decode()), None
-    oss_key = f"fc_magic/packages/{digest}.zip"
-    with open(package, "rb") as f:
-        internal.storage.put_object(internal.bucket, oss_key, f)
-    return fc_models.InputCodeLocation(oss_bucket_name=internal.bucket,
-                                       oss_object_name=oss_key), oss_key
+    version = version or lithops_version()
+    digest = hashlib.sha1(f"{runtime}-{memory_mb}-{cpu:.2f}-{version}".encode()).hexdigest()
+    return f"lithops-worker-{runtime}-v{version.replace('.', '-')}-{digest[:10]}"
+
+
+def request_cpu(request: MapRequest) -> float:
+    """The vCPU a request's function gets: its own, or the least FC allows for its memory."""
+    return request.cpu or limits.default_cpu(request.memory_mb)
+
+
+def _marker(key: str, sha256: str) -> str:
+    """The function description that says which runtime package it runs."""
+    return f"fc_magic runtime {key} sha256:{sha256[:16]}"
+
+
+def marker_key(description: str | None) -> str | None:
+    """The runtime key a function's description names (None: not a function fc_magic made)."""
+    parts = (description or "").split()
+    if len(parts) == 4 and parts[:2] == ["fc_magic", "runtime"]:
+        return parts[2]
+    return None
+
+
+def shared_package(store: RuntimeStore, request: MapRequest) -> tuple[SharedRuntime, bool]:
+    """(the runtime's package in OSS, whether this call uploaded it): published once per key."""
+    key = request.package_key or package_digest(request.package)
+    if request.package and os.path.isfile(request.package):
+        return store.publish(key, request.package, request.package_manifest,
+                             sha256=request.package_manifest.get("package_sha256"))
+    shared = store.lookup(key)
+    if shared is None:
+        raise InputProblem(f"the package of runtime {request.runtime} is neither in the local "
+                           f"cache nor in the team cache (oss://{store.bucket_name}/"
+                           f"{package_key(key)}); run its %%fc_runtime cell again with "
+                           f"--rebuild")
+    return shared, False
+
+
+def wait_active(backend: Any, name: str, timeout_s: float = 180.0,
+                clock=time.monotonic, sleep=time.sleep) -> Any:
+    """The function once FC says it is Active (FC 3.0: Pending first); Failed is one line."""
+    delay = 0.05
+    deadline = clock() + timeout_s
+    while True:
+        function = backend._get_function(name)
+        state = getattr(function, "state", None)
+        if state in (None, "", "Active"):
+            return function
+        if state == "Failed":
+            raise RuntimeStartProblem(
+                f"Function Compute could not prepare function {name}: "
+                f"{str(getattr(function, 'state_reason', '') or '')[:200]}")
+        if clock() > deadline:
+            raise ServiceUnavailable(f"function {name} is still {state} after {timeout_s:.0f} "
+                                     f"s; try the map again later")
+        sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    return getattr(exc, "statusCode", None) == 409 or \
+        getattr(exc, "code", None) == "FunctionAlreadyExists"
 
 
 def deploy_package(executor: Any, request: MapRequest, function_timeout: int) -> bool:
-    """Make sure FC runs ``request.package`` as the function for (runtime, memory).
+    """Make sure FC runs the runtime's package as the function for (runtime, memory, vCPU).
 
     Checks FC itself on every map instead of trusting Lithops' runtime
     metadata cache (kept in memory and under ~/.lithops/cache by runtime name):
     after the function was deleted, or on another account or endpoint, that
     cache says "deployed" and Lithops invokes a function that does not exist,
-    losing every call. The package's digest is kept in the function's
-    description, so a changed package is redeployed. Returns True when it
-    (re)deployed.
+    losing every call. The package lives once in OSS under its content key
+    (`aliyun_store`); every size's function is created from that object, so a
+    new size costs one CreateFunction and no upload. The key is kept in the
+    function's description, so another package is redeployed. A 409 means
+    another kernel created it at the same moment: its function is used once
+    its description names the same key. Returns True when it (re)deployed.
     """
     from alibabacloud_fc20230330 import models as fc_models
     from lithops.serverless.backends.aliyun_fc import aliyun_fc as lithops_fc
     from lithops.storage import storage as lithops_storage
 
+    from . import lithops_fixes
+    from .aliyun_store import store_for_storage
+
+    cpu = request_cpu(request)
+    lithops_fixes.sized_function_names(executor, cpu, function_name)
     backend = executor.compute_handler.backend
     internal = executor.internal_storage
     name = backend._format_function_name(request.runtime, request.memory_mb)
-    digest = package_digest(request.package)
-    marker = f"fc_magic package sha256:{digest[:32]}"
-    try:
-        current = backend._get_function(name)
-    except Exception as exc:  # the tea SDK's error types; Lithops' own test sorts them
-        if not lithops_fc._is_not_found_error(exc):
-            raise
-        current = None
+    key = request.package_key or package_digest(request.package)
+    current = _get(backend, name, lithops_fc)
     # Lithops stops a task 5 s before the function's own timeout.
     needed = min(request.timeout_s + 5, function_timeout)
-    fresh = not (current is not None and current.description == marker
+    fresh = not (current is not None and marker_key(current.description) == key
                  and (current.timeout or 0) >= needed)
+    store = store_for_storage(internal.storage, internal.bucket)
     if fresh:
-        if current is not None:
-            backend.fc_client.delete_function(name)
-        code, oss_key = _code_location(internal, request.package, digest)
-        logger.info("deploying %s (%d bytes, %s)", name, os.path.getsize(request.package),
-                    "inline" if oss_key is None else "via OSS")
+        shared, uploaded = shared_package(store, request)
+        logger.info("deploying %s from oss://%s/%s (%d bytes, %s)", name, store.bucket_name,
+                    shared.object_key, shared.size, "uploaded now" if uploaded else "no upload")
         body = fc_models.CreateFunctionInput(
             function_name=name, runtime=f"python{limits.python_version()}",
-            handler="entry_point.main", code=code, memory_size=request.memory_mb,
+            handler="entry_point.main",
+            code=fc_models.InputCodeLocation(oss_bucket_name=store.bucket_name,
+                                             oss_object_name=shared.object_key),
+            memory_size=request.memory_mb, cpu=cpu, disk_size=limits.DISK_MB,
             timeout=function_timeout, role=backend.role_arn, internet_access=True,
-            description=marker)
-        try:
-            backend.fc_client.create_function(fc_models.CreateFunctionRequest(body=body))
-        finally:
-            if oss_key is not None:  # FC copied it; a leftover only costs storage
-                try:
-                    internal.storage.delete_object(internal.bucket, oss_key)
-                except Exception as exc:  # oss2's and Lithops' error types vary
-                    logger.warning("could not delete the staged package %s: %s", oss_key,
-                                   type(exc).__name__)
-    key = backend.get_runtime_key(request.runtime, request.memory_mb)
-    if fresh or internal.get_runtime_meta(key) is None:
+            description=_marker(key, shared.sha256))
+        for attempt in (1, 2):
+            if current is not None:
+                backend.fc_client.delete_function(name)
+            try:
+                backend.fc_client.create_function(fc_models.CreateFunctionRequest(body=body))
+                break
+            except Exception as exc:  # the tea SDK's error types
+                if not _is_conflict(exc) or attempt == 2:
+                    raise
+                current = _get(backend, name, lithops_fc)
+                if current is not None and marker_key(current.description) == key \
+                        and (current.timeout or 0) >= needed:
+                    logger.info("%s was deployed by someone else meanwhile; using it", name)
+                    break
+        current = wait_active(backend, name)
+    store.touch(key)
+    runtime_key = backend.get_runtime_key(request.runtime, request.memory_mb)
+    if fresh or internal.get_runtime_meta(runtime_key) is None:
         meta = first_metadata(backend, name, request.runtime)
         if meta is None:  # not answering yet: Lithops' own wait-and-retry loop
             meta = backend._generate_runtime_meta(
                 name, max_attempts=lithops_fc.ZIP_METADATA_MAX_ATTEMPTS,
                 retry_sleep=lithops_fc.ZIP_METADATA_RETRY_SLEEP)
-        meta["runtime_timeout"] = current.timeout if not fresh else function_timeout
-        internal.put_runtime_meta(key, meta)
-        lithops_storage.RUNTIME_META_CACHE[internal._runtime_meta_refs(key)[1]] = meta
+        meta["runtime_timeout"] = current.timeout if current is not None else function_timeout
+        internal.put_runtime_meta(runtime_key, meta)
+        lithops_storage.RUNTIME_META_CACHE[internal._runtime_meta_refs(runtime_key)[1]] = meta
     return fresh
+
+
+def _get(backend: Any, name: str, lithops_fc: Any) -> Any:
+    """The function called ``name``, or None."""
+    try:
+        return backend._get_function(name)
+    except Exception as exc:  # the tea SDK's error types; Lithops' own test sorts them
+        if not lithops_fc._is_not_found_error(exc):
+            raise
+        return None

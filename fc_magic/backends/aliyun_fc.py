@@ -185,10 +185,13 @@ class AliyunFCBackend:
 
     def check(self, request: MapRequest) -> None:
         aliyun_settings(request)
-        if not request.runtime or not request.package:
+        if not request.runtime or not (request.package or request.package_key):
             raise InputProblem("backend 'aliyun_fc' runs tasks in a runtime built for Function "
                                "Compute; define one with %%fc_runtime NAME and its packages")
-        if not os.path.isfile(request.package):
+        problem = limits.cpu_problem(request.cpu, request.memory_mb) if request.cpu else None
+        if problem:
+            raise InputProblem(f"{problem}; pass a valid --cpu or set %config FCMagic.cpu")
+        if request.package and not os.path.isfile(request.package):
             raise InputProblem(f"the code package of runtime {request.runtime} is gone from "
                                f"the cache; run its %%fc_runtime cell again")
 
@@ -209,7 +212,7 @@ class AliyunFCBackend:
         lithops_fixes.retry_throttled_invokes(executor)
         lithops_fixes.plain_http_pool(executor, endpoints.fc)
         try:
-            if request.package:
+            if request.package or request.package_key:
                 deploy_package(executor, request, function_timeout_s(request))
         except BaseException as exc:
             executor.job_monitor.stop()
@@ -220,13 +223,15 @@ class AliyunFCBackend:
         return executor
 
     def describe(self, request: MapRequest) -> str:
-        from .lithops_facts import fc_function_name
+        from .aliyun_deploy import function_name, request_cpu
 
         where = request.region or "its configured region"
         if not request.runtime:
             return f"Function Compute ({where})"
+        cpu = request_cpu(request)
         return (f"Function Compute ({where}), function "
-                f"{fc_function_name(request.runtime, request.memory_mb)}")
+                f"{function_name(request.runtime, request.memory_mb, cpu)} "
+                f"({request.memory_mb} MB, {cpu:g} vCPU)")
 
     def clean(self, executor: Any, futures: list) -> None:
         """Hand the job's OSS data to Lithops' background cleaner (it may be slow)."""

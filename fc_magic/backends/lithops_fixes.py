@@ -20,6 +20,7 @@ warning naming that range (`check_version`).
 | `runner_sessions`, `kill_sessions` | a timed-out task ignoring SIGTERM, or a task's background process, outlives the map | test_reliability_attacks.py::test_a_task_that_ignores_sigterm_does_not_outlive_its_timeout, ::test_a_background_process_a_task_started_ends_with_the_map |
 | `aliyun_endpoints` (HTTPS defaults) | Lithops' OSS endpoints have no scheme: oss2 speaks plain HTTP, and Lithops unpickles the answers | test_reliability_attacks.py::test_default_oss_endpoints_speak_https_so_a_proxy_cannot_rewrite_them |
 | absolute runtime path (localhost.py) | a bare `python` on PATH makes every task die silently | test_map_magic.py::test_runtime_is_an_absolute_interpreter |
+| `sized_function_names` | function names hash (runtime, memory) only: two vCPU settings at one memory share and keep replacing one function | test_deploy_once.py::test_three_memory_sizes_and_two_cpus_upload_the_package_once |
 | deploy check (aliyun_deploy.py) | stale "deployed" metadata after the function is gone loses every call | test_sandbox_map.py::test_deleted_function_is_redeployed_through_an_oss_code_location |
 """
 from __future__ import annotations
@@ -336,6 +337,26 @@ def aliyun_endpoints(fc: str | None, oss_public: str, oss_internal: str) -> Iter
             yield
         finally:
             fc_config.ENDPOINT, oss_config.PUBLIC_ENDPOINT, oss_config.INTERNAL_ENDPOINT = saved
+
+
+def sized_function_names(executor: Any, cpu: float,
+                         name: Callable[[str, int, float, str], str]) -> None:
+    """Name this executor's FC functions after (runtime, memory, vCPU), not (runtime, memory).
+
+    Lithops 3.8 derives the function it creates and invokes from runtime and
+    memory alone; fc_magic creates each function with an explicit vCPU, so a
+    second vCPU setting at the same memory would land on the first one's
+    function. The executor is made per map, with one vCPU value.
+    """
+    backend = executor.compute_handler.backend
+    stock = type(backend)._format_function_name
+
+    def format_name(runtime_name, runtime_memory, version=None):
+        if version is None:
+            version = stock.__defaults__[0] if stock.__defaults__ else lithops_version()
+        return name(runtime_name, int(runtime_memory), cpu, version)
+
+    backend._format_function_name = format_name
 
 
 def page_oss_listings(executor: Any) -> None:

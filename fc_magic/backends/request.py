@@ -21,6 +21,13 @@ class MapRequest:
     #: aliyun_fc: the runtime's code package zip (RuntimeEntry.package), deployed
     #: as the FC function for (runtime, memory) unless FC already has it.
     package: str | None = None
+    #: aliyun_fc: the runtime's content key (its package's name in OSS) and its
+    #: manifest (published beside the package). A team-cache runtime has a key
+    #: and no local package.
+    package_key: str | None = None
+    package_manifest: dict = field(default_factory=dict)
+    #: aliyun_fc: vCPU of the function (None: the least FC allows for memory_mb).
+    cpu: float | None = None
     #: aliyun_fc settings; None takes the Lithops config file's, then Lithops' defaults.
     region: str | None = None
     fc_endpoint: str | None = None

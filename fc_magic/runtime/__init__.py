@@ -87,6 +87,8 @@ class BuildSnapshot:
     total_bytes: int | None = None
     package_bytes: int | None = None
     deploy_name: str = ""
+    #: A team-cache hit: who built it and when ("built by HOST on DATE").
+    origin: str = ""
 
     @property
     def final(self) -> bool:
@@ -111,8 +113,11 @@ def map_fields(entry: RuntimeEntry, backend: str) -> dict:
         raise InputProblem(f"the runtime {entry.name} ({entry.deploy_name}) is no longer in "
                            f"the cache; run its %%fc_runtime {entry.name} cell again to "
                            f"rebuild it")
+    fields = {}
+    if entry.target == "fc":
+        fields = {"package_key": entry.key, "package_manifest": entry.manifest}
     return {"runtime": entry.interpreter or entry.deploy_name, "package": entry.package,
-            "extra_config": {"lithops": {"exclude_modules": kernel_site_modules()}}}
+            **fields, "extra_config": {"lithops": {"exclude_modules": kernel_site_modules()}}}
 
 
 def deploy_name(name: str, key: str) -> str:
@@ -332,6 +337,12 @@ def _row(name, target, key, manifest, complete) -> RuntimeRow:
     size = m.get("package_bytes") or m.get("total_bytes")
     return RuntimeRow(name, target, key, tuple(m.get("user_requirements", ())), size,
                       m.get("created", ""), complete)
+
+
+def named_keys(cache_dir: str, target: str) -> set[str]:
+    """The content keys that runtime names in this cache point to for ``target``."""
+    index = cache.read_index(cache.runtimes_root(cache_dir))
+    return {targets[target] for targets in index.values() if target in targets}
 
 
 def runtime_by_name(cache_dir: str, name: str, target: str) -> RuntimeEntry | None:

@@ -13,6 +13,7 @@ from ``<tempdir>/AliyunRuntimeBuild/<runtime name>.zip``; the deployer copies
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -168,6 +169,14 @@ def check_limits(zip_bytes: int, unpacked_bytes: int,
     return []
 
 
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def build(build_dir: str, req_file: str, *, python: str, installer: str,
           log: inst.CommandLog, step: Callable[[str], None]) -> dict:
     """Fill ``build_dir`` with ``package.zip``; return the manifest's target part."""
@@ -208,6 +217,7 @@ def build(build_dir: str, req_file: str, *, python: str, installer: str,
         "sizes": [[r.name, r.unpacked_bytes, r.zipped_bytes] for r in rows],
         "total_bytes": unpacked,
         "package_bytes": zip_bytes,
+        "package_sha256": _sha256(package),
         "slimmed_bytes": saved,
         "needs_oss_code_location": zip_bytes > limits.CODE_INLINE_MAX_BYTES,
         "notes": notes,

@@ -1,6 +1,11 @@
 """The part of the Function Compute 3.0 API (2023-03-30) that Lithops calls.
 
-Create/get/list/delete function and invoke (Sync and Async). Code packages
+Create/get/list/delete function and invoke (Sync and Async). CreateFunction
+checks ``cpu`` and ``diskSize`` as FC 3.0 does (0.05..16 vCPU in steps of
+0.05, vCPU : memory GB between 1:1 and 1:4, disk 512 or 10240 MB), answers
+409 ``FunctionAlreadyExists`` for a taken name, and a new function is
+``Pending`` for ``pending_s`` before it is ``Active`` (Sync calls meanwhile
+get FC's 412). Code packages
 arrive inline (base64 zip) or as an OSS code location in the sandbox's own
 object store; each is unpacked once per function. Errors are FC's JSON
 bodies ``{"Code", "Message", "RequestId"}``. Invocation payloads are never
@@ -37,6 +42,28 @@ MAX_OSS_ZIP = 500 * 2**20
 MAX_SYNC_PAYLOAD = 32 * 2**20
 MAX_ASYNC_PAYLOAD = 128 * 2**10
 MAX_UNPACKED = 10 * 2**30
+CPU_STEP, CPU_MIN, CPU_MAX = 0.05, 0.05, 16.0
+DISK_SIZES = (512, 10240)
+
+
+def cpu_problem(cpu, memory_mb: int) -> str | None:
+    """FC 3.0's cpu rules for a memory size, as its CreateFunction error says them."""
+    if isinstance(cpu, bool) or not isinstance(cpu, (int, float)):
+        return f"cpu {cpu!r} must be a number"
+    steps = round(cpu / CPU_STEP)
+    if abs(steps * CPU_STEP - cpu) > 1e-9 or not CPU_MIN <= cpu <= CPU_MAX:
+        return f"cpu {cpu} must be a multiple of 0.05 between 0.05 and 16"
+    gb = memory_mb / 1024
+    if not cpu - 1e-9 <= gb <= 4 * cpu + 1e-9:
+        return (f"the ratio of cpu ({cpu}) to memorySize ({memory_mb} MB) must be between "
+                f"1:1 and 1:4 (vCPU:GB)")
+    return None
+
+
+def default_cpu(memory_mb: int) -> float:
+    """The cpu of a function created without one: the least the 1:4 ratio allows."""
+    steps = -(-round(memory_mb / 1024 / 4 / CPU_STEP, 9) // 1)
+    return min(max(steps * CPU_STEP, CPU_MIN), CPU_MAX)
 #: Request bodies: CreateFunction carries the inline package plus a little JSON.
 MAX_CREATE_BODY = MAX_INLINE_ZIP + 2**20
 MAX_OTHER_BODY = 2**20
@@ -76,6 +103,10 @@ class FunctionRecord:
     code_checksum: str
     created: float
     role: str
+    cpu: float = 0.0
+    disk_mb: int = 512
+    #: When the function leaves Pending (time.time()).
+    active_at: float = 0.0
 
     def view(self, account_id: str, region: str, state: tuple[str, str]) -> dict:
         s = self.spec
@@ -88,7 +119,7 @@ class FunctionRecord:
                 "environmentVariables": s.env, "role": self.role, "internetAccess": True,
                 "state": state[0], "stateReason": state[1],
                 "lastUpdateStatus": "Successful",
-                "instanceConcurrency": 1, "diskSize": 512}
+                "instanceConcurrency": 1, "diskSize": self.disk_mb, "cpu": self.cpu}
 
 
 def _checksum(data: bytes) -> str:
@@ -101,8 +132,10 @@ class FunctionService:
     """Function registry plus invocation, on top of an `Executor`."""
 
     def __init__(self, store: ObjectStore, executor: Executor, code_root: str,
-                 account_id: str, region: str):
+                 account_id: str, region: str, pending_s: float = 0.0):
         self.store = store
+        #: Seconds a new function stays Pending (FC prepares it) before it is Active.
+        self.pending_s = pending_s
         self.executor = executor
         self.code_root = code_root
         self.account_id = account_id
@@ -165,6 +198,14 @@ class FunctionService:
         timeout = data.get("timeout", 3)
         if not isinstance(timeout, int) or not 1 <= timeout <= 86400:
             return fc_error(400, "InvalidArgument", f"timeout {timeout} must be 1..86400")
+        cpu = data.get("cpu")
+        cpu = default_cpu(memory) if cpu is None else cpu
+        problem = cpu_problem(cpu, memory)
+        if problem:
+            return fc_error(400, "InvalidArgument", problem)
+        disk = data.get("diskSize", 512)
+        if disk not in DISK_SIZES or isinstance(disk, bool):
+            return fc_error(400, "InvalidArgument", f"diskSize {disk} must be 512 or 10240")
         handler = data.get("handler") or ""
         if "." not in handler:
             return fc_error(400, "InvalidArgument", f"handler {handler!r} must be module.function")
@@ -202,21 +243,28 @@ class FunctionService:
         spec = FunctionSpec(uid=uid, name=name, handler=handler, runtime=runtime,
                             memory_mb=memory, timeout_s=timeout, code_dir=code_dir, env=env,
                             region=self.region, account_id=self.account_id)
+        now = time.time()
         record = FunctionRecord(spec, data.get("description") or "", len(package),
-                                _checksum(package), time.time(), data.get("role") or "")
+                                _checksum(package), now, data.get("role") or "",
+                                cpu=float(cpu), disk_mb=disk, active_at=now + self.pending_s)
         with self._lock:
             if name in self._functions:
                 shutil.rmtree(code_dir, ignore_errors=True)
                 return fc_error(409, "FunctionAlreadyExists",
                                 f"function '{name}' already exists")
             self._functions[name] = record
-        logger.info("created function %s (%s, %d MB, %d s, %d-byte package)",
-                    name, runtime, memory, timeout, len(package))
+        logger.info("created function %s (%s, %d MB, %.2f vCPU, %d s, %d-byte package)",
+                    name, runtime, memory, cpu, timeout, len(package))
         return _json(200, self._view(record))
 
+    def _state(self, record: FunctionRecord) -> tuple[str, str]:
+        state = self.executor.state(record.spec.runtime)
+        if state[0] == "Active" and time.time() < record.active_at:
+            return "Pending", "the function's instance environment is being prepared"
+        return state
+
     def _view(self, record: FunctionRecord) -> dict:
-        return record.view(self.account_id, self.region,
-                           self.executor.state(record.spec.runtime))
+        return record.view(self.account_id, self.region, self._state(record))
 
     @staticmethod
     def _unpack(package: bytes, code_dir: str) -> None:
@@ -275,7 +323,7 @@ class FunctionService:
         if kind not in ("Sync", "Async"):
             return fc_error(400, "InvalidArgument", f"x-fc-invocation-type {kind!r} must be "
                             "Sync or Async", request_id)
-        state, reason = self.executor.state(record.spec.runtime)
+        state, reason = self._state(record)
         if state != "Active" and kind == "Sync":
             # As FC answers while a new function's environment is prepared.
             return fc_error(412 if state == "Pending" else 400,

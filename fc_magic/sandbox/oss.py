@@ -6,6 +6,10 @@ not page sees exactly what it would see on the real service. Errors are OSS's
 XML bodies (and, for HEAD, the base64 ``x-oss-err`` header oss2 reads).
 Objects larger than the server's spill size stay in the file the body was
 received into (an object may be up to OSS's 5 GB) and are sent from it.
+User metadata (``x-oss-meta-*``) is kept and returned, and
+``x-oss-forbid-overwrite: true`` makes a PUT onto an existing key a 409
+``FileAlreadyExists``, decided under the store's lock as OSS does, so two
+racing publishers leave one object.
 """
 from __future__ import annotations
 
@@ -61,6 +65,8 @@ class StoredObject:
     etag: str
     modified: float
     content_type: str
+    #: x-oss-meta-* headers as sent (lower-case names).
+    meta: dict = field(default_factory=dict)
 
     def read(self) -> bytes:
         if self.data is not None:
@@ -264,6 +270,10 @@ class ObjectStore:
             body.move_to(path)
         return StoredObject(data, path, body.size, body.md5.upper(), time.time(), content_type)
 
+    @staticmethod
+    def _meta(headers: dict) -> dict:
+        return {k: v for k, v in headers.items() if k.startswith("x-oss-meta-")}
+
     def _object_call(self, method: str, bucket: str, key: str, headers: dict,
                      body: Body) -> Reply:
         if method == "PUT":
@@ -278,9 +288,14 @@ class ObjectStore:
                 return oss_error(404, "NoSuchBucket", "The specified bucket does not exist.",
                                  method, BucketName=bucket)
             replaced = None
+            if method == "PUT" and key in objects and \
+                    headers.get("x-oss-forbid-overwrite", "").lower() == "true":
+                return oss_error(409, "FileAlreadyExists", "The object you specified already "
+                                 "exists and can not be overwritten.", method, Key=key)
             if method == "PUT":
                 stored = self._stored(body, headers.get("content-type",
                                                         "application/octet-stream"))
+                stored.meta = self._meta(headers)
                 replaced = objects.get(key)
                 objects[key] = stored
                 reply = Reply(200, {"x-oss-request-id": _request_id(),
@@ -304,7 +319,7 @@ class ObjectStore:
         base = {"x-oss-request-id": _request_id(), "ETag": f'"{obj.etag}"',
                 "Last-Modified": formatdate(obj.modified, usegmt=True),
                 "Content-Type": obj.content_type, "x-oss-object-type": "Normal",
-                "x-oss-storage-class": "Standard", "Accept-Ranges": "bytes"}
+                "x-oss-storage-class": "Standard", "Accept-Ranges": "bytes", **obj.meta}
         status = 200
         size = obj.size
         start, end = 0, size - 1

@@ -73,6 +73,54 @@ class Request:
         return oss_error(status, code, message, self.method)
 
 
+def api_name(request: Request) -> str:
+    """The FC or OSS API a request calls, as the services' docs name it."""
+    if request.fc:
+        parts, method = request.parts, request.method
+        if parts[-1:] == ["invocations"]:
+            return "InvokeFunction"
+        if parts == ["functions"]:
+            return "CreateFunction" if method == "POST" else "ListFunctions"
+        return {"GET": "GetFunction", "DELETE": "DeleteFunction",
+                "PUT": "UpdateFunction"}.get(method, f"FC {method}")
+    if not request.key:
+        if request.method == "POST" and "delete" in request.query:
+            return "DeleteMultipleObjects"
+        return {"GET": "ListObjects" if request.bucket else "ListBuckets",
+                "PUT": "PutBucket", "DELETE": "DeleteBucket"}.get(request.method,
+                                                                  f"OSS {request.method}")
+    return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject",
+            "DELETE": "DeleteObject"}.get(request.method, f"OSS {request.method}")
+
+
+class Traffic:
+    """Request bytes the sandbox received, per API and per object key (for upload tests)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.by_api: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+        self._puts: dict[str, int] = {}
+        #: GetObject calls per "bucket/key" (what a client downloaded).
+        self.reads: dict[str, int] = {}
+
+    def add(self, request: Request, size: int) -> None:
+        api = api_name(request)
+        with self._lock:
+            self.by_api[api] = self.by_api.get(api, 0) + size
+            self.calls[api] = self.calls.get(api, 0) + 1
+            where = f"{request.bucket}/{request.key}"
+            if api == "PutObject":
+                self._puts[where] = self._puts.get(where, 0) + size
+            elif api == "GetObject":
+                self.reads[where] = self.reads.get(where, 0) + 1
+
+    def put_bytes(self, prefix: str = "") -> int:
+        """Bytes of PutObject bodies whose "bucket/key" starts with ``prefix``."""
+        with self._lock:
+            return sum(n for where, n in self._puts.items() if where.startswith(prefix))
+
+
 @dataclass
 class Faults:
     """Injected failures on FC invocations: a rate of 429s and of transient 5xx."""
@@ -111,6 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 limit = sandbox.body_limit(request)
                 body = read_body(self.rfile, length, limit, sandbox.body_dir)
+                sandbox.traffic.add(request, body.size)
                 reply = sandbox.dispatch(request, body)
         except BodyError as exc:
             reply = request.error(exc.status, exc.code, exc.message)
@@ -230,7 +279,10 @@ class Sandbox:
     Use it as a context manager (``with Sandbox() as sb: ...``) or call
     `start` / `stop`. ``concurrency`` caps how many instances run at once;
     ``max_object_bytes`` caps one OSS object (OSS's own 5 GB by default);
-    ``max_connections`` and ``connection_idle_s`` bound the HTTP side.
+    ``max_connections`` and ``connection_idle_s`` bound the HTTP side;
+    ``function_pending_s`` keeps a new function ``Pending`` that long, as FC
+    does while it prepares one (0: Active at once, for tests that invoke
+    straight after creating).
     """
 
     def __init__(self, *, concurrency: int = 4, region: str = "cn-hangzhou",
@@ -239,8 +291,10 @@ class Sandbox:
                  port: int = 0, access_key_secret: str | None = None,
                  max_object_bytes: int = MAX_OBJECT_BYTES,
                  max_connections: int = MAX_CONNECTIONS,
-                 connection_idle_s: float = CONNECTION_IDLE_S):
+                 connection_idle_s: float = CONNECTION_IDLE_S,
+                 function_pending_s: float = 0.0):
         self.region = region
+        self.function_pending_s = function_pending_s
         self.max_object_bytes = max_object_bytes
         self.max_connections = max_connections
         self.connection_idle_s = connection_idle_s
@@ -263,6 +317,8 @@ class Sandbox:
         self._rng_for = self.faults
         self._rng_lock = threading.Lock()
         self.faults_injected = 0
+        #: Request bytes received per API (``traffic.by_api["PutObject"]``).
+        self.traffic = Traffic()
         self.body_dir = os.path.join(self.work_dir, "bodies")
         self.store = ObjectStore(region, self.body_dir)
         self.executor: Executor | None = None
@@ -277,7 +333,8 @@ class Sandbox:
         os.makedirs(os.path.join(self.work_dir, "instances"), exist_ok=True)
         self.functions = FunctionService(self.store, self.executor,
                                          os.path.join(self.work_dir, "code"),
-                                         self.account_id, self.region)
+                                         self.account_id, self.region,
+                                         pending_s=self.function_pending_s)
         # The client's own Python is the usual runtime: have its base env ready
         # before anything is deployed (built once per machine, then cached).
         # Other Pythons are prepared on first use, their functions "Pending".

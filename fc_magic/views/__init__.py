@@ -81,7 +81,8 @@ class MapDisplay:
 
 def memory_slider(memory: Setting, value: int | None = None, *, result=None,
                   on_change: Callable[[int], None] | None = None,
-                  on_rerun: Callable[..., None] | None = None, display_now: bool = True):
+                  on_rerun: Callable[..., None] | None = None, display_now: bool = True,
+                  cpu: Setting | None = None):
     """Show FC's memory sizes as a slider bound to the ``memory`` setting (or ``on_change``).
 
     ``value`` is where it starts (default: the setting's). The cost line
@@ -91,18 +92,20 @@ def memory_slider(memory: Setting, value: int | None = None, *, result=None,
 
     from .memory import MemorySlider
 
-    slider = MemorySlider(memory, value, result=result, on_change=on_change, on_rerun=on_rerun)
+    slider = MemorySlider(memory, value, result=result, on_change=on_change, on_rerun=on_rerun,
+                          cpu=cpu)
     if display_now:
         display(slider)
     return slider
 
 
 def show_memory(memory: Setting, kind: str, *, last_map=None, on_rerun=None,
-                stream: TextIO | None = None):
+                stream: TextIO | None = None, cpu: Setting | None = None):
     """`%fc_memory`: the slider in a widget frontend, one line of text elsewhere."""
     if kind == "widget":
-        return memory_slider(memory, result=last_map, on_rerun=on_rerun)
+        return memory_slider(memory, result=last_map, on_rerun=on_rerun, cpu=cpu)
     from .text import memory_line
 
-    (stream or sys.stdout).write(memory_line(memory.value, last_map) + "\n")
+    (stream or sys.stdout).write(memory_line(memory.value, last_map,
+                                             cpu.value if cpu is not None else None) + "\n")
     return None

@@ -29,6 +29,9 @@ def _what(s: BuildSnapshot) -> str:
 def headline(s: BuildSnapshot) -> str:
     """One line: what happened to the build, e.g. 'my_rt: cache hit (local runtime …)'."""
     size = s.package_bytes if s.package_bytes is not None else s.total_bytes
+    if s.cache_hit and s.origin:
+        return (f"{s.name}: from the team cache ({s.origin}) — {_what(s)} {s.deploy_name} "
+                f"({human(size)}), nothing built or downloaded")
     if s.cache_hit:
         return (f"{s.name}: cache hit — {_what(s)} {s.deploy_name} "
                 f"({human(size)}) reused, nothing built")
@@ -167,6 +170,9 @@ def build_feed(kind: str, *, stream: TextIO | None = None):
 def runtime_text(e: RuntimeEntry) -> str:
     m = e.manifest
     where = e.interpreter if e.target == "local" else e.package
+    shared = m.get("shared") if isinstance(m.get("shared"), dict) else None
+    if where is None and shared:
+        where = f"oss://{shared.get('bucket')}/{shared.get('object')} (team cache)"
     lines = [f"runtime {e.name} ({'local venv' if e.target == 'local' else 'FC code package'}"
              f", Python {e.python})",
              f"  key        {e.key[:16]}…  deploy name {e.deploy_name}",
@@ -175,8 +181,9 @@ def runtime_text(e: RuntimeEntry) -> str:
              f"(Lithops worker packages included)",
              f"  size       {human(e.total_bytes)}"
              + (f" zipped, {human(m.get('total_bytes'))} unpacked" if e.target == "fc" else ""),
-             f"  built      {e.created} in {m.get('build_seconds', '?')} s with "
-             f"{m.get('installer', '?')}",
+             (f"  built      by {shared.get('host')} on {e.created[:10]} (team cache)"
+              if shared else f"  built      {e.created} in {m.get('build_seconds', '?')} s "
+                             f"with {m.get('installer', '?')}"),
              f"  at         {where}"]
     lines += [f"  note       {n}" for n in m.get("notes", ())]
     return "\n".join(lines)
@@ -194,6 +201,19 @@ def runtime_list_text(rows) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(t[:5], widths)) + "  " + t[5]
              for t in table]
     return "\n".join(lines)
+
+
+def shared_list_text(rows, where: str) -> str:
+    """The team cache's runtimes (`runtime.shared.SharedRow`s) under a heading."""
+    if not rows:
+        return f"team cache ({where}): empty"
+    table = [("key", "size", "origin", "packages")]
+    table += [(r.key[:8], human(r.size_bytes), r.origin, ", ".join(r.packages) or "-")
+              for r in rows]
+    widths = [max(len(t[i]) for t in table) for i in range(3)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(t[:3], widths)) + "  " + t[3]
+             for t in table]
+    return f"team cache ({where}):\n" + "\n".join(lines)
 
 
 def show_requirements(rows, notes, kind: str, *, stream: TextIO | None = None) -> None:

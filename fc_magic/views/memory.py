@@ -44,12 +44,16 @@ class MemorySlider(TextFallback):
     ``memory`` is the `Setting` it shows and moves (FCMagic.memory); with
     ``on_change`` the slider reports there instead and does not follow the
     setting. ``value`` is where it starts (default: the setting's value).
+    ``cpu`` (FCMagic.cpu, 0 for FC's least) is the vCPU the sizes and costs
+    are shown with; a size where it breaks FC's ratio shows that size's least.
     """
 
     def __init__(self, memory: Setting, value: int | None = None, *, result=None,
                  on_change: Callable[[int], None] | None = None,
-                 on_rerun: Callable[[int, w.Box], None] | None = None, follow: bool = True):
+                 on_rerun: Callable[[int, w.Box], None] | None = None, follow: bool = True,
+                 cpu: Setting | None = None):
         self.memory = memory
+        self.cpu = cpu
         self.result = result
         self._on_change = on_change
         self._on_rerun = on_rerun
@@ -106,13 +110,16 @@ class MemorySlider(TextFallback):
     def _describe(self, mb: int) -> None:
         if self.result is not None:
             self.rerun.description = f"Re-run {len(self.result)} tasks at {mb} MB"
-        vcpu = pricing.vcpu_for_memory(mb)
-        parts = [f"<b>{mb} MB</b> · {vcpu:.2f} vCPU "
-                 f"<span title='{html.escape(pricing.VCPU_RULE)}'>(FC's 1:4 rule)</span>"]
+        chosen = pricing.fitting_cpu(self.cpu.value if self.cpu is not None else None, mb)
+        vcpu = pricing.vcpu_for_memory(mb, chosen)
+        why = (f"<span title='{html.escape(pricing.VCPU_RULE)}'>(FC's 1:4 rule)</span>"
+               if chosen is None else "(FCMagic.cpu)")
+        parts = [f"<b>{mb} MB</b> · {vcpu:.2f} vCPU {why}"]
         result = self.result
         if result is not None and result.stats:
-            est = pricing.estimate_result(result, mb)
-            at = pricing.estimate_result(result, result.memory_mb) if result.memory_mb else None
+            est = pricing.estimate_result(result, mb, chosen)
+            at = (pricing.estimate_result(result, result.memory_mb, result.cpu)
+                  if result.memory_mb else None)
             line = f"last map ({html.escape(result.function or 'map')}, {est.tasks} tasks) " \
                    f"at {mb} MB: ≈ ${est.usd:.6f} ({est.cu:,.1f} CU)"
             if at is not None and result.memory_mb != mb:
@@ -132,4 +139,6 @@ class MemorySlider(TextFallback):
                 self.rerun.disabled = False
 
     def plain_text(self) -> str:
-        return f"FC memory: {self.slider.value} MB"
+        mb = self.slider.value
+        chosen = pricing.fitting_cpu(self.cpu.value if self.cpu is not None else None, mb)
+        return f"FC memory: {mb} MB, {pricing.vcpu_for_memory(mb, chosen):.2f} vCPU"

@@ -161,13 +161,14 @@ def failure_report(result) -> str:
     return "\n".join(lines)
 
 
-def memory_line(memory_mb: int, last_map=None) -> str:
-    """The memory slider as one line: size, assumed vCPU, last map's estimated cost."""
+def memory_line(memory_mb: int, last_map=None, cpu: float | None = None) -> str:
+    """The memory slider as one line: size, vCPU (chosen or FC's least), last map's cost."""
     from .. import pricing
 
-    line = f"FC memory: {memory_mb} MB, {pricing.vcpu_for_memory(memory_mb):.2f} vCPU"
+    chosen = pricing.fitting_cpu(cpu, memory_mb)
+    line = f"FC memory: {memory_mb} MB, {pricing.vcpu_for_memory(memory_mb, chosen):.2f} vCPU"
     if last_map is not None and last_map.stats:
-        est = pricing.estimate_result(last_map, memory_mb)
+        est = pricing.estimate_result(last_map, memory_mb, chosen)
         line += (f"; last map ({est.tasks} tasks) at this size ≈ ${est.usd:.6f} "
                  f"({est.cu:,.1f} CU, estimate)")
     return line

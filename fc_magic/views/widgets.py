@@ -129,14 +129,15 @@ class WidgetMapView(TextFallback):
 
     # ------------------------------------------------------------------ the end
     def show_result(self, result, *, on_retry: Callable[[w.Box], None] | None = None,
-                    memory=None, on_rerun: Callable[[int, w.Box], None] | None = None) -> None:
+                    memory=None, on_rerun: Callable[[int, w.Box], None] | None = None,
+                    cpu=None) -> None:
         """Replace the live row by the static receipt, then the live controls (if any)."""
         self.receipt = Receipt(result)
         self._text = self.receipt._repr_mimebundle_()["text/plain"]
         actions = MapControls.wanted(result, on_retry, memory, on_rerun)
         if self.stage is not None:
             self.controls = MapControls(result, on_retry=on_retry, memory=memory,
-                                        on_rerun=on_rerun) if actions else None
+                                        on_rerun=on_rerun, cpu=cpu) if actions else None
             self.stage.children = [w.HTML(receipt_html(result)),
                                    *(self.controls.box.children if self.controls else ())]
             if self.controls is not None:
@@ -148,7 +149,7 @@ class WidgetMapView(TextFallback):
                 display(self.receipt)
             if actions:
                 self.controls = MapControls(result, on_retry=on_retry, memory=memory,
-                                            on_rerun=on_rerun)
+                                            on_rerun=on_rerun, cpu=cpu)
                 display(self.controls)
         self._close_live_row()
 
@@ -170,7 +171,7 @@ class MapControls(TextFallback):
         return bool((on_retry is not None and result.failures)
                     or (memory is not None and result.stats))
 
-    def __init__(self, result, *, on_retry=None, memory=None, on_rerun=None):
+    def __init__(self, result, *, on_retry=None, memory=None, on_rerun=None, cpu=None):
         from .memory import MemorySlider
 
         self.result = result
@@ -197,7 +198,7 @@ class MapControls(TextFallback):
         if memory is not None and result.stats:
             rerun = (lambda mb, _stage: self._act(on_rerun, mb)) if on_rerun is not None else None
             self.slider = MemorySlider(memory, result.memory_mb or memory.value, result=result,
-                                       on_rerun=rerun, follow=False)
+                                       on_rerun=rerun, follow=False, cpu=cpu)
             self.slider.box.layout.display = "none"
             self.memory_button = w.Button(description="Memory…", icon="sliders",
                                           tooltip="Cost at other memory sizes; re-run at one",
