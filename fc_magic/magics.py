@@ -431,8 +431,10 @@ class FCMagic(Magics):
         reqs = resolve_requirements(cell, captured, backend=self.backend,
                                     pin=not args.no_pin, local_dir=os.getcwd())
         kind = views.choose_view_kind(self.shell, self.view)
-        rows = requirements_table(reqs)
-        build_views.show_requirements(rows, [*warnings, *reqs.warnings], kind)
+        shown = build_views.requirements_shown(requirements_table(reqs),
+                                               [*warnings, *reqs.warnings])
+        # The table shows when a build starts; a cache hit is one line with it folded away.
+        feed = build_views.build_feed(kind, requirements=shown)
         message = ""
         try:
             if self.backend == "aliyun_fc" and self.shared_cache:
@@ -441,12 +443,12 @@ class FCMagic(Magics):
 
                 outcome = team_runtime(name, reqs, store=lazy_store(self._settings_request()),
                                        cache_dir=self.cache_dir, rebuild=args.rebuild,
-                                       on_snapshot=build_views.build_feed(kind))
+                                       on_snapshot=feed)
                 entry, message = outcome.entry, outcome.message
             else:
                 entry = ensure_runtime(name, reqs, target=backends.target_for(self.backend),
                                        cache_dir=self.cache_dir, rebuild=args.rebuild,
-                                       on_snapshot=build_views.build_feed(kind))
+                                       on_snapshot=feed)
         except BuildFailed as exc:
             raise InputProblem(f"building {name} failed ({exc}); fix or remove that "
                                f"requirement and run the cell again") from None
@@ -455,7 +457,11 @@ class FCMagic(Magics):
         self._make_current(entry, args.memory)
         if args.cpu is not None:
             self.cpu = args.cpu
-        if kind == "widget":  # the memory setting, as a slider
+        if feed.view is None:  # nothing reported (a builder that reports nothing)
+            build_views.show_requirements(shown, kind)
+        hit = getattr(feed.view, "hit_html", None) is not None
+        if kind == "widget" and (args.memory is not None or not hit):
+            # The memory setting as a slider; a plain cache hit stays one line.
             views.memory_slider(self.memory_setting, result=self.last_map,
                                 cpu=self.cpu_setting)
 

@@ -24,7 +24,7 @@ CELLS = [
     "%load_ext fc_magic\n%config FCMagic.progress_after = 0.0\n%config FCMagic.workers = 2",
     # In[2]: the function, defined in a cell (its traceback must name this cell)
     "def flaky(x):\n"
-    "    print(f'<b>row</b> {x}')\n"
+    "    print(f'\\x1b[1m<b>row</b>\\x1b[0m {x}')\n"
     "    if x % 3 == 1:\n"
     "        raise KeyError(f'row {x}')\n"
     "    if x == 6:\n"
@@ -73,6 +73,8 @@ def test_the_saved_notebook_keeps_a_static_receipt_with_failures_and_source(save
     # Task output is shown per failure, escaped: the task's "<b>" is text, not markup.
     assert "<b>row</b> 1" in text and "&lt;b&gt;row&lt;/b&gt; 1" in receipt["text/html"]
     assert "<b>row</b>" not in receipt["text/html"]
+    # Colour codes the task printed are gone from what is shown (not from r.output(i)).
+    assert "\x1b" not in receipt["text/html"] and "\x1b" not in receipt["text/plain"]
     # The same record as plain text, for frontends that show text only.
     plain = receipt["text/plain"]
     assert "flaky: 5/8 done · 3 failed" in plain and "Cell In[2], line 4, in flaky" in plain
@@ -107,8 +109,9 @@ def test_task_output_is_captured_bounded_and_escaped(saved):
     length, rest = printed[0].split(" ", 1)
     # 1 MB printed: the last 64 kB kept, after one line saying what was cut.
     assert 64 * 1024 < int(length) < 64 * 1024 + 200
-    cut = len("<b>row</b> 6\n") + 1_000_000 + len(" END\n") - 64 * 1024
+    cut = len("\x1b[1m<b>row</b>\x1b[0m 6\n") + 1_000_000 + len(" END\n") - 64 * 1024
     assert f"[fc_magic: the first {cut} characters of this task's output were cut" in rest
     assert rest.endswith("'END\\n'")  # the tail is kept
-    assert printed[1] == "'<b>row</b> 0\\n'"  # a task's output, returned with its value
+    # A task's output, returned with its value as it printed it (colour codes included).
+    assert printed[1] == "'\\x1b[1m<b>row</b>\\x1b[0m 0\\n'"
     assert printed[2] == "\"'row 1'\" KeyError"  # str(KeyError) as Python prints it

@@ -17,6 +17,7 @@ import textwrap
 import zipfile
 
 import pytest
+from bs4 import BeautifulSoup
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
@@ -105,7 +106,7 @@ def test_map_runs_in_the_runtime_and_undeclared_package_is_missing(ip, fc, cell,
     cwd = os.getcwd()
     with capture_output() as cap:
         cell(f"%%fc_runtime rt_local --memory 512\n{CELL}")
-    assert "cache hit" in cap.stdout and "humanize" in cap.stdout
+    assert "cache hit" in cap.stdout and len(cap.stdout.splitlines()) == 1
     assert fc.current_runtime.interpreter == entry.interpreter
     cell("def uses_declared(x):\n    import humanize, sys\n"
          "    return humanize.intcomma(x * 1000), sys.executable\n"
@@ -142,7 +143,24 @@ def test_second_run_of_the_cell_is_a_hit_without_subprocess(ip, fc, cell, sessio
     with capture_output() as cap:
         cell(f"%%fc_runtime rt_local\n{CELL}")
     assert fc.current_runtime.key == first.key
-    assert "rt_local: cache hit" in cap.stdout
+    # One line, nothing else: the table was shown when it was built.
+    assert cap.stdout.startswith("rt_local: cache hit") and cap.stdout.count("\n") == 1
+    # In a notebook: one line, the requirement and size tables behind a disclosure,
+    # static HTML (a saved notebook keeps it), and no slider.
+    fc.view = "widget"
+    with capture_output() as cap:
+        cell(f"%%fc_runtime rt_local\n{CELL}")
+    assert len(cap.outputs) == 1 and cap.stdout == ""
+    data = cap.outputs[0].data
+    assert "application/vnd.jupyter.widget-view+json" not in data
+    assert data["text/plain"].startswith("rt_local: cache hit") and "\n" not in data["text/plain"]
+    soup = BeautifulSoup(data["text/html"], "html.parser")
+    details = soup.find("details")
+    assert details is not None and details.summary.get_text().startswith("rt_local: cache hit")
+    tables = [t.get("class") for t in details.find_all("table")]
+    assert tables == [["fc-magic-requirements"], ["fc-magic-sizes"]]
+    assert "humanize" in details.find("table").get_text()
+    fc.view = "text"
     with capture_output() as cap:
         cell("%fc_runtime")
     assert "runtime rt_local (local venv" in cap.stdout and "humanize" in cap.stdout
@@ -163,6 +181,25 @@ def test_failing_build_leaves_cache_and_current_runtime_unchanged(ip, fc, cell, 
     assert "build FAILED" in cap.stdout
     assert _tree(session_cache) == before
     assert fc.current_runtime is before_runtime
+
+
+def test_uv_colour_codes_never_reach_the_build_log_or_the_headline(ip, fc, cell, tmp_path,
+                                                                    monkeypatch):
+    """A kernel started with FORCE_COLOR makes uv colour its errors even into a pipe."""
+    from fc_magic.runtime import installer
+
+    monkeypatch.setattr(installer, "ENV_ALLOWED", installer.ENV_ALLOWED | {"FORCE_COLOR"})
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("FC_MAGIC_INSTALLER", "uv")
+    fc.cache_dir = str(tmp_path / "c")
+    with capture_output() as cap, pytest.raises(UsageError) as err:
+        cell("%%fc_runtime colours\nfc-magic-no-such-package-xyz==1.0\n")
+    message = str(err.value)
+    # The red headline and the error are uv's words without escapes: "cause: Because ..."
+    # is found and quoted, not "\x1b[1m\x1b[31mcause\x1b[39m...".
+    assert "\x1b" not in message and "\x1b" not in cap.stdout
+    assert "Because fc-magic-no-such-package-xyz was not found" in message
+    assert "build FAILED" in cap.stdout and "error: No solution found" in cap.stdout
 
 
 def test_line_forms_list_remove_gc(ip, fc, cell, tmp_path, session_cache, local_build):

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from ..ansi import strip_ansi
 from ..backends import target_for
 from ..errors import InputProblem
 from ..progress import ERROR, RUNNING, SUCCESS  # one set of status words for maps and builds
@@ -293,8 +294,8 @@ def _build(root: str, path: str, name: str, requirements, target: str, installer
         cache.publish(build_dir, path)
     except BaseException as exc:
         cache.discard(build_dir)
-        report.finish_error(redact(str(exc) if isinstance(exc, InputProblem)
-                                   else f"{type(exc).__name__}: {exc}"))
+        report.finish_error(redact(strip_ansi(str(exc) if isinstance(exc, InputProblem)
+                                              else f"{type(exc).__name__}: {exc}")))
         raise
     return manifest
 

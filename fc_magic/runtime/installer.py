@@ -34,6 +34,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from ..ansi import strip_ansi
 from ..inputs import InputProblem
 from ..redact import redact
 
@@ -211,7 +212,8 @@ class CommandLog:
     lines: deque = field(default_factory=lambda: deque(maxlen=LOG_KEEP))
 
     def add(self, line: str) -> None:
-        line = redact(line)  # installers echo index URLs, credentials included
+        # Installers echo index URLs (credentials included) and may colour their errors.
+        line = redact(strip_ansi(line))
         self.lines.append(line)
         if self.on_line is not None:
             self.on_line(line)

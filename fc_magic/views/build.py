@@ -3,13 +3,15 @@
 Fed `fc_magic.runtime.BuildSnapshot`s only (``draw`` while running,
 ``finish`` once), like the map views. The text view writes a line per step
 and a summary; the widget view redraws one box and leaves a plain-text
-bundle behind for saved notebooks. A cache hit is one line in both.
+bundle behind for saved notebooks. A cache hit is one line in both (in HTML
+the requirement and size tables sit behind a disclosure).
 Also here: how a runtime and the runtime list are shown (`%fc_runtime`).
 """
 from __future__ import annotations
 
 import html
 import sys
+from dataclasses import dataclass
 from typing import Sequence, TextIO
 
 from ..runtime import ERROR, SUCCESS, BuildSnapshot, RuntimeEntry
@@ -19,6 +21,9 @@ from .text import fmt_seconds
 
 #: Rows of the size table shown; the rest are summed into one line.
 TABLE_ROWS = 12
+#: Theme colours (JupyterLab's variables, light and dark), readable fallbacks elsewhere.
+OK = "var(--jp-success-color1, #388e3c)"
+BAD = "var(--jp-error-color1, #e53935)"
 _MARK = {"done": "✓", "running": "…", "failed": "✗"}
 
 
@@ -86,45 +91,121 @@ def final_text(s: BuildSnapshot) -> str:
     return "\n".join(lines)
 
 
-class TextBuildView:
-    """A line per build step, then the headline and size table (or the error)."""
+@dataclass(frozen=True)
+class Requirements:
+    """The requirement table a build view shows before building (and folds away on a hit)."""
 
-    def __init__(self, stream: TextIO | None = None):
+    text: str
+    html: str
+
+
+def requirements_shown(rows, notes) -> Requirements:
+    """A runtime's requirement table and its notes (each escaped: names come from packages)."""
+    from ..requirements import format_table_html, format_table_text
+
+    return Requirements(format_table_text(rows) + "".join(f"\nnote: {n}" for n in notes),
+                        format_table_html(rows)
+                        + "".join(f"<br>note: {html.escape(n)}" for n in notes))
+
+
+#: The size and requirement tables: compact, numbers right-aligned, theme colours.
+TABLE_CSS = ("<style>.fc-magic-sizes,.fc-magic-requirements{border-collapse:collapse;"
+             "font-size:12px;margin:2px 0}.fc-magic-sizes th,.fc-magic-sizes td,"
+             ".fc-magic-requirements th,.fc-magic-requirements td{padding:1px 12px 1px 0}"
+             ".fc-magic-sizes th,.fc-magic-requirements th{border-bottom:1px solid "
+             "var(--jp-border-color2, #bdbdbd)}.fc-magic-sizes td+td{text-align:right;"
+             "font-variant-numeric:tabular-nums}</style>")
+
+
+def hit_html(s: BuildSnapshot, requirements: Requirements | None) -> str:
+    """A cache hit: one line, the requirement and size tables behind a disclosure."""
+    inner = (requirements.html if requirements else "") + "".join(
+        f"<div>note: {html.escape(n)}</div>" for n in s.notes)
+    if s.sizes:
+        inner += size_table_html(s.sizes, zipped=s.target == "fc")
+    line = f"<span style='color:{OK}'>{html.escape(headline(s))}</span>"
+    if not inner:
+        return f"<div class='fc-magic-build' style='font-size:13px'>{line}</div>"
+    return (f"<details class='fc-magic-build' style='font-size:13px'><summary>{line}</summary>"
+            f"{TABLE_CSS}{inner}</details>")
+
+
+class TextBuildView:
+    """The requirement table, a line per build step, then the headline and size table.
+
+    A cache hit is its headline alone: nothing was built, the table was
+    shown when it was.
+    """
+
+    def __init__(self, stream: TextIO | None = None, requirements: Requirements | None = None):
         self.stream = stream or sys.stdout
+        self.requirements = requirements
         self._steps_shown = 0
 
+    def _show_requirements(self) -> None:
+        if self.requirements is not None:
+            self.stream.write(self.requirements.text + "\n")
+            self.requirements = None
+
     def draw(self, s: BuildSnapshot) -> None:
+        self._show_requirements()
         for label, _state in s.steps[self._steps_shown:]:
             self.stream.write(f"{s.name}: {label} …\n")
         self._steps_shown = len(s.steps)
         self.stream.flush()
 
     def finish(self, s: BuildSnapshot) -> None:
-        if not s.cache_hit:
+        if s.cache_hit:
+            self.stream.write(headline(s) + "\n")
+        else:
             self.draw(s)
-        self.stream.write(final_text(s) + "\n")
+            self.stream.write(final_text(s) + "\n")
         self.stream.flush()
 
 
 class WidgetBuildView(TextFallback):
-    """One box: the step list, a scrolling log tail, then the size table."""
+    """One box: the requirements, the step list, a scrolling log tail, then the size table.
 
-    def __init__(self, display_now: bool = True):
+    Shown at its first step; a cache hit (no step) is instead one static
+    line with the tables behind a disclosure (HTML that a saved notebook keeps).
+    """
+
+    def __init__(self, display_now: bool = True, requirements: Requirements | None = None):
         import ipywidgets as w
-        from IPython.display import display
 
+        self.requirements = requirements
+        self.reqs = w.HTML()
         self.head = w.HTML()
         self.steps = w.HTML()
         self.log = w.HTML()
         self.table = w.HTML()
-        self.box = w.VBox([self.head, self.steps, self.log, self.table])
+        self.box = w.VBox([self.reqs, self.head, self.steps, self.log, self.table])
         self._text = ""
-        self._handle = display(self, display_id=True) if display_now else None
+        self._display = display_now
+        self._handle = None
+        #: The static HTML a cache hit showed instead of this box.
+        self.hit_html: str | None = None
 
     def plain_text(self) -> str:
         return self._text or "fc_runtime: starting"
 
+    def _repr_mimebundle_(self, **kwargs):
+        """The widget, its text, and the same box as static HTML for a notebook read later."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        bundle["text/html"] = ("<div class='fc-magic-build'>"
+                               + "".join(part.value for part in self.box.children)
+                               + "</div>")
+        return bundle
+
+    def _show(self) -> None:
+        if self._display and self._handle is None:
+            from IPython.display import display
+
+            self._handle = display(self, display_id=True)
+
     def draw(self, s: BuildSnapshot) -> None:
+        if self.requirements is not None and not self.reqs.value:
+            self.reqs.value = TABLE_CSS + self.requirements.html
         self._text = headline(s)
         self.head.value = f"<b>{html.escape(self._text)}</b>"
         self.steps.value = "<br>".join(
@@ -132,38 +213,55 @@ class WidgetBuildView(TextFallback):
         if s.log_tail and not s.final:
             self.log.value = ("<pre style='max-height:12em;overflow:auto;font-size:85%'>"
                               + html.escape("\n".join(s.log_tail)) + "</pre>")
+        if not s.final:
+            self._show()
 
     def finish(self, s: BuildSnapshot) -> None:
+        if s.cache_hit and self._handle is None:
+            self._text = headline(s)
+            self.head.value = html.escape(self._text)
+            self.hit_html = hit_html(s, self.requirements)
+            if self._display:
+                from IPython.display import display
+
+                display({"text/html": self.hit_html, "text/plain": self._text}, raw=True)
+            return
         self.draw(s)
-        self._text = final_text(s)
-        color = "#c62828" if s.status == ERROR else "#2e7d32"
+        # The text twin says what the box says, the requirement table first.
+        self._text = (self.requirements.text + "\n" if self.requirements else "") + final_text(s)
+        color = BAD if s.status == ERROR else OK
         self.head.value = f"<b style='color:{color}'>{html.escape(headline(s))}</b>"
         notes = "".join(f"<div>note: {html.escape(n)}</div>" for n in s.notes)
-        if s.cache_hit:
-            self.steps.value = ""
-            self.log.value = notes
-        elif s.status == ERROR:
+        if s.status == ERROR:
             self.log.value = notes + ("<pre style='font-size:85%'>"
                                       + html.escape("\n".join(s.log_tail)) + "</pre>")
         else:
             self.log.value = notes
-            self.table.value = size_table_html(s.sizes, zipped=s.target == "fc")
+            self.table.value = TABLE_CSS + size_table_html(s.sizes, zipped=s.target == "fc")
+        self._show()
         if self._handle is not None:
             self._handle.update(self)
 
 
-def make_build_view(kind: str, *, stream: TextIO | None = None):
+def make_build_view(kind: str, *, stream: TextIO | None = None,
+                    requirements: Requirements | None = None):
     if kind == "widget":
-        return WidgetBuildView()
-    return TextBuildView(stream)
+        return WidgetBuildView(requirements=requirements)
+    return TextBuildView(stream, requirements)
 
 
-def build_feed(kind: str, *, stream: TextIO | None = None):
-    """The ``on_snapshot`` hook of a build: every step drawn at once, the end always shown."""
+def build_feed(kind: str, *, stream: TextIO | None = None,
+               requirements: Requirements | None = None):
+    """The ``on_snapshot`` hook of a build: every step drawn at once, the end always shown.
+
+    ``requirements``: the table shown before a build starts; a cache hit
+    folds it away (one line).
+    """
     from ..progress import ProgressReporter
 
-    return ProgressReporter(lambda: make_build_view(kind, stream=stream), progress_after=0.0,
-                            interval=0.0, show_quick_success=True)
+    return ProgressReporter(lambda: make_build_view(kind, stream=stream,
+                                                    requirements=requirements),
+                            progress_after=0.0, interval=0.0, show_quick_success=True)
 
 
 # ----------------------------------------------------------------- %fc_runtime
@@ -216,13 +314,9 @@ def shared_list_text(rows, where: str) -> str:
     return f"team cache ({where}):\n" + "\n".join(lines)
 
 
-def show_requirements(rows, notes, kind: str, *, stream: TextIO | None = None) -> None:
-    """A runtime's requirement table and its notes (each escaped: names come from packages)."""
-    from ..requirements import format_table_html, format_table_text
-
-    text = format_table_text(rows) + "".join(f"\nnote: {n}" for n in notes)
-    body = format_table_html(rows) + "".join(f"<br>note: {html.escape(n)}" for n in notes)
-    show_text(text, kind, html_body=body, stream=stream)
+def show_requirements(shown: Requirements, kind: str, *, stream: TextIO | None = None) -> None:
+    """A runtime's requirement table on its own (when no build view showed it)."""
+    show_text(shown.text, kind, html_body=TABLE_CSS + shown.html, stream=stream)
 
 
 def show_text(text: str, kind: str, *, html_body: str | None = None,

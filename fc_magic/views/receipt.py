@@ -15,6 +15,7 @@ import html
 import logging
 
 from .. import pricing
+from ..ansi import strip_ansi
 from ..results import MapResult, short_repr
 from .charts import fmt_duration, svg_histogram
 from .text import fmt_rate, fmt_seconds
@@ -75,6 +76,7 @@ def status_text(result: MapResult) -> str:
 
 def message_text(message: str) -> str:
     """A failure's message whole, or its head and how much was left out when it is huge."""
+    message = strip_ansi(message)
     if len(message) <= MESSAGE_SHOWN_CHARS:
         return message
     return (message[:MESSAGE_SHOWN_CHARS]
@@ -83,6 +85,7 @@ def message_text(message: str) -> str:
 
 def output_tail(text: str, limit: int = OUTPUT_SHOWN_CHARS) -> str:
     """The end of a task's output, saying how much of it the receipt leaves out."""
+    text = strip_ansi(text)
     if len(text) <= limit:
         return text
     return f"[… {len(text) - limit:,} earlier characters; all in .output(i)]\n" + text[-limit:]
@@ -102,6 +105,11 @@ def cost_text(result: MapResult) -> str | None:
             f"{where}{est.tasks} invocations")
 
 
+def traceback_text(failure) -> str:
+    """A failure's remote traceback as shown: its frames nearest the error, no escapes."""
+    return strip_ansi(failure.short_traceback())
+
+
 # ------------------------------------------------------------------ text
 def receipt_text(result: MapResult) -> str:
     """The receipt as text: status, failures (first with its traceback), hint."""
@@ -114,7 +122,7 @@ def receipt_text(result: MapResult) -> str:
             lines.append(f"  #{f.index} input {f.input_repr}: {f.exc_type}: "
                          f"{message_text(f.message)}")
             if n == 0 and f.traceback:
-                lines.extend("    " + line for line in f.short_traceback().splitlines())
+                lines.extend("    " + line for line in traceback_text(f).splitlines())
             output = result.output(f.index)
             if n == 0 and output:
                 lines.append("    task output (tail):")
@@ -139,7 +147,7 @@ def failure_html(result: MapResult, failures) -> str:
     for n, f in enumerate(failures[:MAX_FAILURES_SHOWN]):
         head = html.escape(f"#{f.index}  input {f.input_repr}  →  {f.exc_type}: "
                            f"{message_text(f.message)}")
-        body = _pre(f.short_traceback()) if f.traceback else \
+        body = _pre(traceback_text(f)) if f.traceback else \
             f"<div style='color:{MUTED}'>(no remote traceback)</div>"
         output = result.output(f.index)
         if output:

@@ -150,14 +150,16 @@ def result_summary_lines(result) -> list[str]:
 
 def failure_report(result) -> str:
     """'3 of 100 tasks failed' and the first failure's remote traceback, short."""
+    from .receipt import message_text, traceback_text
+
     failures = result.failures_not_cancelled or result.failures
     first = failures[0]
     lines = [f"{len(failures)} of {len(result)} tasks failed "
              f"(the other results are kept; see .failures).",
              f"First failure: task #{first.index}, input {first.input_repr}: "
-             f"{first.exc_type}: {first.message}"]
+             f"{first.exc_type}: {message_text(first.message)}"]
     if first.traceback:
-        lines.append(first.short_traceback())
+        lines.append(traceback_text(first))
     return "\n".join(lines)
 
 
