@@ -17,7 +17,7 @@ import logging
 from .. import pricing
 from ..ansi import strip_ansi
 from ..results import MapResult, short_repr
-from .charts import fmt_duration, svg_histogram
+from .charts import fmt_duration, fmt_mb, svg_histogram
 from .text import fmt_rate, fmt_seconds
 
 logger = logging.getLogger(__name__)
@@ -30,12 +30,13 @@ OUTPUT_SHOWN_CHARS = 2_000
 #: A message longer than this is shown whole in `.failures`, its head here.
 MESSAGE_SHOWN_CHARS = 1_000
 
-#: JupyterLab's theme variables (light and dark), with fallbacks for other frontends.
-OK_COLOUR = "var(--jp-success-color1, #2e7d32)"
-BAD_COLOUR = "var(--jp-error-color1, #c62828)"
-WARN_COLOUR = "var(--jp-warn-color1, #e65100)"
-MUTED = "var(--jp-ui-font-color2, #616161)"
-CODE_BACKGROUND = "var(--jp-layout-color2, #f5f5f5)"
+#: JupyterLab's theme variables (light and dark), then VS Code's, then a colour
+#: readable on a light or a dark background for other frontends.
+OK_COLOUR = "var(--jp-success-color1, var(--vscode-testing-iconPassed, #43a047))"
+BAD_COLOUR = "var(--jp-error-color1, var(--vscode-errorForeground, #e53935))"
+WARN_COLOUR = "var(--jp-warn-color1, var(--vscode-editorWarning-foreground, #f57c00))"
+MUTED = "var(--jp-ui-font-color2, var(--vscode-descriptionForeground, #8a8a8a))"
+CODE_BACKGROUND = "var(--jp-layout-color2, var(--vscode-textCodeBlock-background, rgba(127, 127, 127, 0.12)))"
 
 
 def verdict(result: MapResult) -> tuple[str, str]:
@@ -182,10 +183,10 @@ def charts_html(result: MapResult) -> str:
     peaks = [s.peak_memory_mb for s in result.stats if s.peak_memory_mb]
     charts = ""
     if durations:
-        charts += svg_histogram(durations, "task duration", fmt_duration)
+        charts += svg_histogram(durations, "task duration", fmt_duration, unit="duration")
     if peaks:
-        charts += svg_histogram(peaks, "peak memory", lambda v: f"{v:.0f} MB",
-                                colour="var(--jp-brand-color2, #7b1fa2)")
+        charts += svg_histogram(peaks, "peak memory", fmt_mb, unit="peak memory",
+                                colour="var(--jp-brand-color2, #ab47bc)")
     return f"<div>{charts}</div>" if charts else ""
 
 
