@@ -56,22 +56,69 @@ class CostEstimate:
         return self.cu * USD_PER_CU
 
     def describe(self) -> str:
-        """'≈ $0.0012 (60 CU) for 300 tasks at 512 MB / 0.15 vCPU, estimate'."""
-        return (f"≈ ${self.usd:.6f} ({self.cu:,.1f} CU) for {self.tasks} tasks at "
-                f"{self.memory_mb} MB / {self.vcpu:.2f} vCPU (estimate)")
+        """'≈ $0.0012 (60 CU) for 300 invocations at 512 MB / 0.15 vCPU (estimate)'."""
+        return (f"≈ {fmt_usd(self.usd)} ({fmt_cu(self.cu)} CU) for {self.tasks} "
+                f"invocation{'s' if self.tasks != 1 else ''} at "
+                f"{self.memory_mb} MB / {self.vcpu:g} vCPU (estimate)")
+
+
+def _significant(x: float, digits: int) -> str:
+    """``x`` with ``digits`` significant digits in plain notation (no exponent)."""
+    if x == 0:
+        return "0"
+    decimals = max(digits - 1 - math.floor(math.log10(abs(x))), 0)
+    return f"{x:,.{decimals}f}"
+
+
+def fmt_usd(usd: float) -> str:
+    """Amounts as a person writes them: '$0.00012', '$0.042', '$1.23', '$1,234'."""
+    if usd >= 100:
+        return f"${usd:,.0f}"
+    if usd >= 1:
+        return f"${usd:,.2f}"
+    return "$" + _significant(usd, 2)
+
+
+def fmt_cu(cu: float) -> str:
+    """Compute Units to three significant digits: '0.0750', '12.4', '1,240'."""
+    return f"{cu:,.0f}" if cu >= 1000 else _significant(cu, 3)
 
 
 def estimate(durations_s: Iterable[float | None], memory_mb: int,
-             cpu: float | None = None) -> CostEstimate:
+             cpu: float | None = None, invocations: int | None = None) -> CostEstimate:
     """Estimate what these task durations would cost at ``memory_mb``.
 
     Tasks without a measured duration are still invoked (and billed for the
     invocation) but add no seconds: the estimate errs low, and says so.
+    ``invocations``: how many calls were sent (default: one per duration).
     """
     durations = list(durations_s)
+    calls = len(durations) if invocations is None else invocations
     billed = sum(d for d in durations if d is not None and d > 0)
-    cu = billed * cu_per_second(memory_mb, cpu) + CU_PER_INVOCATION * len(durations)
-    return CostEstimate(memory_mb, vcpu_for_memory(memory_mb, cpu), len(durations), billed, cu)
+    cu = billed * cu_per_second(memory_mb, cpu) + CU_PER_INVOCATION * calls
+    return CostEstimate(memory_mb, vcpu_for_memory(memory_mb, cpu), calls, billed, cu)
+
+
+def never_sent(result) -> int:
+    """Tasks of a cancelled map that never ran (cancelled, nothing measured): not invocations."""
+    return sum(1 for value, stats in zip(result.values, result.stats)
+               if getattr(value, "cancelled", False) and stats.duration_s is None)
+
+
+#: Said next to every "N x cheaper": the estimate does not model CPU speed.
+SAME_DURATIONS = "if each task takes as long at that size"
+
+
+def assumptions(result) -> list[str]:
+    """What an estimate of ``result`` assumes, in a few words each."""
+    said = []
+    if result.backend == "localhost":
+        said.append("durations measured on this machine, not on Function Compute")
+    skipped = never_sent(result)
+    if skipped:
+        said.append(f"{skipped} cancelled task{'s' if skipped != 1 else ''} never sent, "
+                    f"not counted")
+    return said
 
 
 def fitting_cpu(cpu: float | None, memory_mb: int) -> float | None:
@@ -89,7 +136,8 @@ def estimate_result(result, memory_mb: int | None = None,
     size where it breaks FC's ratio) falls back to that size's default.
     """
     memory = memory_mb or result.memory_mb or limits.MEMORY_MIN_MB
-    return estimate((s.duration_s for s in result.stats), memory, fitting_cpu(cpu, memory))
+    return estimate((s.duration_s for s in result.stats), memory, fitting_cpu(cpu, memory),
+                    invocations=len(result.stats) - never_sent(result))
 
 
 def round_up_memory(mb: float) -> int:
@@ -124,7 +172,8 @@ class SizingHint:
                     f"would do; the saving is small for tasks this short (estimate)")
         if self.suggested_mb < self.memory_mb:
             return (f"peak {self.peak_mb:.0f} MB of {self.memory_mb} MB: {self.suggested_mb} MB "
-                    f"would do, about {self.factor:.1f}x cheaper (estimate)")
+                    f"would do, about {self.factor:.1f}x cheaper ({SAME_DURATIONS}; "
+                    f"estimate)")
         if self.suggested_mb > self.memory_mb:
             return (f"peak {self.peak_mb:.0f} MB of {self.memory_mb} MB: close to the limit; "
                     f"{self.suggested_mb} MB would be safer")

@@ -53,3 +53,44 @@ def test_chart_colours_are_theme_variables_with_fallbacks():
     for rect in soup.find_all("rect"):
         assert rect["style"].startswith("fill:var(--jp-brand-color")
     assert "fill='#" not in html and "#f5f5f5" not in html and "#555" not in html
+
+
+def _cost_and_hint(result):
+    plain = Receipt(result)._repr_mimebundle_()["text/plain"]
+    soup = BeautifulSoup(Receipt(result)._repr_mimebundle_()["text/html"], "html.parser")
+    cost = [d.get_text() for d in soup.find_all("div") if d.get_text().startswith("Cost on")]
+    return plain, cost
+
+
+def test_cost_states_its_assumptions_with_sensible_digits():
+    # 4 tasks x 1 s at 1024 MB / 0.25 vCPU: 4 x 0.4 CU + 4 x 0.0075 CU = 1.63 CU = $0.0000326.
+    plain, cost = _cost_and_hint(_result([1.0] * 4, [36.0] * 4))
+    assert cost == ["Cost on Function Compute at 1024 MB: ≈ $0.000033 (1.63 CU) for 4 "
+                    "invocations at 1024 MB / 0.25 vCPU (estimate); durations measured on "
+                    "this machine, not on Function Compute"]
+    # The hint says what "cheaper" assumes, right next to it.
+    assert ("peak 36 MB of 1024 MB: 128 MB would do, about 5.3x cheaper (if each task takes "
+            "as long at that size; estimate)") in plain
+
+
+def test_cancelled_tasks_never_sent_are_not_invocations():
+    _plain, cost = _cost_and_hint(_result([1.0] * 4, [36.0] * 4, cancelled=6))
+    assert "for 4 invocations" in cost[0] and "6 cancelled tasks never sent, not counted" in cost[0]
+
+
+def test_memory_line_prices_other_sizes_with_the_same_assumption():
+    from fc_magic.views.text import memory_line
+
+    line = memory_line(256, _result([1.0] * 4, [36.0] * 4))
+    # 4 x (0.15 x 0.25 + 0.1) CU + 0.03 CU = 0.58 CU = $0.0000116
+    assert line == ("FC memory: 256 MB, 0.10 vCPU; last map (4 invocations) at this size ≈ "
+                    "$0.000012 (0.580 CU, estimate; if each task takes as long at that size; "
+                    "durations measured on this machine, not on Function Compute)")
+
+
+@pytest.mark.parametrize("usd, shown", [(0.0000326, "$0.000033"), (0.04249, "$0.042"),
+                                        (1.234, "$1.23"), (1234.5, "$1,234")])
+def test_amounts_have_two_significant_digits_or_cents(usd, shown):
+    from fc_magic.pricing import fmt_usd
+
+    assert fmt_usd(usd) == shown

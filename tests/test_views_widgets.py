@@ -191,10 +191,12 @@ def test_slider_cost_line_uses_the_last_map(ip, fc, cell):
         ip.run_line_magic("fc_memory", "")
     slider = newest(w.SelectionSlider, description="memory")
     info = [x for x in live_widgets() if isinstance(x, w.HTML)
-            and "last map (square, 6 tasks)" in x.value]
+            and "last map (square, 6 invocations)" in x.value]
     assert info and "estimate" in info[-1].value
+    assert "durations measured on this machine" in info[-1].value
     slider.value = 512
     assert "at 512 MB" in info[-1].value and "0.15 vCPU" in info[-1].value
+    assert "if each task takes as long at that size" in info[-1].value
 
 
 @pytest.fixture

@@ -120,13 +120,18 @@ class MemorySlider(TextFallback):
             est = pricing.estimate_result(result, mb, chosen)
             at = (pricing.estimate_result(result, result.memory_mb, result.cpu)
                   if result.memory_mb else None)
-            line = f"last map ({html.escape(result.function or 'map')}, {est.tasks} tasks) " \
-                   f"at {mb} MB: ≈ ${est.usd:.6f} ({est.cu:,.1f} CU)"
+            line = f"last map ({html.escape(result.function or 'map')}, {est.tasks} " \
+                   f"invocations) at {mb} MB: ≈ {pricing.fmt_usd(est.usd)} " \
+                   f"({pricing.fmt_cu(est.cu)} CU)"
             if at is not None and result.memory_mb != mb:
-                line += f"; ran at {result.memory_mb} MB: ≈ ${at.usd:.6f}"
+                line += f"; ran at {result.memory_mb} MB: ≈ {pricing.fmt_usd(at.usd)}"
+                # Durations are the measured ones: a smaller size with less vCPU
+                # may run CPU-bound tasks slower, which this does not model.
+                line += f" ({html.escape(pricing.SAME_DURATIONS)})"
             parts.append(line)
+            parts += [html.escape(a) for a in pricing.assumptions(result)]
         parts.append("<i>estimate: 0.15 CU/GB-s, 1 CU/vCPU-s, 75 CU/10k calls, "
-                     f"${pricing.USD_PER_CU:.6f}/CU</i>")
+                     f"{pricing.fmt_usd(pricing.USD_PER_CU)}/CU</i>")
         self.info.value = "<div style='font-size:12px'>" + "<br>".join(parts) + "</div>"
 
     def _rerun(self) -> None:

@@ -98,12 +98,13 @@ def hint_text(result: MapResult) -> str | None:
 
 
 def cost_text(result: MapResult) -> str | None:
+    """'Cost on Function Compute at 1024 MB: ≈ $0.0012 (...) ; assumes: ...'."""
     if not result.stats or not result.memory_mb:
         return None
-    est = pricing.estimate_result(result, result.memory_mb)
-    where = ("durations measured on this machine, " if result.backend == "localhost" else "")
-    return (f"Cost at {result.memory_mb} MB on Function Compute: {est.describe()}; "
-            f"{where}{est.tasks} invocations")
+    est = pricing.estimate_result(result, result.memory_mb, result.cpu)
+    said = pricing.assumptions(result)
+    return (f"Cost on Function Compute at {result.memory_mb} MB: {est.describe()}"
+            + (f"; {'; '.join(said)}" if said else ""))
 
 
 def traceback_text(failure) -> str:

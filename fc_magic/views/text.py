@@ -171,6 +171,10 @@ def memory_line(memory_mb: int, last_map=None, cpu: float | None = None) -> str:
     line = f"FC memory: {memory_mb} MB, {pricing.vcpu_for_memory(memory_mb, chosen):.2f} vCPU"
     if last_map is not None and last_map.stats:
         est = pricing.estimate_result(last_map, memory_mb, chosen)
-        line += (f"; last map ({est.tasks} tasks) at this size ≈ ${est.usd:.6f} "
-                 f"({est.cu:,.1f} CU, estimate)")
+        line += (f"; last map ({est.tasks} invocations) at this size ≈ "
+                 f"{pricing.fmt_usd(est.usd)} ({pricing.fmt_cu(est.cu)} CU, estimate")
+        said = pricing.assumptions(last_map)
+        if memory_mb != last_map.memory_mb:
+            said.insert(0, pricing.SAME_DURATIONS)
+        line += "; " + "; ".join(said) + ")" if said else ")"
     return line
