@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 from .backends.request import MapRequest
 from .errors import ServiceUnavailable
-from .progress import CANCELLED, ERROR, RUNNING, SUCCESS, MapSnapshot
+from .progress import CANCELLED, ERROR, RUNNING, SUCCESS, EtaSmoother, MapSnapshot
 from .results import CANCELLED_TASK, MapResult, TaskFailure, TaskStats, short_repr
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class _Progress:
     total: int
     label: str
     start: float
+    where: str = ""
     done: int = 0
     failed: int = 0
     lost_reason: str | None = None
@@ -72,7 +73,9 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
     notify = on_snapshot or (lambda snapshot: None)
     progress = _Progress(len(items), getattr(func, "__name__", "function"), clock())
     with job_factory(request) as job:
-        notify(MapSnapshot(total=progress.total, elapsed_s=0.0, label=progress.label))
+        progress.where = job.describe()
+        notify(MapSnapshot(total=progress.total, elapsed_s=0.0, label=progress.label,
+                           where=progress.where))
         try:
             job.submit(func, items)
             _poll_until_settled(job, progress, notify, should_cancel, poll_interval, clock)
@@ -94,6 +97,7 @@ def _poll_until_settled(job, progress: _Progress, notify, should_cancel, poll_in
     timeout_s = job.request.timeout_s
     last_progress, last_finished = clock(), -1
     pending, running = list(job.futures), 0
+    eta = EtaSmoother()
     while True:
         try:
             poll = job.poll(pending)
@@ -105,8 +109,11 @@ def _poll_until_settled(job, progress: _Progress, notify, should_cancel, poll_in
             progress.failed += poll.newly_failed
             running = poll.running
         now = clock()
+        finished = progress.done + progress.failed
         notify(MapSnapshot(progress.total, progress.done, progress.failed, running,
-                           now - progress.start, RUNNING, progress.label))
+                           now - progress.start, RUNNING, progress.label,
+                           eta.update(now - progress.start, finished, running, progress.total),
+                           progress.where))
         if not pending:
             return
         if should_cancel is not None and should_cancel():
@@ -157,14 +164,14 @@ def _collect(job, items: list, request: MapRequest, progress: _Progress,
                      elapsed_s=clock() - progress.start, backend=request.backend,
                      runtime=job.runtime, memory_mb=request.memory_mb, cpu=request.cpu,
                      function=progress.label, cancelled=progress.cancelled,
-                     where=job.describe())
+                     where=progress.where)
 
 
 def _final_snapshot(result: MapResult, progress: _Progress) -> MapSnapshot:
     failed = len(result.failures_not_cancelled)
     status = CANCELLED if progress.cancelled else (ERROR if failed else SUCCESS)
     return MapSnapshot(progress.total, len(result.results), failed, 0, result.elapsed_s,
-                       status, progress.label)
+                       status, progress.label, where=progress.where)
 
 
 class _StorageProbe:

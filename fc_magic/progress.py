@@ -27,6 +27,10 @@ class MapSnapshot:
     elapsed_s: float = 0.0
     status: str = RUNNING
     label: str = ""
+    #: Seconds left as `EtaSmoother` estimates them (None: use the average rate).
+    smoothed_eta_s: float | None = None
+    #: Where the map runs, in a few words (the backend's description).
+    where: str = ""
 
     @property
     def pending(self) -> int:
@@ -45,14 +49,63 @@ class MapSnapshot:
 
     @property
     def eta_s(self) -> float | None:
-        rate = self.rate
-        if rate is None or self.status != RUNNING:
+        if self.status != RUNNING:
             return None
-        return (self.total - self.finished) / rate
+        if self.smoothed_eta_s is not None:
+            return self.smoothed_eta_s
+        rate = self.rate
+        return None if rate is None else (self.total - self.finished) / rate
 
     @property
     def final(self) -> bool:
         return self.status != RUNNING
+
+
+class EtaSmoother:
+    """Seconds left in a map, from its recent rate rather than its average since the start.
+
+    The average since the start counts the time before any task ran (executor
+    start, upload, cold starts), so the first ETA would be far too long: with
+    4 workers, 2 s tasks and 3 s to start, the average says 20 s left after the
+    first batch when 8 s is right. Here the first rate is the tasks that ran at
+    once over how long the first ones took since work began (Little's law);
+    later completions update it as tqdm does, an exponential moving average of
+    tasks finished and of the time they took (``smoothing`` weighs the newest).
+    """
+
+    def __init__(self, smoothing: float = 0.3):
+        self.smoothing = smoothing
+        self._began: float | None = None     # when tasks were first seen running
+        self._last_seen = 0.0                # the previous update's time
+        self._workers = 0                    # most tasks seen running at once
+        self._last_finished = 0
+        self._last_time: float | None = None
+        self._tasks: float | None = None     # smoothed tasks per completion event
+        self._seconds: float | None = None   # smoothed seconds per completion event
+
+    def update(self, elapsed_s: float, finished: int, running: int, total: int) -> float | None:
+        """Seconds left after this poll (None until a task finished)."""
+        if self._began is None and (running or finished):
+            # Work began after the previous update, which saw none: count from
+            # there (at most one poll early, so never optimistic).
+            self._began = self._last_seen
+        self._last_seen = elapsed_s
+        self._workers = max(self._workers, running)
+        new = finished - self._last_finished
+        if new > 0:
+            if self._tasks is None:
+                self._tasks = float(max(self._workers, finished))
+                self._seconds = max(elapsed_s - (self._began or 0.0), 1e-9)
+            else:
+                a = self.smoothing
+                self._tasks = a * new + (1 - a) * self._tasks
+                self._seconds = a * (elapsed_s - self._last_time) + (1 - a) * self._seconds
+            self._last_finished, self._last_time = finished, elapsed_s
+        if self._tasks is None:
+            return None
+        # Counted down between completions, so the line does not stand still.
+        left = (total - finished) * self._seconds / self._tasks
+        return max(left - (elapsed_s - self._last_time), 0.0)
 
 
 class MapView(Protocol):

@@ -179,3 +179,63 @@ def test_a_defect_in_the_job_is_raised_as_itself_and_the_job_still_closed():
     with pytest.raises(TypeError, match="unexpected keyword"):
         _run(job, [1])
     assert job.closed and not job.finished
+
+
+class TimedJob(ScriptedJob):
+    """20 tasks on 4 workers, 2 s each, after 3 s of start-up; each poll is 0.5 s later."""
+
+    def __init__(self, request):
+        super().__init__(request, settle=[None] * 20)
+        self.t = 0.0
+
+    def clock(self):
+        return self.t
+
+    def poll(self, pending):
+        self.t += 0.5
+        started = max(self.t - 3.0, 0.0)
+        batches = int(started // 2.0)  # 4 tasks end every 2 s once work began
+        finished = min(4 * batches, 20)
+        newly = [i for i in pending if i < finished]
+        self.settled.update(newly)
+        still = [i for i in pending if i >= finished]
+        return engine_poll(still, len(newly), 0, min(4, len(still)) if self.t > 3.0 else 0)
+
+
+def test_the_first_eta_is_about_right_not_counting_the_start_up():
+    """The average since the start says 20 s left after the first batch; 8 s is right."""
+    from fc_magic.views.text import status_line
+
+    job = TimedJob(MapRequest())
+    snapshots = []
+    run_map(lambda x: x, list(range(20)), job.request, poll_interval=0, clock=job.clock,
+            on_snapshot=snapshots.append, job_factory=lambda request: job)
+    first = next(s for s in snapshots if s.finished)
+    assert (first.elapsed_s, first.finished) == (5.0, 4)
+    true_left = 13.0 - first.elapsed_s  # the last batch ends at 3 + 5 x 2 s
+    assert (first.total - first.finished) / first.rate == 20.0  # the naive figure
+    assert abs(first.eta_s - true_left) <= 0.1 * true_left
+    assert "ETA 8.0s" in status_line(first)
+    # Later ETAs track the truth too, and the line says where the map runs from the start.
+    for s in snapshots:
+        if s.finished and s.eta_s is not None and s.finished < s.total:
+            assert abs(s.eta_s - (13.0 - s.elapsed_s)) <= max(0.15 * (13.0 - s.elapsed_s), 1.0)
+    assert all(s.where == "a scripted job" for s in snapshots)
+
+
+def test_the_live_line_says_where_from_the_first_snapshot_in_a_terminal():
+    import io
+
+    from fc_magic.views.text import TextMapView
+
+    stream = io.StringIO()
+    view = TextMapView(stream, tty=True, columns=lambda: 200)
+    job = ScriptedJob(MapRequest(), settle=[2, 3])
+    run_map(
+        lambda x: x, [1, 2], job.request, poll_interval=0, clock=Clock(0.01),
+        on_snapshot=lambda s: (view.finish if s.final else view.draw)(s),
+        job_factory=lambda request: job)
+    frames = stream.getvalue().split("\r")[1:]
+    assert frames[0].startswith("[....................] <lambda>: 0/2 done")
+    assert "on a scripted job" in frames[0]
+    assert "on a scripted job" not in frames[-1] and "[ok]" in frames[-1]

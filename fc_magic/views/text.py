@@ -59,6 +59,8 @@ def status_line(s: MapSnapshot) -> str:
         parts.append(rate)
     if s.eta_s is not None and s.finished < s.total:
         parts.append(f"ETA {fmt_seconds(s.eta_s)}")
+    if s.where and s.status == RUNNING:  # the receipt says it once the map ends
+        parts.append(f"on {s.where}")
     verdict = {SUCCESS: "ok", ERROR: "FAILED", CANCELLED: "CANCELLED"}.get(s.status)
     head = f"{s.label}: " if s.label else ""
     return head + " · ".join(parts) + (f" [{verdict}]" if verdict else "")

@@ -113,7 +113,7 @@ class WidgetMapView(TextFallback):
             self.bar.max = total
         self.bar.value = snapshot.finished
         self._text = status_line(snapshot)
-        if self.where and not snapshot.final:
+        if self.where and not snapshot.final and not snapshot.where:
             self._text += f" · on {self.where}"
         if self.cancel_token.cancelled and snapshot.status not in _STYLE:
             self._text += " · cancelling…"
