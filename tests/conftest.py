@@ -1,7 +1,10 @@
 """Shared fixtures: a real InteractiveShell with fc_magic loaded, isolated temp dirs."""
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import subprocess
 import tempfile
 
 # Lithops derives its temp folders from the temp dir at import time; a test
@@ -57,15 +60,25 @@ def ip(_shell, tmp_path):
     magic.cache_dir = str(tmp_path / "cache")
     magic.view = "text"
     magic.progress_after = 0.0
+    _fresh_history(_shell)
     before = set(_shell.user_ns)
     yield _shell
     for name in set(_shell.user_ns) - before:
         del _shell.user_ns[name]
-    # Cells a test stored in the history must not leak into the next test:
-    # the display hook re-reads the last stored cell, and capture reads them all.
-    history = _shell.history_manager
+    _fresh_history(_shell)
+
+
+def _fresh_history(shell) -> None:
+    """The history of a shell that has run no cell: In[n] is again the n-th cell.
+
+    Cells a test stored in the history must not leak into the next test (the
+    display hook re-reads the last stored cell, and capture reads them all),
+    and the execution count must restart with them, as in a new kernel.
+    """
+    history = shell.history_manager
     history.input_hist_parsed[:] = [""]
     history.input_hist_raw[:] = [""]
+    shell.execution_count = 1
 
 
 @pytest.fixture
@@ -85,3 +98,37 @@ def cell(ip):
             raise result.error_in_exec
         return result.result
     return run
+
+
+def find_python(version: str) -> str | None:
+    """A Python X.Y that really runs, looked up as the Makefile does.
+
+    ``$PYTHON`` if it is that version, then a ``pythonX.Y`` on PATH, then
+    ``$(pyenv root)/versions/X.Y*/bin/pythonX.Y`` (newest first); None if none runs.
+    """
+    candidates = [os.environ.get("PYTHON", ""), shutil.which(f"python{version}") or ""]
+    try:
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        root = ""
+    root = root or os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    candidates += sorted(glob.glob(os.path.join(root, "versions", f"{version}*", "bin",
+                                                f"python{version}")), reverse=True)
+    check = f"import sys; sys.exit(sys.version_info[:2] != {tuple(map(int, version.split('.')))})"
+    for python in filter(None, candidates):
+        try:
+            if subprocess.run([python, "-c", check], capture_output=True, timeout=60).returncode == 0:
+                return python
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return None
+
+
+def python_or_skip(version: str) -> str:
+    """find_python(version), or skip the test saying what was looked for."""
+    python = find_python(version)
+    if python is None:
+        pytest.skip(f"no working Python {version} here ($PYTHON, python{version} on PATH, "
+                    f"pyenv versions/{version}*): the package cannot be run under FC's Python")
+    return python

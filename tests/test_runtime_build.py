@@ -23,9 +23,10 @@ from IPython.utils.capture import capture_output
 from fc_magic.requirements import resolve_requirements
 from fc_magic.runtime import BuildFailed, ensure_runtime, list_runtimes
 
+from conftest import python_or_skip
+
 pytestmark = pytest.mark.slow
 
-PYENV = "/root/.pyenv/versions"
 #: humanize: small, pure Python, not installed in the project's venv.
 CELL = "humanize\n"
 #: A package the kernel has (fc_magic depends on it) that no runtime here declares.
@@ -297,18 +298,14 @@ def test_fc_package_runs_lithops_handler_under_fc_python(fc_build, tmp_path, fc_
     assert final.package_bytes == os.path.getsize(entry.package)
     assert {"humanize", "lithops"} <= {p.name for p in final.sizes}
     assert all(p.zipped_bytes is not None for p in final.sizes)
-    python = os.path.join(PYENV, "3.12.1", "bin", "python3.12")
-    if not os.path.exists(python):
-        pytest.skip("no pyenv Python 3.12 on this machine")
+    python = python_or_skip("3.12")
     meta = _run_handler(python, _unpack(entry.package, tmp_path / "u"), fc_builtins("3.12"))
     assert meta["python"] == "3.12" and meta["refused"] and meta["preinstalls"] > 0
     assert meta["humanize"].startswith(str(tmp_path / "u"))
 
 
 def test_fc_package_for_python_3_10(session_cache, tmp_path, fc_builtins):
-    python = os.path.join(PYENV, "3.10.13", "bin", "python3.10")
-    if not os.path.exists(python):
-        pytest.skip("no pyenv Python 3.10 on this machine")
+    python = python_or_skip("3.10")
     reqs = resolve_requirements(CELL, backend="aliyun_fc", python="3.10")
     entry = ensure_runtime("rt_fc310", reqs, target="fc", cache_dir=session_cache)
     assert entry.python == "3.10"
@@ -338,14 +335,14 @@ def test_truncated_package_is_rebuilt_with_a_warning(fc_build, tmp_path, caplog)
 
 def test_fc_build_with_pip_gives_a_working_package(tmp_path, fc_builtins):
     """The path without uv: pip --target --platform --only-binary."""
-    python = os.path.join(PYENV, "3.12.1", "bin", "python3.12")
+    python = python_or_skip("3.12")
     reqs = resolve_requirements(CELL, backend="aliyun_fc")
     entry = ensure_runtime("rt_pip", reqs, target="fc", cache_dir=str(tmp_path / "c"),
                            installer="pip")
     assert entry.manifest["installer"] == "pip"
-    if os.path.exists(python):
-        unpacked = _unpack(entry.package, tmp_path / "u")
-        assert _run_handler(python, unpacked, fc_builtins("3.12"))["refused"]
+    meta = _run_handler(python, _unpack(entry.package, tmp_path / "u"), fc_builtins("3.12"))
+    assert meta["python"] == "3.12" and meta["refused"]
+    assert meta["humanize"].startswith(str(tmp_path / "u"))
 
 
 def test_build_failure_names_the_missing_package_and_leaves_nothing(tmp_path):
