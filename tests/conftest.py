@@ -43,6 +43,45 @@ def pytest_terminal_summary(terminalreporter):
             f"injected, {t.secret_scans} places scanned, secrets found = {t.secrets_found}")
 
 
+#: A secret leaks if any run of this many of its characters shows (a message that
+#: shows "the last 8 characters" of a key leaks it as surely as the whole key).
+SECRET_PART = 6
+
+
+def secret_parts_in(text: str, secret: str, part: int = SECRET_PART) -> list[tuple[int, int]]:
+    """Where pieces of ``secret`` of ``part``+ characters appear in ``text``.
+
+    Every such piece contains a window of exactly ``part`` characters, so the
+    windows are what is searched. The answer names the leaked stretches of the
+    secret as (start, end) offsets, merged, never the characters themselves
+    (so a failing test does not print the secret either).
+    """
+    if len(secret) < part:
+        raise ValueError(f"a secret shorter than {part} characters cannot be scanned for parts")
+    hits = [i for i in range(len(secret) - part + 1) if secret[i:i + part] in text]
+    spans: list[tuple[int, int]] = []
+    for i in hits:
+        if spans and i <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], i + part)
+        else:
+            spans.append((i, i + part))
+    return spans
+
+
+def assert_no_secret(text: str, *secrets: str, where: str, tally: Tally | None = None) -> None:
+    """Fail if ``text`` holds any piece (SECRET_PART+ characters) of any of ``secrets``.
+
+    The one scan every secret test uses; each call counts as one place scanned.
+    """
+    found = {n: spans for n, s in enumerate(secrets) if (spans := secret_parts_in(text, s))}
+    if tally is not None:
+        tally.secret_scans += 1
+        tally.secrets_found += sum(len(spans) for spans in found.values())
+    assert not found, (f"{where} shows part of a secret: "
+                       + "; ".join(f"secret #{n + 1} characters {spans}"
+                                   for n, spans in found.items()))
+
+
 @pytest.fixture(scope="session")
 def _shell():
     return InteractiveShell.instance()

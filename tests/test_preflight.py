@@ -68,6 +68,38 @@ class Scorer:
         return x
 
 BOUND = Scorer().score
+
+def uses_nested(x):
+    def middle(y):
+        def inner(z):
+            import yaml
+            return yaml.safe_load(z)
+        return inner(y)
+    return middle(x)
+
+def uses_nested_global(x):
+    def inner():
+        return np.sqrt(x)
+    return inner()
+
+uses_lambda = lambda x: (lambda y: config_reader.safe_load(y))(x)
+
+def uses_inner_lambda(x):
+    return sorted([x], key=lambda v: np.float64(v))
+
+def builds_a_class(x):
+    class Local:
+        def run(self):
+            from bs4 import BeautifulSoup
+            return BeautifulSoup
+        @staticmethod
+        def fitted():
+            return LinearRegression
+        @property
+        def crypto(self):
+            import nacl.secret
+            return nacl.secret
+    return Local().run()
 '''
 
 
@@ -101,6 +133,23 @@ def test_needs_follow_globals_helpers_classes_closures_and_objects(nb):
     assert dists(nb["relative"]) == set()
     # A bound method of a notebook object: the object (and its fitted model) is pickled too.
     assert dists(nb["BOUND"]) == {"scikit-learn"}
+
+
+def test_imports_in_nested_functions_lambdas_and_built_classes_are_seen(nb):
+    assert dists(nb["uses_nested"]) == {"pyyaml"}          # import two functions deep
+    assert dists(nb["uses_nested_global"]) == {"numpy"}    # a global module used by an inner def
+    assert dists(nb["uses_lambda"]) == {"pyyaml"}          # FUNC a lambda, module in a lambda in it
+    assert dists(nb["uses_inner_lambda"]) == {"numpy"}     # a lambda inside FUNC
+    # A class FUNC builds: imports and globals in its methods, static methods and properties.
+    assert dists(nb["builds_a_class"]) == {"beautifulsoup4", "scikit-learn", "pynacl"}
+
+
+def test_a_nested_import_missing_from_the_runtime_is_refused(nb):
+    with pytest.raises(InputProblem) as err:
+        check_function(nb["uses_nested"], entry(["cloudpickle"]), func_label="uses_nested")
+    message = str(err.value)
+    assert "module 'yaml'" in message and message.endswith("add pyyaml to %%fc_runtime my_rt")
+    check_function(nb["uses_nested"], entry(["PyYAML"]))
 
 
 def test_need_says_how_the_module_is_reached(nb):
