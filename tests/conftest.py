@@ -127,6 +127,31 @@ def fc(ip):
 
 
 @pytest.fixture
+def fake_build(monkeypatch):
+    """ensure_runtime without a build: the kernel's own interpreter as the runtime.
+
+    Returns the requirement sets the builder was asked for, in order.
+    """
+    import sys
+
+    import fc_magic.runtime as runtime_pkg
+    from fc_magic.runtime import RuntimeEntry
+
+    asked = []
+
+    def ensure(name, reqs, *, target, cache_dir, rebuild=False, on_snapshot=None,
+               memory_mb=None, **kwargs):
+        asked.append(reqs)
+        return RuntimeEntry(name=name, key=reqs.key, target=target,
+                            deploy_name=f"{name}-{reqs.key[:8]}", path=cache_dir,
+                            interpreter=sys.executable, package=None,
+                            requirements=tuple(reqs.lines()), python=reqs.python,
+                            memory_mb=memory_mb, manifest={})
+    monkeypatch.setattr(runtime_pkg, "ensure_runtime", ensure)
+    return asked
+
+
+@pytest.fixture
 def cell(ip):
     """Run a cell and re-raise its error, as jupysql's testing shell does."""
     def run(source: str):
