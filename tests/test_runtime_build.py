@@ -166,10 +166,43 @@ def test_failing_build_leaves_cache_and_current_runtime_unchanged(ip, fc, cell, 
     assert fc.current_runtime is before_runtime
 
 
+def _orphan(cache_dir: str, name: str) -> None:
+    """Make the builds of ``name`` unused, as re-defining it with another list does."""
+    from fc_magic.runtime import cache
+
+    cache.remove_name(cache.runtimes_root(cache_dir), name)
+
+
+def _unused_dirs(cache_dir: str) -> dict[str, int]:
+    """The folder of every cached build no name uses, with its size in bytes."""
+    from fc_magic.runtime import cache
+
+    root = cache.runtimes_root(cache_dir)
+    unused = {cache.entry_dir(root, r.target, r.key) for r in list_runtimes(cache_dir)
+              if r.name is None}
+    return {path: cache.folder_size(path) for path in unused}
+
+
+def _gc_really_deletes(cache_dir: str, run_gc) -> None:
+    """gc deletes exactly the unused builds from disk and says how many and how much."""
+    from fc_magic.runtime.sizes import human
+
+    named = {r.name: r.key for r in list_runtimes(cache_dir) if r.name}
+    unused = _unused_dirs(cache_dir)
+    assert unused, "nothing unused: the gc would prove nothing"
+    said = run_gc()
+    assert said == (f"removed {len(unused)} unused cached build(s), "
+                    f"freed {human(sum(unused.values()))}"), said
+    assert not [path for path in unused if os.path.exists(path)], "gc left an unused build"
+    assert {r.name: r.key for r in list_runtimes(cache_dir)} == named   # the named ones stay
+    assert run_gc() == "removed 0 unused cached build(s), freed 0 B"
+
+
 def test_line_forms_list_remove_gc(ip, fc, cell, tmp_path, session_cache, local_build):
     entry, _ = local_build
     fc.cache_dir = str(tmp_path / "own")
     shutil.copytree(session_cache, fc.cache_dir, symlinks=True)
+    own = entry.path.replace(session_cache, fc.cache_dir)
     with capture_output() as cap:
         cell("%fc_runtime --list")
     assert "rt_local" in cap.stdout and entry.key[:8] in cap.stdout
@@ -177,15 +210,35 @@ def test_line_forms_list_remove_gc(ip, fc, cell, tmp_path, session_cache, local_
         cell("%fc_runtime rt_local")      # switch to a cached runtime by name
     assert fc.current_runtime.name == "rt_local"
     with capture_output() as cap:
+        cell(f"%%fc_runtime rt_alias\n{CELL}")   # the same list: a hit on the same build
+    assert "cache hit" in cap.stdout and fc.current_runtime.path == own
+    with capture_output() as cap:
+        cell("%fc_runtime --remove rt_alias")
+    assert cap.stdout.strip() == "removed runtime rt_alias"   # rt_local still uses the build
+    assert os.path.isdir(own)
+    with capture_output() as cap:
         cell("%fc_runtime --remove rt_local")
     assert "removed runtime rt_local and 1 cached build" in cap.stdout
+    assert not os.path.exists(own)
     assert fc.current_runtime is None
     assert "rt_local" not in {r.name for r in list_runtimes(fc.cache_dir)}
     with pytest.raises(UsageError, match="no runtime named 'rt_local'"):
         cell("%fc_runtime --remove rt_local")
+
+    # --gc on another copy in which rt_local's build is no longer used by any name.
+    fc.cache_dir = str(tmp_path / "gc")
+    shutil.copytree(session_cache, fc.cache_dir, symlinks=True)
+    _orphan(fc.cache_dir, "rt_local")
+
+    def magic_gc() -> str:
+        with capture_output() as cap:
+            cell("%fc_runtime --gc")
+        return cap.stdout.strip()
+
+    _gc_really_deletes(fc.cache_dir, magic_gc)
     with capture_output() as cap:
-        cell("%fc_runtime --gc")
-    assert cap.stdout.startswith("removed ")
+        cell("%fc_runtime --list")
+    assert "(unused)" not in cap.stdout
 
 
 def test_two_processes_racing_on_one_key_build_once(tmp_path):
@@ -388,6 +441,22 @@ def test_cli_build_list_and_gc(tmp_path, session_cache, local_build, capsys):
     assert "no runtime named 'nobody'" in capsys.readouterr().err
     missing = tmp_path / "nope.txt"
     assert main(["build", str(missing), "--name", "x", "--cache-dir", cache_dir]) == 2
+    capsys.readouterr()
+    # rt_local and cli_rt share one build: removing one name keeps it ...
+    shared = local_build[0].path.replace(session_cache, cache_dir)
+    assert main(["runtimes", "remove", "rt_local", "--cache-dir", cache_dir]) == 0
+    assert capsys.readouterr().out.strip() == "removed runtime rt_local"
+    assert os.path.isdir(shared)
+    # ... and once no name uses it, `runtimes gc` deletes it (and every other unused build).
+    _orphan(cache_dir, "cli_rt")
+    assert shared in _unused_dirs(cache_dir)
+
+    def cli_gc() -> str:
+        assert main(["runtimes", "gc", "--cache-dir", cache_dir]) == 0
+        return capsys.readouterr().out.strip()
+
+    _gc_really_deletes(cache_dir, cli_gc)
+    assert not os.path.exists(shared)
 
 
 # ------------------------------------------------------------------ more user paths
