@@ -196,3 +196,59 @@ def python_or_skip(version: str) -> str:
         pytest.skip(f"no working Python {version} here ($PYTHON, python{version} on PATH, "
                     f"pyenv versions/{version}*): the package cannot be run under FC's Python")
     return python
+
+
+class FileAccess:
+    """Records every file opened, stat'ed or listed under ``root`` while installed.
+
+    The work a code path does on disk, counted: ``watch_files(monkeypatch, root)``
+    installs it over open/os.open/os.stat/os.lstat/os.scandir/os.listdir.
+    """
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root) + os.sep
+        self.opened: list[str] = []
+        self.stated: list[str] = []
+        self.listed: list[str] = []
+
+    def under(self, path) -> str | None:
+        if isinstance(path, int):
+            return None
+        try:
+            # abspath, not realpath: realpath itself calls the os.lstat being watched.
+            full = os.path.abspath(os.fsdecode(path))
+        except (TypeError, ValueError):
+            return None
+        return full[len(self.root):] if (full + os.sep).startswith(self.root) else None
+
+    def clear(self) -> None:
+        self.opened.clear()
+        self.stated.clear()
+        self.listed.clear()
+
+    def touched(self) -> list[str]:
+        return self.opened + self.stated + self.listed
+
+
+def watch_files(monkeypatch, root: str) -> FileAccess:
+    import builtins
+    import io
+
+    seen = FileAccess(root)
+
+    def wrap(original, into):
+        def recorded(path=".", *args, **kwargs):
+            rel = seen.under(path)
+            if rel is not None:
+                into.append(rel)
+            return original(path, *args, **kwargs)
+        return recorded
+
+    monkeypatch.setattr(builtins, "open", wrap(builtins.open, seen.opened))
+    monkeypatch.setattr(io, "open", wrap(io.open, seen.opened))
+    monkeypatch.setattr(os, "open", wrap(os.open, seen.opened))
+    monkeypatch.setattr(os, "stat", wrap(os.stat, seen.stated))
+    monkeypatch.setattr(os, "lstat", wrap(os.lstat, seen.stated))
+    monkeypatch.setattr(os, "scandir", wrap(os.scandir, seen.listed))
+    monkeypatch.setattr(os, "listdir", wrap(os.listdir, seen.listed))
+    return seen

@@ -23,7 +23,7 @@ from IPython.utils.capture import capture_output
 from fc_magic.requirements import resolve_requirements
 from fc_magic.runtime import BuildFailed, ensure_runtime, list_runtimes
 
-from conftest import python_or_skip
+from conftest import python_or_skip, watch_files
 
 pytestmark = pytest.mark.slow
 
@@ -148,6 +148,38 @@ def test_second_run_of_the_cell_is_a_hit_without_subprocess(ip, fc, cell, sessio
         cell("%fc_runtime")
     assert "runtime rt_local (local venv" in cap.stdout and "humanize" in cap.stdout
     assert first.key[:16] in cap.stdout
+
+
+def test_a_cache_hit_does_the_same_small_work_however_big_the_runtime(
+        ip, fc, cell, tmp_path, session_cache, local_build, monkeypatch):
+    """A hit reads the manifest and stats the files it names: no walk, no hashing."""
+    entry, _ = local_build
+    fc.cache_dir = str(tmp_path / "own")
+    shutil.copytree(session_cache, fc.cache_dir, symlinks=True)
+    own = entry.path.replace(session_cache, fc.cache_dir)
+
+    def hit(seen) -> list[str]:
+        seen.clear()
+        with capture_output() as cap:
+            cell(f"%%fc_runtime rt_local\n{CELL}")
+        assert "rt_local: cache hit" in cap.stdout and fc.current_runtime.path == own
+        return sorted(seen.touched())
+
+    seen = watch_files(monkeypatch, own)
+    small = hit(seen)
+    assert small, "the hit touched nothing in its entry: the count would prove nothing"
+    assert len(small) <= 20, small      # the manifest and the few files it names
+    # The same runtime, grown by 2,000 files in 40 packages: the hit's work is unchanged.
+    site = next(p for p, dirs, _ in os.walk(own) if p.endswith("site-packages"))
+    for n in range(40):
+        pkg = os.path.join(site, f"zz_grown_{n}")
+        os.makedirs(pkg)
+        for i in range(50):
+            with open(os.path.join(pkg, f"m{i}.py"), "w") as fh:
+                fh.write("x = 1\n" * 20)
+    grown = hit(seen)
+    assert grown == small
+    assert not [p for p in grown if "zz_grown_" in p]
 
 
 def test_failing_build_leaves_cache_and_current_runtime_unchanged(ip, fc, cell, session_cache,
