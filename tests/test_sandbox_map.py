@@ -286,7 +286,7 @@ def test_cli_sandbox_prints_a_working_config_and_stops_on_ctrl_c(tmp_path):
     assert proc.returncode == 0, err
 
 
-def test_a_deployed_function_is_reused_until_its_package_or_timeout_no_longer_fits(
+def test_a_deployed_function_at_fcs_maximum_timeout_is_reused(
         demo_runtime, config_file, sandbox):
     request = _request(demo_runtime, config_file, timeout_s=86_400)
     executor = engine._new_executor(request)  # deploys when FC lacks a fitting function
@@ -297,6 +297,64 @@ def test_a_deployed_function_is_reused_until_its_package_or_timeout_no_longer_fi
         assert sandbox.functions._functions[name].spec.timeout_s == 86_400
     finally:
         executor.job_monitor.stop()
+
+
+PROBE = ("def probe(x):\n"
+         "    import importlib\n"
+         "    try:\n"
+         "        return importlib.import_module('fc_magic_probe').VERSION\n"
+         "    except ImportError:\n"
+         "        return 'original'\n")
+
+
+def _rebuilt_copy(demo_runtime, xdg_cache: str, into: Path) -> Path:
+    """A copy of the demo runtime's cache whose package (same key, same deploy name)
+    holds one module more, as a rebuild that produced other bytes would."""
+    import json
+    import shutil
+    import zipfile
+
+    source = os.path.join(xdg_cache, "fc_magic")
+    shutil.copytree(source, into, symlinks=True)
+    entry_dir = Path(demo_runtime.path.replace(source, str(into)))
+    package = entry_dir / "package.zip"
+    with zipfile.ZipFile(package, "a") as zf:
+        zf.writestr("fc_magic_probe.py", "VERSION = 'rebuilt'\n")
+    manifest_path = entry_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    size = package.stat().st_size
+    manifest["check_files"]["package.zip"] = size
+    manifest["package_bytes"] = size
+    manifest_path.write_text(json.dumps(manifest))
+    return into
+
+
+def test_a_changed_package_under_the_same_deploy_name_is_redeployed(
+        aliyun, cell, sandbox, tmp_path, demo_runtime, xdg_cache):
+    cell(PROBE)
+    assert cell("%fc_map probe range(2)").values == ["original", "original"]
+    (name,) = [n for n in sandbox.functions._functions if n.startswith("lithops-worker-demo-")]
+    before = sandbox.functions._functions[name]
+
+    aliyun.cache_dir = str(_rebuilt_copy(demo_runtime, xdg_cache, tmp_path / "rebuilt"))
+    with capture_output() as cap:
+        cell(RUNTIME_CELL)
+    assert "cache hit" in cap.stdout
+    assert aliyun.current_runtime.deploy_name == demo_runtime.deploy_name   # same name ...
+    assert aliyun.current_runtime.package != demo_runtime.package           # ... other bytes
+    # FC is asked for the package by its digest: the function is re-created with the new
+    # code and every task (warm instances included) runs it.
+    assert cell("%fc_map probe range(4)").values == ["rebuilt"] * 4
+    after = sandbox.functions._functions[name]
+    assert after is not before and after.code_checksum != before.code_checksum
+    assert after.description != before.description
+
+    # And back: the original package is deployed again, not left as it was.
+    aliyun.cache_dir = os.path.join(xdg_cache, "fc_magic")
+    with capture_output():
+        cell(RUNTIME_CELL)
+    assert cell("%fc_map probe range(2)").values == ["original", "original"]
+    assert sandbox.functions._functions[name].description == before.description
 
 
 def test_a_package_that_cannot_start_is_reported_at_once(config_file, sandbox, tmp_path):
