@@ -104,6 +104,8 @@ def test_fc_runtime_and_fc_map_run_in_the_deployed_package(aliyun, cell, sandbox
 
 
 @pytest.mark.slow
+# About 90 s on 2 busy cores; without paging the map never ends: fail at 4 minutes, not 15.
+@pytest.mark.timeout(240)
 def test_a_map_of_1500_tasks_completes(demo_runtime, config_file, sandbox):
     # Lithops detects completion by listing the job's status keys (~3 per
     # task): without paging past OSS's 1000-key pages this map never ends.
@@ -119,6 +121,8 @@ def test_a_map_of_1500_tasks_completes(demo_runtime, config_file, sandbox):
     assert result.values == [2 * x for x in range(1500)]
 
 
+# Under a second: a paging loop that does not advance must fail here, not stall the run.
+@pytest.mark.timeout(60)
 def test_listing_pages_past_1000_keys(demo_runtime, config_file, sandbox):
     executor = engine._new_executor(_request(demo_runtime, config_file))
     try:
@@ -152,6 +156,8 @@ def test_over_memory_and_over_timeout_are_reported_and_the_rest_kept(aliyun, cel
     assert "2 of 4 tasks failed" in cap.stdout
 
 
+# A few seconds: a throttled call that is lost instead of retried would stall the map.
+@pytest.mark.timeout(90)
 def test_injected_throttling_and_5xx_lose_no_result(aliyun, cell, sandbox, tally, caplog):
     before = sandbox.faults_injected
     sandbox.faults = Faults(throttle_rate=0.05, error_rate=0.05, seed=11)
@@ -168,6 +174,8 @@ def test_injected_throttling_and_5xx_lose_no_result(aliyun, cell, sandbox, tally
     assert "Connection pool is full" not in caplog.text
 
 
+# Eight invokes with backoff capped at 2 s each.
+@pytest.mark.timeout(60)
 def test_throttled_invoke_is_retried_not_raised(demo_runtime, config_file, sandbox):
     executor = engine._new_executor(_request(demo_runtime, config_file))
     sandbox.faults = Faults(throttle_rate=0.5, seed=3)
