@@ -1,6 +1,7 @@
 # make demo  - execute notebooks/quickstart.ipynb on the embedded default and show its results
 # make test  - run the whole test suite
 # make bench - run every benchmark in bench/ and write bench/RESULTS.md
+# make mutate - mutation testing of the pure modules (MODULES="limits retry" for some)
 #
 # The project's environment is .venv with Python 3.12 (an FC Python: the
 # client's Python must match the runtime's). Found as: PYTHON=..., else a
@@ -10,7 +11,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean venv browser
+.PHONY: demo test bench clean venv browser mutate
 
 venv: $(STAMP)
 
@@ -51,5 +52,12 @@ browser:
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
+# Not part of 'make test': mutmut (the '.[mutate]' extra) over requirements, capture,
+# preflight, runtime cache, results, retry, progress, pricing and limits with their fast
+# tests only; the score is the last line, surviving mutants are listed above it.
+mutate: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[mutate]'
+	$(PY) tools/mutate.py $(MODULES)
+
 clean:
-	rm -rf $(VENV) bench/.work test-artifacts notebooks/*.executed.ipynb
+	rm -rf $(VENV) bench/.work test-artifacts notebooks/*.executed.ipynb .mutate
