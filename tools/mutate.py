@@ -35,7 +35,7 @@ _FIGURE = re.compile(r"([\w.]+) (\d+)/(\d+)")
 #: sandbox, kernels, browser) are left out: mutmut runs the covering tests per mutant.
 MODULES: dict[str, tuple[str, list[str]]] = {
     "limits": ("fc_magic/limits.py", ["test_limits.py", "test_config.py"]),
-    "pricing": ("fc_magic/pricing.py", ["test_views_widgets.py"]),
+    "pricing": ("fc_magic/pricing.py", ["test_pricing.py", "test_views_widgets.py"]),
     "progress": ("fc_magic/progress.py", ["test_views.py", "test_views_widgets.py"]),
     "results": ("fc_magic/results.py", ["test_views.py", "test_views_widgets.py",
                                         "test_map_magic.py"]),
