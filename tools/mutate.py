@@ -39,7 +39,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "progress": ("fc_magic/progress.py", ["test_views.py", "test_views_widgets.py"]),
     "results": ("fc_magic/results.py", ["test_views.py", "test_views_widgets.py",
                                         "test_map_magic.py"]),
-    "retry": ("fc_magic/retry.py", ["test_views_widgets.py"]),
+    "retry": ("fc_magic/retry.py", ["test_retry.py", "test_views_widgets.py"]),
     "capture": ("fc_magic/capture.py", ["test_capture.py", "test_cli_requirements.py"]),
     "preflight": ("fc_magic/preflight.py", ["test_preflight.py"]),
     "requirements": ("fc_magic/requirements.py", ["test_requirements.py",
