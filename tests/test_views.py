@@ -50,6 +50,34 @@ def test_reporter_waits_then_redraws_at_a_fixed_rate_whatever_the_task_count():
     assert views[0].finished.status == SUCCESS
 
 
+def test_snapshot_as_plain_data():
+    s = MapSnapshot(total=10, done=4, failed=1, running=2, elapsed_s=2.5, label="f")
+    assert s.as_dict() == {"total": 10, "done": 4, "failed": 1, "running": 2, "elapsed_s": 2.5,
+                           "status": RUNNING, "label": "f", "pending": 3, "rate": 2.0,
+                           "eta_s": 2.5}
+
+
+def test_reporter_counts_its_draws_and_waits_from_its_own_start():
+    clock = FakeClock()
+    clock.now = 1000.0          # a monotonic clock does not start at zero
+    views = []
+    reporter = ProgressReporter(lambda: views.append(CountingView()) or views[-1],
+                                progress_after=1.0, interval=0.2, clock=clock)
+    assert reporter.draws == 0 and reporter.view is None
+    clock.now = 1000.5
+    reporter(MapSnapshot(total=5, done=1))
+    assert reporter.draws == 0 and views == []          # still inside progress_after
+    clock.now = 1001.0
+    reporter(MapSnapshot(total=5, done=2))
+    clock.now = 1001.1
+    reporter(MapSnapshot(total=5, done=3))               # inside the redraw interval
+    assert reporter.draws == 1 and len(views[0].draws) == 1
+    clock.now = 1001.3
+    reporter(MapSnapshot(total=5, done=4))
+    reporter(MapSnapshot(total=5, done=5, status=SUCCESS))
+    assert reporter.draws == 3 and views[0].finished.done == 5
+
+
 def test_quick_success_draws_nothing_but_quick_failure_is_shown():
     clock = FakeClock()
     made = []
