@@ -44,8 +44,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "preflight": ("fc_magic/preflight.py", ["test_preflight.py"]),
     "requirements": ("fc_magic/requirements.py", ["test_requirements.py",
                                                   "test_cli_requirements.py"]),
-    "runtime.cache": ("fc_magic/runtime/cache.py", ["test_runtime_units.py",
-                                                     "test_reliability_cache.py"]),
+    "runtime.cache": ("fc_magic/runtime/cache.py", ["test_runtime_cache.py",
+                                                     "test_runtime_units.py"]),
 }
 KILLED = {"killed", "timeout"}
 _RESULT = re.compile(r"^\s*(\S+__mutmut_\d+): (.+)$")
