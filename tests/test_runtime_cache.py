@@ -162,3 +162,48 @@ def test_a_lock_leaves_no_file_and_excludes_a_second_holder(tmp_path):
         with cache.key_lock(root, "local", KEY):
             raise RuntimeError("inside")
     assert os.listdir(root) == []
+
+
+def test_manifest_and_index_are_written_sorted_through_a_temp_file_beside_them(
+        tmp_path, monkeypatch):
+    # Sorted keys: the same manifest is the same bytes. The temp file sits in the target
+    # folder, so the final os.replace is a rename within one file system (atomic).
+    replaced = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: replaced.append((a, b)) or real_replace(a, b))
+    folder = tmp_path / "entry"
+    folder.mkdir()
+    cache.write_manifest(str(folder), {"zeta": 1, "alpha": {"b": 2, "a": 1}})
+    text = (folder / cache.MANIFEST).read_text()
+    assert text.index('"alpha"') < text.index('"zeta"') and text.index('"a"') < text.index('"b"')
+    root = str(tmp_path / "root")
+    cache.set_name(root, "zz", "local", KEY)
+    cache.set_name(root, "aa", "fc", KEY)
+    index = (tmp_path / "root" / cache.INDEX).read_text()
+    assert index.index('"aa"') < index.index('"zz"')
+    assert [os.path.dirname(a) for a, _ in replaced] == [str(folder), root, root]
+    assert [os.path.dirname(b) for _, b in replaced] == [str(folder), root, root]
+    assert sorted(os.listdir(folder)) == [cache.MANIFEST]
+    assert sorted(os.listdir(root)) == [cache.INDEX]
+
+
+def test_discard_removes_the_folder_even_when_it_cannot_be_renamed_aside(tmp_path, monkeypatch):
+    path = tmp_path / "entry"
+    (path / "sub").mkdir(parents=True)
+    (path / "sub" / "f").write_text("x")
+
+    def refuse(src, dst):
+        raise OSError("cross-device")
+
+    monkeypatch.setattr(os, "rename", refuse)
+    cache.discard(str(path))
+    assert not path.exists() and os.listdir(tmp_path) == []
+
+
+def test_stale_means_older_than_an_hour_by_default(tmp_path):
+    root = str(tmp_path)
+    build = cache.new_build_dir(root, "local", KEY)
+    just_over = time.time() - 3600.5
+    os.utime(build, (just_over, just_over))
+    assert cache.stale_build_dirs(root) == [build]
+    assert cache.stale_build_dirs(root, older_than_s=7200) == []
