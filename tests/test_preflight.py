@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from fc_magic.inputs import InputProblem
-from fc_magic.preflight import check_function, function_needs
+from fc_magic.preflight import check_function, function_needs, runtime_distributions
 from fc_magic.runtime import RuntimeEntry
 
 NOTEBOOK = '''
@@ -115,10 +115,10 @@ def dists(func, **kw):
     return {n.distribution for n in function_needs(func, **kw)}
 
 
-def entry(requirements, *, name="my_rt", target="local", sizes=()):
+def entry(requirements, *, name="my_rt", target="local", sizes=(), python="3.12"):
     return RuntimeEntry(name=name, key="0" * 64, target=target, deploy_name=f"{name}-00000000",
                         path="/nonexistent", interpreter=None, package=None,
-                        requirements=tuple(requirements), python="3.12", memory_mb=None,
+                        requirements=tuple(requirements), python=python, memory_mb=None,
                         manifest={"sizes": [[s, 1, None] for s in sizes]})
 
 
@@ -256,3 +256,26 @@ def test_fc_runtime_capture_table_conflict_then_preflight_in_fc_map(ip, fc, tmp_
     done = run("%fc_map loads [1, 2] --quiet")
     assert done.success, done.error_in_exec
     assert done.result.values == [1, 2]
+
+
+def test_what_a_runtime_has_depends_on_its_target_python_and_manifest():
+    from fc_magic.requirements import FC_BUILTIN_DISTRIBUTIONS, lithops_worker_requirements
+
+    local, said = runtime_distributions(entry(["scikit-learn==1.5", "not a line !!"]),
+                                        backend="localhost")
+    assert said == "runtime 'my_rt'"
+    assert {"scikit-learn", "numpy", "scipy", "joblib"} <= local     # with its dependencies
+    assert "oss2" not in local and "tablestore" not in local        # no FC builtins locally
+    fc312, _ = runtime_distributions(entry(["humanize"], target="fc"), backend="aliyun_fc")
+    assert {"humanize", "oss2", "alibabacloud-sts20150401"} <= fc312
+    assert "tablestore" not in fc312                                 # 3.10's, not 3.12's
+    fc310, _ = runtime_distributions(entry(["humanize"], target="fc", python="3.10"),
+                                     backend="aliyun_fc")
+    assert set(FC_BUILTIN_DISTRIBUTIONS["3.10"]) <= fc310 and "tablestore" in fc310
+    sized, _ = runtime_distributions(entry([], sizes=["Foo_Bar", ""]), backend="localhost")
+    assert "foo-bar" in sized                                        # what the build installed
+    assert runtime_distributions(None, backend="localhost") == (None, "this kernel's Python")
+    default, said = runtime_distributions(None, backend="aliyun_fc")
+    assert said == "the default Function Compute runtime"
+    assert set(lithops_worker_requirements("aliyun_fc")) <= default
+    assert "oss2" in default and "humanize" not in default
