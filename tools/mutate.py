@@ -69,10 +69,22 @@ class ModuleScore:
 
 
 def equivalents() -> set[str]:
-    """Mutant names explained as equivalent (first backticked name of each list item)."""
+    """Mutant names explained as equivalent: every backticked name in a list item, where
+    a bare `_N` after a full name means that function's mutant N."""
     if not EQUIVALENTS.exists():
         return set()
-    return set(re.findall(r"^- `([^`]+__mutmut_\d+)`", EQUIVALENTS.read_text(), re.M))
+    names: set[str] = set()
+    for line in EQUIVALENTS.read_text().splitlines():
+        if not line.startswith("- "):
+            continue
+        last = None
+        for token in re.findall(r"`([^`]+)`", line):
+            if "__mutmut_" in token:
+                last = token.rsplit("_", 1)[0]
+                names.add(token)
+            elif last and re.fullmatch(r"_\d+", token):
+                names.add(last + token)
+    return names
 
 
 def run_module(name: str) -> ModuleScore:
