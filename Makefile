@@ -4,6 +4,7 @@
 #              pyproject.toml changes), found as PYTHON310=..., else a python3.10
 #              that really runs, else pyenv's versions/3.10*; skipped, saying why, without one
 # make bench - run every benchmark in bench/ and write bench/RESULTS.md
+# make mutate - mutation testing of the pure modules (MODULES="limits retry" for some)
 #
 # The project's environment is .venv with Python 3.12 (supported kernels are
 # 3.10 and 3.12, the FC runtimes Lithops >= 3.8 runs on: the client's Python
@@ -14,7 +15,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean venv browser
+.PHONY: demo test bench clean venv browser mutate
 
 venv: $(STAMP)
 
@@ -62,5 +63,12 @@ browser:
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
+# Not part of 'make test': mutmut (the '.[mutate]' extra) over requirements, capture,
+# preflight, runtime cache, results, retry, progress, pricing and limits with their fast
+# tests only; the score is the last line, surviving mutants are listed above it.
+mutate: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[mutate]'
+	$(PY) tools/mutate.py $(MODULES)
+
 clean:
-	rm -rf $(VENV) .venv-3.10 .venv-3.10.lock bench/.work test-artifacts notebooks/*.executed.ipynb
+	rm -rf $(VENV) .venv-3.10 .venv-3.10.lock bench/.work test-artifacts notebooks/*.executed.ipynb .mutate

@@ -44,6 +44,16 @@ def run_one(script: Path) -> tuple[list[dict], str]:
     return results, f"{script.name}: {len(results)} figure(s) in {took:.0f} s"
 
 
+#: Lines other tools own in RESULTS.md (tools/mutate.py's score): a bench run keeps them.
+KEPT_PREFIXES = ("- make mutate:",)
+
+
+def kept_lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [line for line in path.read_text().splitlines() if line.startswith(KEPT_PREFIXES)]
+
+
 def main() -> int:
     scripts = sorted(p for p in HERE.glob("*.py") if p.name not in SKIP)
     rows, notes, failed = [], [], 0
@@ -64,7 +74,7 @@ def main() -> int:
         lines.append(f"| {name} | {r['figure']} | {fmt(r['fc_magic'], r['unit'])} | "
                      f"{fmt(r['baseline'], r['unit'])} | {r['ratio']:.3f} | {r['goal']} | "
                      f"{machine()} | {today} |")
-    lines += ["", *[f"- {n}" for n in notes], ""]
+    lines += ["", *[f"- {n}" for n in notes], *kept_lines(HERE / "RESULTS.md"), ""]
     text = "\n".join(lines)
     (HERE / "RESULTS.md").write_text(text)
     print(text)

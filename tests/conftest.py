@@ -1,7 +1,10 @@
 """Shared fixtures: a real InteractiveShell with fc_magic loaded, isolated temp dirs."""
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import subprocess
 import tempfile
 
 # Lithops derives its temp folders from the temp dir at import time; a test
@@ -72,6 +75,45 @@ def lithops_cache(tmp_path_factory):
     storage.CACHE_DIR = saved
 
 
+#: A secret leaks if any run of this many of its characters shows (a message that
+#: shows "the last 8 characters" of a key leaks it as surely as the whole key).
+SECRET_PART = 6
+
+
+def secret_parts_in(text: str, secret: str, part: int = SECRET_PART) -> list[tuple[int, int]]:
+    """Where pieces of ``secret`` of ``part``+ characters appear in ``text``.
+
+    Every such piece contains a window of exactly ``part`` characters, so the
+    windows are what is searched. The answer names the leaked stretches of the
+    secret as (start, end) offsets, merged, never the characters themselves
+    (so a failing test does not print the secret either).
+    """
+    if len(secret) < part:
+        raise ValueError(f"a secret shorter than {part} characters cannot be scanned for parts")
+    hits = [i for i in range(len(secret) - part + 1) if secret[i:i + part] in text]
+    spans: list[tuple[int, int]] = []
+    for i in hits:
+        if spans and i <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], i + part)
+        else:
+            spans.append((i, i + part))
+    return spans
+
+
+def assert_no_secret(text: str, *secrets: str, where: str, tally: Tally | None = None) -> None:
+    """Fail if ``text`` holds any piece (SECRET_PART+ characters) of any of ``secrets``.
+
+    The one scan every secret test uses; each call counts as one place scanned.
+    """
+    found = {n: spans for n, s in enumerate(secrets) if (spans := secret_parts_in(text, s))}
+    if tally is not None:
+        tally.secret_scans += 1
+        tally.secrets_found += sum(len(spans) for spans in found.values())
+    assert not found, (f"{where} shows part of a secret: "
+                       + "; ".join(f"secret #{n + 1} characters {spans}"
+                                   for n, spans in found.items()))
+
+
 @pytest.fixture(scope="session")
 def _shell():
     return InteractiveShell.instance()
@@ -89,13 +131,22 @@ def ip(_shell, tmp_path):
     magic.cache_dir = str(tmp_path / "cache")
     magic.view = "text"
     magic.progress_after = 0.0
+    _fresh_history(_shell)
     before = set(_shell.user_ns)
     yield _shell
     for name in set(_shell.user_ns) - before:
         del _shell.user_ns[name]
-    # Cells a test stored in the history must not leak into the next test:
-    # the display hook re-reads the last stored cell, and capture reads them all.
-    history = _shell.history_manager
+    _fresh_history(_shell)
+
+
+def _fresh_history(shell) -> None:
+    """The history of a shell that has run no cell: In[n] is again the n-th cell.
+
+    Cells a test stored in the history must not leak into the next test (the
+    display hook re-reads the last stored cell, and capture reads them all),
+    and the execution count must restart with them, as in a new kernel.
+    """
+    history = shell.history_manager
     history.input_hist_parsed[:] = [""]
     history.input_hist_raw[:] = [""]
     # As in a fresh kernel, In[n] is the n-th cell: capture's warnings name cells so.
@@ -106,6 +157,30 @@ def ip(_shell, tmp_path):
 def fc(ip):
     """The loaded FCMagic instance (its traits are the settings)."""
     return ip.magics_manager.registry["FCMagic"]
+
+
+@pytest.fixture
+def fake_build(monkeypatch):
+    """ensure_runtime without a build: the kernel's own interpreter as the runtime.
+
+    Returns the requirement sets the builder was asked for, in order.
+    """
+    import sys
+
+    import fc_magic.runtime as runtime_pkg
+    from fc_magic.runtime import RuntimeEntry
+
+    asked = []
+
+    def ensure(name, reqs, *, target, cache_dir, rebuild=False, on_snapshot=None, **kwargs):
+        asked.append(reqs)
+        return RuntimeEntry(name=name, key=reqs.key, target=target,
+                            deploy_name=f"{name}-{reqs.key[:8]}", path=cache_dir,
+                            interpreter=sys.executable, package=None,
+                            requirements=tuple(reqs.lines()), python=reqs.python,
+                            manifest={})
+    monkeypatch.setattr(runtime_pkg, "ensure_runtime", ensure)
+    return asked
 
 
 @pytest.fixture
@@ -128,9 +203,6 @@ def find_python(version: str) -> tuple[str | None, str]:
     that really runs, then $(pyenv root)/versions/3.10*/bin/python3.10. The
     interpreter is None when there is none; the text then says where it looked.
     """
-    import glob
-    import shutil
-    import subprocess
 
     def runs(candidate: str) -> bool:
         try:
@@ -179,3 +251,67 @@ def install_distribution(site, name: str, files) -> None:
         path.write_text("")
         record.append(f"{rel},,")
     (info / "RECORD").write_text("\n".join(record) + "\n")
+
+
+def python_or_skip(version: str) -> str:
+    """find_python(version), or skip the test saying what was looked for."""
+    python, how = find_python(version)
+    if python is None:
+        pytest.skip(f"{how}: the package cannot be run under FC's Python {version}")
+    return python
+
+
+class FileAccess:
+    """Records every file opened, stat'ed or listed under ``root`` while installed.
+
+    The work a code path does on disk, counted: ``watch_files(monkeypatch, root)``
+    installs it over open/os.open/os.stat/os.lstat/os.scandir/os.listdir.
+    """
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root) + os.sep
+        self.opened: list[str] = []
+        self.stated: list[str] = []
+        self.listed: list[str] = []
+
+    def under(self, path) -> str | None:
+        if isinstance(path, int):
+            return None
+        try:
+            # abspath, not realpath: realpath itself calls the os.lstat being watched.
+            full = os.path.abspath(os.fsdecode(path))
+        except (TypeError, ValueError):
+            return None
+        return full[len(self.root):] if (full + os.sep).startswith(self.root) else None
+
+    def clear(self) -> None:
+        self.opened.clear()
+        self.stated.clear()
+        self.listed.clear()
+
+    def touched(self) -> list[str]:
+        return self.opened + self.stated + self.listed
+
+
+def watch_files(monkeypatch, root: str) -> FileAccess:
+    import builtins
+    import io
+
+    seen = FileAccess(root)
+
+    def wrap(original, into):
+        def recorded(path=".", *args, **kwargs):
+            rel = seen.under(path)
+            if rel is not None:
+                into.append(rel)
+            return original(path, *args, **kwargs)
+        return recorded
+
+    monkeypatch.setattr(builtins, "open", wrap(builtins.open, seen.opened))
+    monkeypatch.setattr(io, "open", wrap(io.open, seen.opened))
+    monkeypatch.setattr(os, "open", wrap(os.open, seen.opened))
+    monkeypatch.setattr(os, "stat", wrap(os.stat, seen.stated))
+    monkeypatch.setattr(os, "lstat", wrap(os.lstat, seen.stated))
+    monkeypatch.setattr(os, "scandir", wrap(os.scandir, seen.listed))
+    monkeypatch.setattr(os, "listdir", wrap(os.listdir, seen.listed))
+    return seen

@@ -18,9 +18,20 @@ def test_map_returns_values_in_input_order(ip, cell):
     assert result.ok and result.failures == []
     assert ip.user_ns["r"] is result
     assert all(s.duration_s is not None and s.duration_s >= 0 for s in result.stats)
-    assert all(s.peak_memory_mb and s.peak_memory_mb > 1 for s in result.stats)
+    # In MB: a worker running `x + 7` holds some MB of Python, not KB nor GB.
+    assert all(s.peak_memory_mb and 5 < s.peak_memory_mb < 2048 for s in result.stats)
     assert "20 done, ok" in repr(result)
     assert "<table>" in result._repr_html_()
+
+
+def test_peak_memory_is_the_tasks_peak_in_megabytes(ip, cell):
+    # b"x" * n writes every page (bytearray(n) would map zero pages lazily).
+    cell("def hold(mb):\n    block = b'x' * (mb * 2**20)\n    return len(block)")
+    result = ip.run_line_magic("fc_map", "hold [1, 150]")
+    assert result.ok and result.values == [2**20, 150 * 2**20]
+    small, big = (s.peak_memory_mb for s in result.stats)
+    assert 5 < small < 2048
+    assert 120 <= big - small <= 400, (small, big)
 
 
 def test_out_stores_result_and_items_keep_their_type(ip, cell):

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from fc_magic.inputs import InputProblem
-from fc_magic.preflight import check_function, function_needs
+from fc_magic.preflight import check_function, function_needs, runtime_distributions
 from fc_magic.runtime import RuntimeEntry
 
 NOTEBOOK = '''
@@ -68,6 +68,38 @@ class Scorer:
         return x
 
 BOUND = Scorer().score
+
+def uses_nested(x):
+    def middle(y):
+        def inner(z):
+            import yaml
+            return yaml.safe_load(z)
+        return inner(y)
+    return middle(x)
+
+def uses_nested_global(x):
+    def inner():
+        return np.sqrt(x)
+    return inner()
+
+uses_lambda = lambda x: (lambda y: config_reader.safe_load(y))(x)
+
+def uses_inner_lambda(x):
+    return sorted([x], key=lambda v: np.float64(v))
+
+def builds_a_class(x):
+    class Local:
+        def run(self):
+            from bs4 import BeautifulSoup
+            return BeautifulSoup
+        @staticmethod
+        def fitted():
+            return LinearRegression
+        @property
+        def crypto(self):
+            import nacl.secret
+            return nacl.secret
+    return Local().run()
 '''
 
 
@@ -83,10 +115,10 @@ def dists(func, **kw):
     return {n.distribution for n in function_needs(func, **kw)}
 
 
-def entry(requirements, *, name="my_rt", target="local", sizes=()):
+def entry(requirements, *, name="my_rt", target="local", sizes=(), python="3.12"):
     return RuntimeEntry(name=name, key="0" * 64, target=target, deploy_name=f"{name}-00000000",
                         path="/nonexistent", interpreter=None, package=None,
-                        requirements=tuple(requirements), python="3.12",
+                        requirements=tuple(requirements), python=python,
                         manifest={"sizes": [[s, 1, None] for s in sizes]})
 
 
@@ -101,6 +133,23 @@ def test_needs_follow_globals_helpers_classes_closures_and_objects(nb):
     assert dists(nb["relative"]) == set()
     # A bound method of a notebook object: the object (and its fitted model) is pickled too.
     assert dists(nb["BOUND"]) == {"scikit-learn"}
+
+
+def test_imports_in_nested_functions_lambdas_and_built_classes_are_seen(nb):
+    assert dists(nb["uses_nested"]) == {"pyyaml"}          # import two functions deep
+    assert dists(nb["uses_nested_global"]) == {"numpy"}    # a global module used by an inner def
+    assert dists(nb["uses_lambda"]) == {"pyyaml"}          # FUNC a lambda, module in a lambda in it
+    assert dists(nb["uses_inner_lambda"]) == {"numpy"}     # a lambda inside FUNC
+    # A class FUNC builds: imports and globals in its methods, static methods and properties.
+    assert dists(nb["builds_a_class"]) == {"beautifulsoup4", "scikit-learn", "pynacl"}
+
+
+def test_a_nested_import_missing_from_the_runtime_is_refused(nb):
+    with pytest.raises(InputProblem) as err:
+        check_function(nb["uses_nested"], entry(["cloudpickle"]), func_label="uses_nested")
+    message = str(err.value)
+    assert "module 'yaml'" in message and message.endswith("add pyyaml to %%fc_runtime my_rt")
+    check_function(nb["uses_nested"], entry(["PyYAML"]))
 
 
 def test_need_says_how_the_module_is_reached(nb):
@@ -207,3 +256,26 @@ def test_fc_runtime_capture_table_conflict_then_preflight_in_fc_map(ip, fc, tmp_
     done = run("%fc_map loads [1, 2] --quiet")
     assert done.success, done.error_in_exec
     assert done.result.values == [1, 2]
+
+
+def test_what_a_runtime_has_depends_on_its_target_python_and_manifest():
+    from fc_magic.requirements import FC_BUILTIN_DISTRIBUTIONS, lithops_worker_requirements
+
+    local, said = runtime_distributions(entry(["scikit-learn==1.5", "not a line !!"]),
+                                        backend="localhost")
+    assert said == "runtime 'my_rt'"
+    assert {"scikit-learn", "numpy", "scipy", "joblib"} <= local     # with its dependencies
+    assert "oss2" not in local and "tablestore" not in local        # no FC builtins locally
+    fc312, _ = runtime_distributions(entry(["humanize"], target="fc"), backend="aliyun_fc")
+    assert {"humanize", "oss2", "alibabacloud-sts20150401"} <= fc312
+    assert "tablestore" not in fc312                                 # 3.10's, not 3.12's
+    fc310, _ = runtime_distributions(entry(["humanize"], target="fc", python="3.10"),
+                                     backend="aliyun_fc")
+    assert set(FC_BUILTIN_DISTRIBUTIONS["3.10"]) <= fc310 and "tablestore" in fc310
+    sized, _ = runtime_distributions(entry([], sizes=["Foo_Bar", ""]), backend="localhost")
+    assert "foo-bar" in sized                                        # what the build installed
+    assert runtime_distributions(None, backend="localhost") == (None, "this kernel's Python")
+    default, said = runtime_distributions(None, backend="aliyun_fc")
+    assert said == "the default Function Compute runtime"
+    assert set(lithops_worker_requirements("aliyun_fc")) <= default
+    assert "oss2" in default and "humanize" not in default

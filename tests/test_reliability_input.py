@@ -86,10 +86,20 @@ def test_binary_garbage_as_iterable(ip, guarded, tally, junk):
     # Whatever the bytes, the line is either refused with a UsageError or
     # (if it happens to be a valid non-empty iterable expression) mapped.
     tally.inputs_tried += 1
+    reached = len(guarded)   # the fixture's list lives across Hypothesis' examples
     try:
-        ip.run_line_magic("fc_map", f"add_one {junk}")
+        result = ip.run_line_magic("fc_map", f"add_one {junk}")
     except UsageError as exc:
-        assert type(exc) is UsageError and "\n" not in str(exc)
+        message = str(exc)
+        assert type(exc) is UsageError, type(exc)
+        assert "\n" not in message and message.startswith("%fc_map"), message
+        assert len(guarded) == reached, f"{junk!r} was refused but reached the engine"
+    else:
+        # Mapped: exactly one call, with a non-empty list of items, whose result is returned.
+        assert len(guarded) == reached + 1, f"{junk!r} returned without one engine call"
+        items = list(guarded[-1])
+        assert items, f"{junk!r}: an empty iterable reached the engine"
+        assert isinstance(result, MapResult) and result.values == items
 
 
 HAND_PICKED = [

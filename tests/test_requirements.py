@@ -5,6 +5,7 @@ import importlib.metadata as md
 
 import pytest
 from IPython.core.error import UsageError
+from IPython.utils.capture import capture_output
 
 from conftest import install_distribution
 from fc_magic.backends.lithops_facts import fc_function_name
@@ -47,6 +48,21 @@ def test_key_changes_with_content_python_and_backend():
     assert resolve_requirements("numpy>=1.26", backend="localhost", python="3.10").key != base.key
     assert resolve_requirements("numpy>=1.26", backend="aliyun_fc", python="3.12").key != base.key
     assert resolve_requirements("numpy>=1.26", backend="localhost", python="3.12").key == base.key
+
+
+def test_key_changes_with_the_lithops_version(monkeypatch):
+    # Workers run the client's Lithops: a build for another Lithops is another runtime.
+    base = resolve_requirements("humanize", backend="aliyun_fc", python="3.12", pin=False)
+    real_version = md.version
+    monkeypatch.setattr(md, "version",
+                        lambda name: "3.9.0" if name == "lithops" else real_version(name))
+    other = resolve_requirements("humanize", backend="aliyun_fc", python="3.12", pin=False)
+    assert base.lithops_version == real_version("lithops") and other.lithops_version == "3.9.0"
+    assert other.lines() == base.lines()      # only the Lithops version differs ...
+    assert other.key != base.key              # ... and that alone changes the key
+    monkeypatch.setattr(md, "version", real_version)
+    assert resolve_requirements("humanize", backend="aliyun_fc", python="3.12",
+                                pin=False).key == base.key
 
 
 def test_lines_are_sorted_and_carry_lithops_worker_packages():
@@ -120,6 +136,43 @@ def test_markers_are_evaluated_for_the_target():
     old = resolve_requirements('tblib; python_version < "3.11"', backend="aliyun_fc",
                                python="3.10", pin=False)
     assert by_name(old)["tblib"].source == "declared"
+
+
+#: What packaging would say on a Mac with Apple silicon running Python 3.11.
+MAC_HOST = {"implementation_name": "cpython", "implementation_version": "3.11.9",
+            "os_name": "posix", "platform_machine": "arm64", "platform_release": "23.4.0",
+            "platform_system": "Darwin", "platform_version": "Darwin Kernel Version 23.4.0",
+            "python_full_version": "3.11.9", "platform_python_implementation": "CPython",
+            "python_version": "3.11", "sys_platform": "darwin"}
+
+
+def test_markers_are_evaluated_for_fc_not_for_the_host(monkeypatch):
+    import platform
+    import sys
+
+    import packaging.markers
+
+    import fc_magic.requirements as requirements
+
+    host = lambda: dict(MAC_HOST)  # noqa: E731
+    monkeypatch.setattr(packaging.markers, "default_environment", host)
+    monkeypatch.setattr(requirements, "default_environment", host)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(platform, "machine", lambda: "arm64")
+    body = ('humanize; sys_platform == "linux" and platform_machine == "x86_64"\n'
+            'pyyaml; sys_platform == "darwin"\n'
+            'idna; platform_machine == "arm64"\n'
+            'attrs; python_version == "3.10"\n'
+            'click; python_version == "3.11"\n'
+            'jinja2; platform_system == "Linux" and os_name == "posix"\n')
+    fc = by_name(resolve_requirements(body, backend="aliyun_fc", python="3.10", pin=False))
+    # FC is Linux x86_64 with the target's Python, whatever machine resolves the list.
+    assert {n for n, e in fc.items() if e.source == "declared"} == {"humanize", "attrs", "jinja2"}
+    # The same host faked for localhost (which runs here): the host's platform applies,
+    # so the fake is really in effect, and the Python is still the target's.
+    local = by_name(resolve_requirements(body, backend="localhost", python="3.10", pin=False))
+    assert {n for n, e in local.items() if e.source == "declared"} == {"pyyaml", "idna", "attrs"}
 
 
 def test_extras_and_urls_are_kept_canonically():
@@ -315,3 +368,20 @@ def test_cell_with_a_too_long_name_says_the_limit(ip, fc, tmp_path):
     assert type(error) is UsageError
     assert f"at most {limit} fit" in str(error) and "64" in str(error)
     assert nothing_stored(fc, tmp_path)
+
+
+def test_no_pin_leaves_unversioned_lines_unpinned(ip, fc, fake_build):
+    with capture_output() as shown:
+        ip.run_cell_magic("fc_runtime", "loose_rt --no-pin", "PyYAML\nhumanize>=4\n")
+    reqs = fake_build[-1]
+    assert "pyyaml" in reqs.user_lines() and "humanize>=4" in reqs.user_lines()
+    assert not any(line.startswith("pyyaml==") for line in reqs.lines())
+    assert fc.current_runtime.requirements == tuple(reqs.lines())
+    assert "pyyaml==" not in shown.stdout
+    # Without --no-pin the same cell pins the unversioned line to this kernel's version
+    # (a declared specifier is kept as written) and is therefore another runtime.
+    with capture_output():
+        ip.run_cell_magic("fc_runtime", "loose_rt", "PyYAML\nhumanize>=4\n")
+    pinned = fake_build[-1]
+    assert f"pyyaml=={v('pyyaml')}" in pinned.user_lines() and "humanize>=4" in pinned.user_lines()
+    assert pinned.key != reqs.key and fc.current_runtime.key == pinned.key

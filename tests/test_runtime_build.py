@@ -24,9 +24,10 @@ from IPython.utils.capture import capture_output
 from fc_magic.requirements import resolve_requirements
 from fc_magic.runtime import BuildFailed, ensure_runtime, list_runtimes
 
+from conftest import python_or_skip, watch_files
+
 pytestmark = pytest.mark.slow
 
-PYENV = "/root/.pyenv/versions"
 #: humanize: small, pure Python, not installed in the project's venv.
 CELL = "humanize\n"
 #: A package the kernel has (fc_magic depends on it) that no runtime here declares.
@@ -167,6 +168,38 @@ def test_second_run_of_the_cell_is_a_hit_without_subprocess(ip, fc, cell, sessio
     assert first.key[:16] in cap.stdout
 
 
+def test_a_cache_hit_does_the_same_small_work_however_big_the_runtime(
+        ip, fc, cell, tmp_path, session_cache, local_build, monkeypatch):
+    """A hit reads the manifest and stats the files it names: no walk, no hashing."""
+    entry, _ = local_build
+    fc.cache_dir = str(tmp_path / "own")
+    shutil.copytree(session_cache, fc.cache_dir, symlinks=True)
+    own = entry.path.replace(session_cache, fc.cache_dir)
+
+    def hit(seen) -> list[str]:
+        seen.clear()
+        with capture_output() as cap:
+            cell(f"%%fc_runtime rt_local\n{CELL}")
+        assert "rt_local: cache hit" in cap.stdout and fc.current_runtime.path == own
+        return sorted(seen.touched())
+
+    seen = watch_files(monkeypatch, own)
+    small = hit(seen)
+    assert small, "the hit touched nothing in its entry: the count would prove nothing"
+    assert len(small) <= 20, small      # the manifest and the few files it names
+    # The same runtime, grown by 2,000 files in 40 packages: the hit's work is unchanged.
+    site = next(p for p, dirs, _ in os.walk(own) if p.endswith("site-packages"))
+    for n in range(40):
+        pkg = os.path.join(site, f"zz_grown_{n}")
+        os.makedirs(pkg)
+        for i in range(50):
+            with open(os.path.join(pkg, f"m{i}.py"), "w") as fh:
+                fh.write("x = 1\n" * 20)
+    grown = hit(seen)
+    assert grown == small
+    assert not [p for p in grown if "zz_grown_" in p]
+
+
 def test_failing_build_leaves_cache_and_current_runtime_unchanged(ip, fc, cell, session_cache,
                                                                   local_build):
     fc.cache_dir = session_cache
@@ -202,10 +235,43 @@ def test_uv_colour_codes_never_reach_the_build_log_or_the_headline(ip, fc, cell,
     assert "build FAILED" in cap.stdout and "error: No solution found" in cap.stdout
 
 
+def _orphan(cache_dir: str, name: str) -> None:
+    """Make the builds of ``name`` unused, as re-defining it with another list does."""
+    from fc_magic.runtime import cache
+
+    cache.remove_name(cache.runtimes_root(cache_dir), name)
+
+
+def _unused_dirs(cache_dir: str) -> dict[str, int]:
+    """The folder of every cached build no name uses, with its size in bytes."""
+    from fc_magic.runtime import cache
+
+    root = cache.runtimes_root(cache_dir)
+    unused = {cache.entry_dir(root, r.target, r.key) for r in list_runtimes(cache_dir)
+              if r.name is None}
+    return {path: cache.folder_size(path) for path in unused}
+
+
+def _gc_really_deletes(cache_dir: str, run_gc) -> None:
+    """gc deletes exactly the unused builds from disk and says how many and how much."""
+    from fc_magic.runtime.sizes import human
+
+    named = {r.name: r.key for r in list_runtimes(cache_dir) if r.name}
+    unused = _unused_dirs(cache_dir)
+    assert unused, "nothing unused: the gc would prove nothing"
+    said = run_gc()
+    assert said == (f"removed {len(unused)} unused cached build(s), "
+                    f"freed {human(sum(unused.values()))}"), said
+    assert not [path for path in unused if os.path.exists(path)], "gc left an unused build"
+    assert {r.name: r.key for r in list_runtimes(cache_dir)} == named   # the named ones stay
+    assert run_gc() == "removed 0 unused cached build(s), freed 0 B"
+
+
 def test_line_forms_list_remove_gc(ip, fc, cell, tmp_path, session_cache, local_build):
     entry, _ = local_build
     fc.cache_dir = str(tmp_path / "own")
     shutil.copytree(session_cache, fc.cache_dir, symlinks=True)
+    own = entry.path.replace(session_cache, fc.cache_dir)
     with capture_output() as cap:
         cell("%fc_runtime --list")
     assert "rt_local" in cap.stdout and entry.key[:8] in cap.stdout
@@ -213,15 +279,35 @@ def test_line_forms_list_remove_gc(ip, fc, cell, tmp_path, session_cache, local_
         cell("%fc_runtime rt_local")      # switch to a cached runtime by name
     assert fc.current_runtime.name == "rt_local"
     with capture_output() as cap:
+        cell(f"%%fc_runtime rt_alias\n{CELL}")   # the same list: a hit on the same build
+    assert "cache hit" in cap.stdout and fc.current_runtime.path == own
+    with capture_output() as cap:
+        cell("%fc_runtime --remove rt_alias")
+    assert cap.stdout.strip() == "removed runtime rt_alias"   # rt_local still uses the build
+    assert os.path.isdir(own)
+    with capture_output() as cap:
         cell("%fc_runtime --remove rt_local")
     assert "removed runtime rt_local and 1 cached build" in cap.stdout
+    assert not os.path.exists(own)
     assert fc.current_runtime is None
     assert "rt_local" not in {r.name for r in list_runtimes(fc.cache_dir)}
     with pytest.raises(UsageError, match="no runtime named 'rt_local'"):
         cell("%fc_runtime --remove rt_local")
+
+    # --gc on another copy in which rt_local's build is no longer used by any name.
+    fc.cache_dir = str(tmp_path / "gc")
+    shutil.copytree(session_cache, fc.cache_dir, symlinks=True)
+    _orphan(fc.cache_dir, "rt_local")
+
+    def magic_gc() -> str:
+        with capture_output() as cap:
+            cell("%fc_runtime --gc")
+        return cap.stdout.strip()
+
+    _gc_really_deletes(fc.cache_dir, magic_gc)
     with capture_output() as cap:
-        cell("%fc_runtime --gc")
-    assert cap.stdout.startswith("removed ")
+        cell("%fc_runtime --list")
+    assert "(unused)" not in cap.stdout
 
 
 def test_two_processes_racing_on_one_key_build_once(tmp_path):
@@ -336,18 +422,14 @@ def test_fc_package_runs_lithops_handler_under_fc_python(fc_build, tmp_path, fc_
     assert final.package_bytes == os.path.getsize(entry.package)
     assert {"humanize", "lithops"} <= {p.name for p in final.sizes}
     assert all(p.zipped_bytes is not None for p in final.sizes)
-    python = os.path.join(PYENV, "3.12.1", "bin", "python3.12")
-    if not os.path.exists(python):
-        pytest.skip("no pyenv Python 3.12 on this machine")
+    python = python_or_skip("3.12")
     meta = _run_handler(python, _unpack(entry.package, tmp_path / "u"), fc_builtins("3.12"))
     assert meta["python"] == "3.12" and meta["refused"] and meta["preinstalls"] > 0
     assert meta["humanize"].startswith(str(tmp_path / "u"))
 
 
 def test_fc_package_for_python_3_10(session_cache, tmp_path, fc_builtins):
-    python = os.path.join(PYENV, "3.10.13", "bin", "python3.10")
-    if not os.path.exists(python):
-        pytest.skip("no pyenv Python 3.10 on this machine")
+    python = python_or_skip("3.10")
     reqs = resolve_requirements(CELL, backend="aliyun_fc", python="3.10")
     entry = ensure_runtime("rt_fc310", reqs, target="fc", cache_dir=session_cache)
     assert entry.python == "3.10"
@@ -377,14 +459,14 @@ def test_truncated_package_is_rebuilt_with_a_warning(fc_build, tmp_path, caplog)
 
 def test_fc_build_with_pip_gives_a_working_package(tmp_path, fc_builtins):
     """The path without uv: pip --target --platform --only-binary."""
-    python = os.path.join(PYENV, "3.12.1", "bin", "python3.12")
+    python = python_or_skip("3.12")
     reqs = resolve_requirements(CELL, backend="aliyun_fc")
     entry = ensure_runtime("rt_pip", reqs, target="fc", cache_dir=str(tmp_path / "c"),
                            installer="pip")
     assert entry.manifest["installer"] == "pip"
-    if os.path.exists(python):
-        unpacked = _unpack(entry.package, tmp_path / "u")
-        assert _run_handler(python, unpacked, fc_builtins("3.12"))["refused"]
+    meta = _run_handler(python, _unpack(entry.package, tmp_path / "u"), fc_builtins("3.12"))
+    assert meta["python"] == "3.12" and meta["refused"]
+    assert meta["humanize"].startswith(str(tmp_path / "u"))
 
 
 def test_build_failure_names_the_missing_package_and_leaves_nothing(tmp_path):
@@ -430,6 +512,22 @@ def test_cli_build_list_and_gc(tmp_path, session_cache, local_build, capsys):
     assert "no runtime named 'nobody'" in capsys.readouterr().err
     missing = tmp_path / "nope.txt"
     assert main(["build", str(missing), "--name", "x", "--cache-dir", cache_dir]) == 2
+    capsys.readouterr()
+    # rt_local and cli_rt share one build: removing one name keeps it ...
+    shared = local_build[0].path.replace(session_cache, cache_dir)
+    assert main(["runtimes", "remove", "rt_local", "--cache-dir", cache_dir]) == 0
+    assert capsys.readouterr().out.strip() == "removed runtime rt_local"
+    assert os.path.isdir(shared)
+    # ... and once no name uses it, `runtimes gc` deletes it (and every other unused build).
+    _orphan(cache_dir, "cli_rt")
+    assert shared in _unused_dirs(cache_dir)
+
+    def cli_gc() -> str:
+        assert main(["runtimes", "gc", "--cache-dir", cache_dir]) == 0
+        return capsys.readouterr().out.strip()
+
+    _gc_really_deletes(cache_dir, cli_gc)
+    assert not os.path.exists(shared)
 
 
 # ------------------------------------------------------------------ more user paths

@@ -1,27 +1,9 @@
 """A runtime's --memory and the memory slider agree: FCMagic.memory decides."""
 from __future__ import annotations
 
-import sys
-
-import pytest
 from IPython.utils.capture import capture_output
 
-import fc_magic.runtime as runtime_pkg
 import fc_magic.views as views
-from fc_magic.runtime import RuntimeEntry
-
-
-@pytest.fixture
-def fake_build(monkeypatch):
-    """ensure_runtime without a build: the kernel's own interpreter as the runtime."""
-    def ensure(name, reqs, *, target, cache_dir, rebuild=False, on_snapshot=None,
-               **kwargs):
-        return RuntimeEntry(name=name, key=reqs.key, target=target,
-                            deploy_name=f"{name}-{reqs.key[:8]}", path=cache_dir,
-                            interpreter=sys.executable, package=None,
-                            requirements=tuple(reqs.lines()), python=reqs.python,
-                            manifest={})
-    monkeypatch.setattr(runtime_pkg, "ensure_runtime", ensure)
 
 
 def test_runtime_memory_becomes_the_setting_and_the_slider_moves_it(ip, fc, cell, fake_build,

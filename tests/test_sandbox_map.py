@@ -25,6 +25,8 @@ from fc_magic.backends import aliyun_deploy
 from fc_magic.backends.aliyun_fc import function_timeout_s
 from fc_magic.sandbox import DEFAULT_BUCKET, Faults, Sandbox
 
+from conftest import assert_no_secret
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_CELL = "%%fc_runtime demo\nhumanize\n"
 FMT = ("def fmt(x):\n"
@@ -93,6 +95,8 @@ def test_fc_runtime_and_fc_map_run_in_the_deployed_package(aliyun, cell, sandbox
 
 
 @pytest.mark.slow
+# About 90 s on 2 busy cores; without paging the map never ends: fail at 4 minutes, not 15.
+@pytest.mark.timeout(240)
 def test_a_map_of_1500_tasks_completes(demo_runtime, config_file, sandbox):
     # Lithops detects completion by listing the job's status keys (~3 per
     # task): without paging past OSS's 1000-key pages this map never ends.
@@ -108,6 +112,8 @@ def test_a_map_of_1500_tasks_completes(demo_runtime, config_file, sandbox):
     assert result.values == [2 * x for x in range(1500)]
 
 
+# Under a second: a paging loop that does not advance must fail here, not stall the run.
+@pytest.mark.timeout(60)
 def test_listing_pages_past_1000_keys(demo_runtime, config_file, sandbox):
     executor = backends.get("aliyun_fc").executor(_request(demo_runtime, config_file))
     try:
@@ -141,6 +147,8 @@ def test_over_memory_and_over_timeout_are_reported_and_the_rest_kept(aliyun, cel
     assert "2 of 4 tasks failed" in cap.stdout
 
 
+# A few seconds: a throttled call that is lost instead of retried would stall the map.
+@pytest.mark.timeout(90)
 def test_injected_throttling_and_5xx_lose_no_result(aliyun, cell, sandbox, tally, caplog):
     before = sandbox.faults_injected
     sandbox.faults = Faults(throttle_rate=0.05, error_rate=0.05, seed=11)
@@ -157,6 +165,8 @@ def test_injected_throttling_and_5xx_lose_no_result(aliyun, cell, sandbox, tally
     assert "Connection pool is full" not in caplog.text
 
 
+# Eight invokes with backoff capped at 2 s each.
+@pytest.mark.timeout(60)
 def test_throttled_invoke_is_retried_not_raised(demo_runtime, config_file, sandbox):
     from lithops.serverless.backends.aliyun_fc.aliyun_fc import AliyunFunctionComputeBackend
     from lithops.storage.backends.aliyun_oss.aliyun_oss import (
@@ -204,7 +214,7 @@ def test_deleted_function_is_redeployed_through_an_oss_code_location(
 def test_wrong_secret_is_one_clear_error_without_the_secret(fc, cell, aliyun, config_file,
                                                           tmp_path, sandbox, tally):
     bad = yaml.safe_load(Path(config_file).read_text())
-    wrong = "WrongSecret" + "z" * 19
+    wrong = "Vh4Kq9ZtB2xNw7RmC5jLp8Dy3FsG6aT"   # random-looking: no piece occurs by chance
     bad["aliyun"]["access_key_secret"] = wrong
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(bad))
@@ -215,11 +225,8 @@ def test_wrong_secret_is_one_clear_error_without_the_secret(fc, cell, aliyun, co
     assert "\n" not in message
     assert message.startswith("%fc_map: OSS refused the AccessKey")
     assert "SignatureDoesNotMatch" in message and "access_key_secret" in message
-    for text in (message, cap.stdout, cap.stderr):
-        tally.secret_scans += 1
-        found = wrong in text or sandbox.access_key_secret in text
-        tally.secrets_found += found
-        assert not found
+    for where, text in (("the error", message), ("stdout", cap.stdout), ("stderr", cap.stderr)):
+        assert_no_secret(text, wrong, sandbox.access_key_secret, where=where, tally=tally)
 
 
 def test_missing_credentials_and_unsupported_python_are_usage_errors(
@@ -261,10 +268,8 @@ def test_aliyun_notebook_runs_against_the_sandbox(config_file, demo_runtime, xdg
     where = texts["def where(x):"]
     assert "lithops-worker-demo-" in where and "1,000,000" in where
     assert "1 of 7 tasks failed" in texts["def inverse(x):"]
-    tally.secret_scans += 1
-    found = sandbox.access_key_secret in out.read_text()
-    tally.secrets_found += found
-    assert not found, "the executed notebook holds the AccessKey secret"
+    assert_no_secret(out.read_text(), sandbox.access_key_secret, where="the executed notebook",
+                     tally=tally)
 
 
 def test_cli_sandbox_prints_a_working_config_and_stops_on_ctrl_c(tmp_path):
@@ -295,7 +300,7 @@ def test_cli_sandbox_prints_a_working_config_and_stops_on_ctrl_c(tmp_path):
     assert proc.returncode == 0, err
 
 
-def test_a_deployed_function_is_reused_until_its_package_or_timeout_no_longer_fits(
+def test_a_deployed_function_at_fcs_maximum_timeout_is_reused(
         demo_runtime, config_file, sandbox):
     request = _request(demo_runtime, config_file, timeout_s=86_400)
     executor = backends.get("aliyun_fc").executor(request)  # deploys when FC lacks a fitting function
@@ -307,6 +312,64 @@ def test_a_deployed_function_is_reused_until_its_package_or_timeout_no_longer_fi
         assert sandbox.functions._functions[name].spec.timeout_s == 86_400
     finally:
         executor.job_monitor.stop()
+
+
+PROBE = ("def probe(x):\n"
+         "    import importlib\n"
+         "    try:\n"
+         "        return importlib.import_module('fc_magic_probe').VERSION\n"
+         "    except ImportError:\n"
+         "        return 'original'\n")
+
+
+def _rebuilt_copy(demo_runtime, xdg_cache: str, into: Path) -> Path:
+    """A copy of the demo runtime's cache whose package (same key, same deploy name)
+    holds one module more, as a rebuild that produced other bytes would."""
+    import json
+    import shutil
+    import zipfile
+
+    source = os.path.join(xdg_cache, "fc_magic")
+    shutil.copytree(source, into, symlinks=True)
+    entry_dir = Path(demo_runtime.path.replace(source, str(into)))
+    package = entry_dir / "package.zip"
+    with zipfile.ZipFile(package, "a") as zf:
+        zf.writestr("fc_magic_probe.py", "VERSION = 'rebuilt'\n")
+    manifest_path = entry_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    size = package.stat().st_size
+    manifest["check_files"]["package.zip"] = size
+    manifest["package_bytes"] = size
+    manifest_path.write_text(json.dumps(manifest))
+    return into
+
+
+def test_a_changed_package_under_the_same_deploy_name_is_redeployed(
+        aliyun, cell, sandbox, tmp_path, demo_runtime, xdg_cache):
+    cell(PROBE)
+    assert cell("%fc_map probe range(2)").values == ["original", "original"]
+    (name,) = [n for n in sandbox.functions._functions if n.startswith("lithops-worker-demo-")]
+    before = sandbox.functions._functions[name]
+
+    aliyun.cache_dir = str(_rebuilt_copy(demo_runtime, xdg_cache, tmp_path / "rebuilt"))
+    with capture_output() as cap:
+        cell(RUNTIME_CELL)
+    assert "cache hit" in cap.stdout
+    assert aliyun.current_runtime.deploy_name == demo_runtime.deploy_name   # same name ...
+    assert aliyun.current_runtime.package != demo_runtime.package           # ... other bytes
+    # FC is asked for the package by its digest: the function is re-created with the new
+    # code and every task (warm instances included) runs it.
+    assert cell("%fc_map probe range(4)").values == ["rebuilt"] * 4
+    after = sandbox.functions._functions[name]
+    assert after is not before and after.code_checksum != before.code_checksum
+    assert after.description != before.description
+
+    # And back: the original package is deployed again, not left as it was.
+    aliyun.cache_dir = os.path.join(xdg_cache, "fc_magic")
+    with capture_output():
+        cell(RUNTIME_CELL)
+    assert cell("%fc_map probe range(2)").values == ["original", "original"]
+    assert sandbox.functions._functions[name].description == before.description
 
 
 def test_a_package_that_cannot_start_is_reported_at_once(config_file, sandbox, tmp_path):

@@ -6,6 +6,7 @@ import io
 
 import ipywidgets as w
 import pytest
+from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 from fc_magic import pricing
@@ -219,12 +220,34 @@ def test_retry_magic_reruns_only_failures_and_merges_in_place(ip, fc, cell, flak
     assert again is first and ip.user_ns["r"] is first
     assert first.ok and first.values == [x * 10 for x in range(10)]
     assert "4/4 done" in captured.stdout  # only the failed inputs ran
-    with pytest.raises(Exception) as info:
+    with pytest.raises(UsageError) as info:
         ip.run_line_magic("fc_map", "--retry r")
-    assert "no failed tasks to retry" in str(info.value)
-    with pytest.raises(Exception) as info:
+    assert type(info.value) is UsageError and "\n" not in str(info.value)
+    assert str(info.value) == "%fc_map: the map has no failed tasks to retry"
+    with pytest.raises(UsageError) as info:
         ip.run_line_magic("fc_map", "--retry nothing_here")
+    assert type(info.value) is UsageError and "\n" not in str(info.value)
     assert str(info.value).startswith("%fc_map: --retry nothing_here: 'nothing_here' is not a MapResult")
+
+
+def test_a_retried_task_that_fails_again_keeps_its_original_index(ip, fc, cell, tmp_path):
+    still = tmp_path / "still_failing"
+    still.write_text("0 3 6 9")
+    cell(f"def stubborn(x):\n    if str(x) in open({str(still)!r}).read().split():\n"
+         f"        raise ValueError(f'bad {{x}}')\n    return x * 10")
+    with capture_output():
+        result = ip.run_line_magic("fc_map", "stubborn range(10) --out r")
+    assert [f.index for f in result.failures] == [0, 3, 6, 9]
+    still.write_text("6 9")   # 0 and 3 now succeed; 6 and 9 fail again
+    with capture_output():
+        ip.run_line_magic("fc_map", "--retry r")
+    # The retry ran inputs [0, 3, 6, 9] at positions 0..3; its failures must name the slots
+    # of the original map (6 and 9), not their positions in the retry (2 and 3).
+    assert [(f.index, f.input_repr, f.message) for f in result.failures] == [
+        (6, "6", "bad 6"), (9, "9", "bad 9")]
+    assert result.values[6] is result.failures[0] and result.values[9] is result.failures[1]
+    assert result.values[:6] == [0, 10, 20, 30, 40, 50] and result.values[7:9] == [70, 80]
+    assert [s.index for s in result.stats] == list(range(10))
 
 
 def test_retry_button_in_the_widget_view(ip, fc, cell, flaky):
