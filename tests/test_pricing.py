@@ -58,8 +58,10 @@ def test_sizing_hint_needs_a_peak_and_a_memory_size():
 
 
 @pytest.mark.parametrize("suggested, factor, says, worth", [
-    (256, 2.9, "peak 180 MB of 1024 MB: 256 MB would do, about 2.9x cheaper (estimate)", True),
-    (256, 1.5, "peak 180 MB of 1024 MB: 256 MB would do, about 1.5x cheaper (estimate)", True),
+    (256, 2.9, "peak 180 MB of 1024 MB: 256 MB would do, about 2.9x cheaper "
+                "(if each task takes as long at that size; estimate)", True),
+    (256, 1.5, "peak 180 MB of 1024 MB: 256 MB would do, about 1.5x cheaper "
+                "(if each task takes as long at that size; estimate)", True),
     (256, 1.4, "peak 180 MB of 1024 MB: 256 MB would do; the saving is small for tasks this "
                "short (estimate)", False),
     (1024, 1.0, "peak 180 MB of 1024 MB: a good fit", False),

@@ -133,24 +133,6 @@ def test_folder_size_counts_every_file_once(tmp_path):
     assert cache.folder_size(str(tmp_path)) == 8 + os.lstat(tmp_path / "link").st_size
 
 
-def test_only_old_build_and_discard_leftovers_are_stale(tmp_path):
-    root = str(tmp_path)
-    assert cache.stale_build_dirs(str(tmp_path / "none")) == []
-    old_build = cache.new_build_dir(root, "local", KEY)
-    new_build = cache.new_build_dir(root, "local", "cd" * 32)
-    old_discard = os.path.join(root, f"local-{KEY}.discard-7-8")
-    os.makedirs(old_discard)
-    entry = make_entry(root, key="ef" * 32)
-    open(os.path.join(root, ".build-file"), "w").close()   # a file, not a build folder
-    hour_ago = time.time() - 3700
-    for path in (old_build, old_discard, entry, os.path.join(root, ".build-file")):
-        os.utime(path, (hour_ago, hour_ago))
-    assert sorted(cache.stale_build_dirs(root)) == sorted([old_build, old_discard])
-    assert new_build not in cache.stale_build_dirs(root)
-    assert sorted(cache.stale_build_dirs(root, older_than_s=0)) == sorted(
-        [old_build, new_build, old_discard])
-
-
 def test_a_lock_leaves_no_file_and_excludes_a_second_holder(tmp_path):
     root = str(tmp_path / "r")
     with cache.key_lock(root, "local", KEY):
@@ -198,12 +180,3 @@ def test_discard_removes_the_folder_even_when_it_cannot_be_renamed_aside(tmp_pat
     monkeypatch.setattr(os, "rename", refuse)
     cache.discard(str(path))
     assert not path.exists() and os.listdir(tmp_path) == []
-
-
-def test_stale_means_older_than_an_hour_by_default(tmp_path):
-    root = str(tmp_path)
-    build = cache.new_build_dir(root, "local", KEY)
-    just_over = time.time() - 3600.5
-    os.utime(build, (just_over, just_over))
-    assert cache.stale_build_dirs(root) == [build]
-    assert cache.stale_build_dirs(root, older_than_s=7200) == []
