@@ -385,3 +385,20 @@ def test_a_package_that_cannot_start_is_reported_at_once(config_file, sandbox, t
         engine.run_map(abs, [1], request)
     assert ("runtime broken-0123abcd cannot start on Function Compute: ModuleNotFoundError: "
             "No module named 'lithops'") in str(err.value)
+
+
+@pytest.mark.timeout(120)
+def test_an_fc_endpoint_that_does_not_answer_is_one_line(aliyun, cell, tally):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    aliyun.fc_endpoint = f"http://127.0.0.1:{port}"
+    tally.faults_injected += 1
+    with pytest.raises(UsageError) as err:
+        cell("%fc_map fmt range(2)")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("%fc_map: Function Compute did not answer (connection refused); "
+                              "check the network and FCMagic.fc_endpoint"), message

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import limits
-from ..errors import InputProblem
+from ..errors import InputProblem, ServiceUnavailable
 from . import lithops_fixes
 from .request import MapRequest, merge_sections
 
@@ -177,6 +177,28 @@ def auth_problem(exc: BaseException, config: dict) -> AliyunAuthError | None:
                            f"access_key_id and access_key_secret under 'aliyun:' {CONFIG_HINT}")
 
 
+def unreachable(exc: BaseException) -> ServiceUnavailable | None:
+    """One line for an FC/OSS endpoint that did not answer (None: some other error).
+
+    The tea SDK wraps a refused connection or a read timeout in an
+    UnretryableException around a non-API error; oss2 raises RequestError.
+    """
+    from Tea.exceptions import TeaException, UnretryableException
+
+    if isinstance(exc, UnretryableException) and not isinstance(exc.inner_exception,
+                                                                TeaException):
+        service, cause = "Function Compute", exc.inner_exception
+    elif type(exc).__name__ == "RequestError" and type(exc).__module__.startswith("oss2"):
+        service, cause = "OSS", exc
+    else:
+        return None
+    text = str(cause)
+    why = ("timed out" if "timed out" in text.lower() else
+           "connection refused" if "refused" in text.lower() else type(cause).__name__)
+    return ServiceUnavailable(f"{service} did not answer ({why}); check the network and "
+                              f"FCMagic.fc_endpoint / FCMagic.oss_endpoint, then run the map again")
+
+
 class AliyunFCBackend:
     """Lithops' aliyun_fc compute and aliyun_oss storage, the runtime deployed as an FC function."""
 
@@ -207,7 +229,7 @@ class AliyunFCBackend:
                                                 endpoints.oss_internal):
                 executor = lithops.FunctionExecutor(config=config, log_level=None)
         except Exception as exc:  # Lithops checks the bucket with the keys; sort a 403 out
-            raise (auth_problem(exc, config) or exc) from None
+            raise (auth_problem(exc, config) or unreachable(exc) or exc) from None
         lithops_fixes.page_oss_listings(executor)
         lithops_fixes.retry_throttled_invokes(executor)
         lithops_fixes.plain_http_pool(executor, endpoints.fc)
@@ -216,7 +238,8 @@ class AliyunFCBackend:
                 deploy_package(executor, request, function_timeout_s(request))
         except BaseException as exc:
             executor.job_monitor.stop()
-            problem = auth_problem(exc, config) if isinstance(exc, Exception) else None
+            problem = (auth_problem(exc, config) or unreachable(exc)
+                       if isinstance(exc, Exception) else None)
             if problem is not None:
                 raise problem from None
             raise

@@ -397,6 +397,8 @@ class Executor:
         self.idle_timeout_s = idle_timeout_s
         self._queue: queue.Queue = queue.Queue()
         self._idle: dict[str, list[Instance]] = {}
+        #: Threads closing the instances of deleted functions (joined by stop()).
+        self._closers: list[threading.Thread] = []
         self._busy: set[Instance] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -518,11 +520,18 @@ class Executor:
             inst.close()
 
     def drop_function(self, uid: str) -> None:
-        """Close the idle instances of a deleted or replaced function."""
+        """Close the idle instances of a deleted or replaced function, in the background.
+
+        FC answers DeleteFunction at once and reclaims instances later; a
+        busy machine tearing down process trees must not hold the answer past
+        the client's read timeout. `stop` waits for these closers.
+        """
         with self._lock:
             instances = self._idle.pop(uid, [])
         for inst in instances:
-            inst.close()
+            closer = threading.Thread(target=inst.close, name="fc-sandbox-drop", daemon=True)
+            closer.start()
+            self._closers.append(closer)
 
     def _watch_memory(self) -> None:
         while not self._stopping.wait(WATCH_INTERVAL_S):
@@ -567,6 +576,8 @@ class Executor:
             self._idle.clear()
         for inst in instances:
             inst.close()
+        for closer in self._closers:
+            closer.join(timeout=30)
         # Slot threads see their instance gone and end; one that was starting
         # an instance closes it itself (see _take_instance).
         for t in self._threads:
