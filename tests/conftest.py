@@ -150,7 +150,7 @@ def _fresh_history(shell) -> None:
     history.input_hist_parsed[:] = [""]
     history.input_hist_raw[:] = [""]
     # As in a fresh kernel, In[n] is the n-th cell: capture's warnings name cells so.
-    _shell.execution_count = 1
+    shell.execution_count = 1
 
 
 @pytest.fixture

@@ -64,6 +64,12 @@ def _functions(sandbox, runtime):
 def test_three_memory_sizes_and_two_cpus_upload_the_package_once(aliyun, cell, sandbox):
     entry = aliyun.current_runtime
     package_bytes = os.path.getsize(entry.package)
+    # From a clean slate, whatever other tests of this module deployed before this one:
+    # no function of this runtime and no package in the bucket.
+    for name in _functions(sandbox, entry.deploy_name):
+        sandbox.functions.delete(name)
+    for key in (f"{PREFIX}{entry.key}.zip", f"{PREFIX}{entry.key}.json"):
+        sandbox.store.handle("DELETE", DEFAULT_BUCKET, key, {}, {}, b"")
     before_put = sandbox.traffic.put_bytes(f"{DEFAULT_BUCKET}/{PREFIX}")
     before_create = sandbox.traffic.by_api.get("CreateFunction", 0)
     sizes = [(m, c) for m in (512, 1024, 1536) for c in (0.4, 0.5)]

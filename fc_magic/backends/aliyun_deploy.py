@@ -105,6 +105,31 @@ def _marker(key: str, sha256: str) -> str:
     return f"fc_magic runtime {key} sha256:{sha256[:16]}"
 
 
+def marker_digest(description: str | None) -> str | None:
+    """The package digest (16 hex) a function's description names (None: not ours)."""
+    parts = (description or "").split()
+    if len(parts) == 4 and parts[:2] == ["fc_magic", "runtime"] and parts[3].startswith("sha256:"):
+        return parts[3][len("sha256:"):]
+    return None
+
+
+#: Where a package that differs from the team cache's object under its key is staged.
+STAGED_PREFIX = "fc_magic/packages/"
+
+
+def _stage(internal: Any, package: str, digest: str) -> str:
+    """Upload ``package`` under its digest (once) and return the object key."""
+    from lithops.storage.utils import StorageNoSuchKeyError
+
+    key = f"{STAGED_PREFIX}{digest}.zip"
+    try:
+        internal.storage.head_object(internal.bucket, key)
+    except StorageNoSuchKeyError:
+        with open(package, "rb") as f:
+            internal.storage.put_object(internal.bucket, key, f)
+    return key
+
+
 def marker_key(description: str | None) -> str | None:
     """The runtime key a function's description names (None: not a function fc_magic made)."""
     parts = (description or "").split()
@@ -180,25 +205,35 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
     backend = executor.compute_handler.backend
     internal = executor.internal_storage
     name = backend._format_function_name(request.runtime, request.memory_mb)
-    key = request.package_key or package_digest(request.package)
+    local = (package_digest(request.package)
+             if request.package and os.path.isfile(request.package) else None)
+    key = request.package_key or local
     current = _get(backend, name, lithops_fc)
     # Lithops stops a task 5 s before the function's own timeout.
     needed = min(request.timeout_s + 5, function_timeout)
     fresh = not (current is not None and marker_key(current.description) == key
+                 and (local is None or marker_digest(current.description) == local[:16])
                  and (current.timeout or 0) >= needed)
     store = store_for_storage(internal.storage, internal.bucket)
     if fresh:
         shared, uploaded = shared_package(store, request)
-        logger.info("deploying %s from oss://%s/%s (%d bytes, %s)", name, store.bucket_name,
-                    shared.object_key, shared.size, "uploaded now" if uploaded else "no upload")
+        object_key, sha256 = shared.object_key, shared.sha256
+        if local is not None and shared.sha256 != local:
+            # The bucket holds other bytes under this key (a rebuild that came out
+            # different, a changed local package): FC runs exactly the local
+            # package, staged under its own digest; the team's object is left alone.
+            object_key, sha256 = _stage(internal, request.package, local), local
+            uploaded = True
+        logger.info("deploying %s from oss://%s/%s (%s)", name, store.bucket_name, object_key,
+                    "uploaded now" if uploaded else "no upload")
         body = fc_models.CreateFunctionInput(
             function_name=name, runtime=f"python{limits.python_version()}",
             handler="entry_point.main",
             code=fc_models.InputCodeLocation(oss_bucket_name=store.bucket_name,
-                                             oss_object_name=shared.object_key),
+                                             oss_object_name=object_key),
             memory_size=request.memory_mb, cpu=cpu, disk_size=limits.DISK_MB,
             timeout=function_timeout, role=backend.role_arn, internet_access=True,
-            description=_marker(key, shared.sha256))
+            description=_marker(key, sha256))
         for attempt in (1, 2):
             if current is not None:
                 backend.fc_client.delete_function(name)
