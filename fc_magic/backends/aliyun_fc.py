@@ -225,6 +225,7 @@ class AliyunFCBackend:
             raise (auth_problem(exc, config) or exc) from None
         lithops_fixes.page_oss_listings(executor)
         lithops_fixes.retry_throttled_invokes(executor)
+        lithops_fixes.strip_invoke_credentials(executor)
         lithops_fixes.plain_http_pool(executor, endpoints.fc)
         try:
             if request.package:

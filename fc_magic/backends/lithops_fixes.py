@@ -22,6 +22,8 @@ warning naming that range (`check_version`).
 | absolute runtime path (localhost.py) | a bare `python` on PATH makes every task die silently | test_map_magic.py::test_runtime_is_an_absolute_interpreter |
 | `aliyun_endpoints` (credentials) | FC client and OSS auth take a static AccessKey pair: no STS token, no refresh | test_aliyun_credentials.py::test_sts_token_from_the_environment_runs_a_map |
 | `delete_job_data` | the background cleaner gets the secret in a pickle file and cannot sign with a token | test_aliyun_credentials.py::test_sts_token_from_the_environment_runs_a_map |
+| `strip_invoke_credentials` + `fc_entry_point` (the FC handler) | every invoke payload and every worker's `LITHOPS_CONFIG` carry the user's AccessKey secret and token | test_aliyun_credentials.py::test_no_user_secret_or_token_in_payloads_or_worker_environments |
+| `fc_entry_point` (per-process OSS connections) | the worker forks the task process while its OSS client holds a pooled connection: parent and child interleave requests on one socket | test_aliyun_credentials.py::test_500_tasks_under_concurrency_have_no_task_errors |
 | deploy check (aliyun_deploy.py) | stale "deployed" metadata after the function is gone loses every call | test_sandbox_map.py::test_deleted_function_is_redeployed_through_an_oss_code_location |
 """
 from __future__ import annotations
@@ -476,6 +478,41 @@ def retry_throttled_invokes(executor: Any) -> None:
                              getattr(exc, "status_code", type(exc).__name__), delay)
                 time.sleep(delay)
         return None  # Lithops' invoker re-queues a call whose invoke returned None
+
+    backend.invoke = invoke
+
+
+#: Credentials in a Lithops config section (what the workers must never get).
+CREDENTIAL_KEYS = ("access_key_id", "access_key_secret", "security_token")
+
+
+def without_credentials(config: dict) -> dict:
+    """A copy of a Lithops config with no credentials in any section."""
+    return {name: ({k: v for k, v in section.items() if k not in CREDENTIAL_KEYS}
+                   if isinstance(section, dict) else section)
+            for name, section in config.items()}
+
+
+def strip_invoke_credentials(executor: Any) -> None:
+    """Send this executor's invokes without the user's AccessKey secret or token.
+
+    Lithops puts its whole config, the user's key pair included, in every
+    invoke payload; its worker then exports it to the user's function as
+    ``LITHOPS_CONFIG``. fc_magic's FC handler (`fc_entry_point`) signs OSS with
+    the function's role (FC's ``context.credentials``), so the payload needs none.
+    """
+    backend = executor.compute_handler.backend
+    original = backend.invoke
+    stripped: dict[int, tuple[dict, dict]] = {}  # id(config) -> (config, its copy)
+
+    def invoke(runtime_name, memory, payload=None):
+        config = (payload or {}).get("config")
+        if isinstance(config, dict):
+            held = stripped.get(id(config))
+            if held is None or held[0] is not config:
+                held = stripped[id(config)] = (config, without_credentials(config))
+            payload = {**payload, "config": held[1]}
+        return original(runtime_name, memory, payload)
 
     backend.invoke = invoke
 

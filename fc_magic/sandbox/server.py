@@ -380,6 +380,11 @@ class Sandbox:
         """A URL serving `issue_sts` answers, for ``ALIBABA_CLOUD_CREDENTIALS_URI``."""
         return f"{self.endpoint}{CREDENTIALS_PATH}"
 
+    @property
+    def role_keys_used(self) -> int:
+        """How many functions' role credentials have signed a request the sandbox accepted."""
+        return len(self._keys.role_keys_used)
+
     def _role_credentials(self, role: str) -> dict:
         """A function role's credentials for one invocation (FC's ``context.credentials``)."""
         self.role_tokens += 1

@@ -108,6 +108,8 @@ class KeyRing:
         self._temporary: dict[str, Temporary] = {}
         self._lock = threading.Lock()
         self.issued = 0
+        #: Ids of functions' role credentials that signed a valid request.
+        self.role_keys_used: set[str] = set()
 
     def issue(self, ttl_s: float, role: str = "") -> Temporary:
         alphabet = string.ascii_letters + string.digits
@@ -144,6 +146,9 @@ class KeyRing:
             return "invalid"
         if now >= creds.expiration:
             return "expired"
+        if creds.role != "client":
+            with self._lock:
+                self.role_keys_used.add(access_key_id)
         return None
 
 
