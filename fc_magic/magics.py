@@ -81,6 +81,13 @@ class FCMagic(Magics):
                                "credentials (sections aliyun, aliyun_fc, aliyun_oss); empty: "
                                "Lithops' own lookup ($LITHOPS_CONFIG_FILE, ./.lithops_config, "
                                "~/.lithops/config).")
+    profile = Unicode("", config=True,
+                      help="aliyun_fc: the credentials profile to use, from the aliyun CLI's "
+                           "~/.aliyun/config.json (AK, StsToken, RamRoleArn, EcsRamRole ...) "
+                           "or ~/.alibabacloud/credentials.ini (empty: the Lithops config's "
+                           "keys, then Alibaba Cloud's default chain: environment, OIDC, "
+                           "the CLI's current profile, credentials.ini, the instance RAM "
+                           "role).")
     region = Unicode("", config=True,
                      help="aliyun_fc: region such as 'cn-hangzhou' (empty: the Lithops "
                           "config's).")
@@ -251,9 +258,15 @@ class FCMagic(Magics):
         from .engine import run_map
 
         kind = views.choose_view_kind(self.shell, self.view)
+        backend = backends.get(request.backend)
+        try:
+            note = backend.note(request)
+        except FCMagicError as exc:
+            raise UsageError(f"%fc_map: {exc}") from None
+        if note and not quiet:
+            views.show_note(note)
         display = views.MapDisplay(kind, progress_after=self.progress_after, quiet=quiet,
-                                   stage=stage,
-                                   where=backends.get(request.backend).describe(request))
+                                   stage=stage, where=backend.describe(request))
         try:
             result = run_map(func, items, request, on_snapshot=display.on_snapshot,
                              should_cancel=display.should_cancel)
@@ -579,4 +592,4 @@ class FCMagic(Magics):
         """The aliyun_fc traits as MapRequest fields (empty trait: not set)."""
         return {"region": self.region or None, "fc_endpoint": self.fc_endpoint or None,
                 "oss_endpoint": self.oss_endpoint or None,
-                "config_file": self.config_file or None}
+                "config_file": self.config_file or None, "profile": self.profile or None}

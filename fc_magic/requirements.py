@@ -33,7 +33,7 @@ from packaging.utils import canonicalize_name
 
 from . import limits
 from .backends import BACKENDS
-from .backends.lithops_facts import lithops_version
+from .backends.lithops_facts import fc_handler_digest, lithops_version
 from .errors import InputProblem
 from .limits import FC_BUILTIN_DISTRIBUTIONS, FC_FUNCTION_NAME_MAX, FC_NAME_RE
 from .redact import redact
@@ -88,10 +88,12 @@ class RequirementSet:
 
     @property
     def key(self) -> str:
-        """sha256 over (lines, python, lithops version, backend): the cache and deploy key."""
-        payload = json.dumps({"lines": self.lines(), "python": self.python,
-                              "lithops": self.lithops_version, "backend": self.backend},
-                             sort_keys=True, separators=(",", ":"))
+        """sha256 over (lines, python, lithops version, backend[, FC handler]): the cache and deploy key."""
+        fields = {"lines": self.lines(), "python": self.python,
+                  "lithops": self.lithops_version, "backend": self.backend}
+        if self.backend == "aliyun_fc":  # the package ships fc_magic's handler
+            fields["handler"] = fc_handler_digest()
+        payload = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def names(self) -> set[str]:

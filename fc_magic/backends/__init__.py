@@ -40,6 +40,9 @@ class Backend(Protocol):
     def describe(self, request: MapRequest) -> str:
         """Where the map runs, in a few words, for the views."""
 
+    def note(self, request: MapRequest) -> str | None:
+        """One line the cell shows before the map (None: nothing to say)."""
+
     def clean(self, executor: Any, futures: list) -> None:
         """Delete a finished map's job data."""
 

@@ -11,16 +11,13 @@ from typing import Any
 
 from .. import limits
 from ..errors import InputProblem, ServiceUnavailable
-from . import lithops_fixes
+from . import aliyun_credentials, lithops_fixes
 from .request import MapRequest, merge_sections
 
 logger = logging.getLogger(__name__)
 
-#: Credentials as Alibaba Cloud's own tools read them from the environment,
-#: used when the Lithops config has none.
-_ENV_KEYS = {"access_key_id": "ALIBABA_CLOUD_ACCESS_KEY_ID",
-             "access_key_secret": "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-             "region": "ALIBABA_CLOUD_REGION_ID"}
+#: The region as Alibaba Cloud's own tools read it from the environment.
+_ENV_REGION = "ALIBABA_CLOUD_REGION_ID"
 CONFIG_HINT = ("in your Lithops config (~/.lithops/config, ./.lithops_config or "
                "$LITHOPS_CONFIG_FILE, or %config FCMagic.config_file)")
 #: FC and OSS error codes that mean "these credentials are refused".
@@ -95,43 +92,64 @@ def function_timeout_s(request: MapRequest) -> int:
     return min(max(request.timeout_s + 30, 900), limits.TIMEOUT_MAX_S)
 
 
-def aliyun_settings(request: MapRequest) -> tuple[dict, AliyunEndpoints]:
-    """(Lithops config, endpoint overrides) for an aliyun_fc map.
-
-    Credentials come from the Lithops config as Lithops users keep it (file or
-    $LITHOPS_CONFIG), sections ``aliyun`` (account_id, access_key_id,
-    access_key_secret, region), ``aliyun_fc`` (role_arn) and ``aliyun_oss``
-    (storage_bucket); fc_magic also reads ``endpoint`` in the last two. Raises
-    `InputProblem` naming what is missing, never a value.
-    """
+def _user_config(request: MapRequest) -> dict:
     from lithops.config import load_config
 
-    problem = limits.python_problem()
-    if problem:
-        raise InputProblem(problem)
     try:
-        user = copy.deepcopy(load_config(request.config_file, log=False) or {})
+        return copy.deepcopy(load_config(request.config_file, log=False) or {})
     except FileNotFoundError:
         raise InputProblem(f"the Lithops config file {request.config_file!r} does not exist; "
                            f"fix %config FCMagic.config_file") from None
+
+
+def credential_source(request: MapRequest) -> aliyun_credentials.CredentialSource:
+    """Where this map's client credentials come from (`aliyun_credentials.resolve`)."""
+    user = _user_config(request)
+    section = {**(user.get("aliyun_fc") or {}), **(user.get("aliyun") or {})}
+    return aliyun_credentials.resolve(section, request.profile)
+
+
+def aliyun_settings(request: MapRequest) -> tuple[dict, AliyunEndpoints]:
+    """(Lithops config, endpoint overrides) for an aliyun_fc map.
+
+    The Lithops config as Lithops users keep it (file or $LITHOPS_CONFIG):
+    sections ``aliyun`` (account_id, region, optionally access_key_id,
+    access_key_secret, security_token), ``aliyun_fc`` (role_arn) and
+    ``aliyun_oss`` (storage_bucket); fc_magic also reads ``endpoint`` in the
+    last two. Credentials come from `credential_source` (FCMagic.profile,
+    the Lithops config, or the default chain); the config carries the
+    current ones because Lithops requires them, and `lithops_fixes` swaps
+    Lithops' clients for ones that ask the source on every request. Raises
+    `InputProblem` naming what is missing, never a value.
+    """
+    problem = limits.python_problem()
+    if problem:
+        raise InputProblem(problem)
+    user = _user_config(request)
     aliyun = dict(user.get("aliyun") or {})
     fc = dict(user.get("aliyun_fc") or {})
     oss = dict(user.get("aliyun_oss") or {})
-    for key, env in _ENV_KEYS.items():
-        if not aliyun.get(key) and not fc.get(key) and os.environ.get(env):
-            aliyun[key] = os.environ[env]
+    if not aliyun.get("region") and not fc.get("region") and os.environ.get(_ENV_REGION):
+        aliyun["region"] = os.environ[_ENV_REGION]
     if request.region:
         aliyun["region"] = request.region
         fc.pop("region", None)
         oss.pop("region", None)
-    missing = [k for k in ("access_key_id", "access_key_secret", "account_id", "region")
-               if not (aliyun.get(k) or fc.get(k))]
+    missing = [k for k in ("account_id", "region") if not (aliyun.get(k) or fc.get(k))]
     if missing:
         raise InputProblem(f"backend 'aliyun_fc' needs {', '.join(missing)} under 'aliyun:' "
                            f"{CONFIG_HINT}")
     if not fc.get("role_arn"):
         raise InputProblem(f"backend 'aliyun_fc' needs the RAM role FC runs as: role_arn "
                            f"under 'aliyun_fc:' {CONFIG_HINT}")
+    current = aliyun_credentials.resolve({**fc, **aliyun}, request.profile).current()
+    for section in (aliyun, fc, oss):
+        for key in aliyun_credentials.LITHOPS_KEYS:
+            section.pop(key, None)
+    aliyun.update(access_key_id=current.access_key_id,
+                  access_key_secret=current.access_key_secret)
+    if current.security_token:
+        aliyun["security_token"] = current.security_token
     endpoints = _endpoints(request, fc.pop("endpoint", None), oss.pop("endpoint", None))
     fc.update(runtime_memory=request.memory_mb, runtime_timeout=function_timeout_s(request))
     if request.runtime:
@@ -171,8 +189,7 @@ def auth_problem(exc: BaseException, config: dict) -> AliyunAuthError | None:
     if status != 403 and code not in _AUTH_CODES:
         return None
     service = "OSS" if hasattr(exc, "details") else "Function Compute"
-    key_id = (config.get("aliyun") or {}).get("access_key_id", "")
-    shown = f"{key_id[:4]}…{key_id[-2:]}" if len(key_id) > 8 else "(unset)"
+    shown = aliyun_credentials.shown_key((config.get("aliyun") or {}).get("access_key_id"))
     return AliyunAuthError(f"{service} refused the AccessKey {shown} ({code or status}): check "
                            f"access_key_id and access_key_secret under 'aliyun:' {CONFIG_HINT}")
 
@@ -224,14 +241,16 @@ class AliyunFCBackend:
         from .aliyun_deploy import deploy_package
 
         config, endpoints = aliyun_settings(request)
+        source = credential_source(request)
         try:
             with lithops_fixes.aliyun_endpoints(endpoints.fc, endpoints.oss_public,
-                                                endpoints.oss_internal):
+                                                endpoints.oss_internal, credentials=source):
                 executor = lithops.FunctionExecutor(config=config, log_level=None)
         except Exception as exc:  # Lithops checks the bucket with the keys; sort a 403 out
             raise (auth_problem(exc, config) or unreachable(exc) or exc) from None
         lithops_fixes.page_oss_listings(executor)
         lithops_fixes.retry_throttled_invokes(executor)
+        lithops_fixes.strip_invoke_credentials(executor)
         lithops_fixes.plain_http_pool(executor, endpoints.fc)
         try:
             if request.package or request.package_key:
@@ -256,10 +275,13 @@ class AliyunFCBackend:
                 f"{function_name(request.runtime, request.memory_mb, cpu)} "
                 f"({request.memory_mb} MB, {cpu:g} vCPU)")
 
+    def note(self, request: MapRequest) -> str | None:
+        """Which source the credentials came from: ``credentials: <where>, <kind>, AccessKey LTAI…xy``."""
+        return credential_source(request).line()
+
     def clean(self, executor: Any, futures: list) -> None:
-        """Hand the job's OSS data to Lithops' background cleaner (it may be slow)."""
-        executor.clean(fs=futures, clean_cloudobjects=False, clean_fn=True)
-        lithops_fixes.reap_cleaner()
+        """Delete the job's OSS data through the executor's own client (see `delete_job_data`)."""
+        lithops_fixes.delete_job_data(executor, futures)
 
 
 BACKEND = AliyunFCBackend()

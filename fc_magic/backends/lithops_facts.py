@@ -16,6 +16,19 @@ import os
 TESTED_LITHOPS = (">=3.8", "<3.9")
 
 
+#: fc_magic's FC handler (`fc_entry_point`), shipped as ``entry_point.py`` in every FC package.
+FC_HANDLER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fc_entry_point.py")
+
+
+@functools.lru_cache(maxsize=1)
+def fc_handler_digest() -> str:
+    """sha256 of the FC handler's source: part of an FC runtime's key, so a new handler rebuilds."""
+    import hashlib
+
+    with open(FC_HANDLER_FILE, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
 def lithops_version() -> str:
     """The installed Lithops version (part of every runtime's content key)."""
     return importlib.metadata.version("lithops")

@@ -21,6 +21,10 @@ warning naming that range (`check_version`).
 | `aliyun_endpoints` (HTTPS defaults) | Lithops' OSS endpoints have no scheme: oss2 speaks plain HTTP, and Lithops unpickles the answers | test_reliability_attacks.py::test_default_oss_endpoints_speak_https_so_a_proxy_cannot_rewrite_them |
 | absolute runtime path (localhost.py) | a bare `python` on PATH makes every task die silently | test_map_magic.py::test_runtime_is_an_absolute_interpreter |
 | `sized_function_names` | function names hash (runtime, memory) only: two vCPU settings at one memory share and keep replacing one function | test_deploy_once.py::test_three_memory_sizes_and_two_cpus_upload_the_package_once |
+| `aliyun_endpoints` (credentials) | FC client and OSS auth take a static AccessKey pair: no STS token, no refresh | test_aliyun_credentials.py::test_sts_token_from_the_environment_runs_a_map |
+| `delete_job_data` | the background cleaner gets the secret in a pickle file and cannot sign with a token | test_aliyun_credentials.py::test_sts_token_from_the_environment_runs_a_map |
+| `strip_invoke_credentials` + `fc_entry_point` (the FC handler) | every invoke payload and every worker's `LITHOPS_CONFIG` carry the user's AccessKey secret and token | test_aliyun_credentials.py::test_no_user_secret_or_token_in_payloads_or_worker_environments |
+| `fc_entry_point` (per-process OSS connections) | the worker forks the task process while its OSS client holds a pooled connection: parent and child interleave requests on one socket | test_aliyun_credentials.py::test_500_tasks_under_concurrency_have_no_task_errors |
 | deploy check (aliyun_deploy.py) | stale "deployed" metadata after the function is gone loses every call | test_sandbox_map.py::test_deleted_function_is_redeployed_through_an_oss_code_location |
 """
 from __future__ import annotations
@@ -310,7 +314,8 @@ _ENDPOINT_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def aliyun_endpoints(fc: str | None, oss_public: str, oss_internal: str) -> Iterator[None]:
+def aliyun_endpoints(fc: str | None, oss_public: str, oss_internal: str,
+                     credentials: Any = None) -> Iterator[None]:
     """Point Lithops' aliyun backends at these endpoints while an executor is built.
 
     Lithops 3.8 computes the endpoints from account id and region inside
@@ -320,8 +325,16 @@ def aliyun_endpoints(fc: str | None, oss_public: str, oss_internal: str) -> Iter
     fc_magic always passes ``https://`` ones. The lock is held for the whole
     build, so two threads building executors never see each other's
     endpoints; the workers get the computed values in their payload.
+
+    ``credentials`` (an `aliyun_credentials.CredentialSource`): Lithops 3.8
+    builds its FC client and its OSS auth from a static AccessKey pair
+    (``oss2.Auth``: no security token, no refresh), and checks the bucket
+    while the executor is built. With a source, the executor's clients are
+    built to ask it on every request (a token refreshed before it expires).
     """
+    from lithops.serverless.backends.aliyun_fc import aliyun_fc as fc_module
     from lithops.serverless.backends.aliyun_fc import config as fc_config
+    from lithops.storage.backends.aliyun_oss import aliyun_oss as oss_module
     from lithops.storage.backends.aliyun_oss import config as oss_config
 
     def literal(url: str) -> str:  # keep the braces of a literal URL from str.format
@@ -329,14 +342,69 @@ def aliyun_endpoints(fc: str | None, oss_public: str, oss_internal: str) -> Iter
 
     with _ENDPOINT_LOCK:
         saved = (fc_config.ENDPOINT, oss_config.PUBLIC_ENDPOINT, oss_config.INTERNAL_ENDPOINT)
+        saved_clients = (fc_module._init_fc3_client, oss_module.oss2)
         try:
             if fc:
                 fc_config.ENDPOINT = literal(fc)
             oss_config.PUBLIC_ENDPOINT = literal(oss_public)
             oss_config.INTERNAL_ENDPOINT = literal(oss_internal)
+            if credentials is not None:
+                fc_module._init_fc3_client = _fc_client_factory(credentials)
+                oss_module.oss2 = _oss2_with_provider(credentials)
             yield
         finally:
             fc_config.ENDPOINT, oss_config.PUBLIC_ENDPOINT, oss_config.INTERNAL_ENDPOINT = saved
+            fc_module._init_fc3_client, oss_module.oss2 = saved_clients
+
+
+def _fc_client_factory(credentials: Any) -> Callable:
+    """Lithops' ``_init_fc3_client``, with a client that asks ``credentials`` on every call."""
+    from alibabacloud_credentials.client import Client as CredentialClient
+    from alibabacloud_fc20230330.client import Client as FC3Client
+    from alibabacloud_tea_openapi import models as open_api_models
+
+    def init_fc3_client(_access_key_id, _access_key_secret, region, endpoint):
+        return FC3Client(open_api_models.Config(
+            credential=CredentialClient(provider=credentials.provider), region_id=region,
+            endpoint=endpoint))
+
+    return init_fc3_client
+
+
+def _oss2_with_provider(credentials: Any) -> Any:
+    """oss2 as Lithops' OSS backend sees it, whose ``Auth`` signs with ``credentials``' current ones.
+
+    ``oss2.ProviderAuth`` asks its provider on every request and sends the
+    security token when there is one.
+    """
+    import oss2
+
+    shim = types.ModuleType("oss2")
+    shim.__dict__.update(vars(oss2))
+    shim.Auth = lambda _key_id, _secret: oss2.ProviderAuth(credentials)
+    return shim
+
+
+def delete_job_data(executor: Any, futures: list) -> None:
+    """Delete a map's job data here, through the executor's own storage client.
+
+    Lithops' background cleaner is a new process given the storage config in
+    a pickle file: the AccessKey secret on disk, and a client that cannot
+    sign with a security token (so STS credentials left the data behind).
+    """
+    import oss2
+    from lithops.constants import JOBS_PREFIX
+
+    internal = executor.internal_storage
+    prefixes = {f"{JOBS_PREFIX}/{f.job_key}/" for f in futures}
+    prefixes.add(f"{JOBS_PREFIX}/{executor.executor_id}/")
+    for prefix in sorted(prefixes):
+        try:
+            keys = internal.storage.list_keys(internal.bucket, prefix)
+            if keys:
+                internal.storage.delete_objects(internal.bucket, keys)
+        except (oss2.exceptions.OssError, OSError) as exc:  # data left costs storage only
+            logger.debug("could not delete job data under %s: %s", prefix, type(exc).__name__)
 
 
 def sized_function_names(executor: Any, cpu: float,
@@ -431,6 +499,41 @@ def retry_throttled_invokes(executor: Any) -> None:
                              getattr(exc, "status_code", type(exc).__name__), delay)
                 time.sleep(delay)
         return None  # Lithops' invoker re-queues a call whose invoke returned None
+
+    backend.invoke = invoke
+
+
+#: Credentials in a Lithops config section (what the workers must never get).
+CREDENTIAL_KEYS = ("access_key_id", "access_key_secret", "security_token")
+
+
+def without_credentials(config: dict) -> dict:
+    """A copy of a Lithops config with no credentials in any section."""
+    return {name: ({k: v for k, v in section.items() if k not in CREDENTIAL_KEYS}
+                   if isinstance(section, dict) else section)
+            for name, section in config.items()}
+
+
+def strip_invoke_credentials(executor: Any) -> None:
+    """Send this executor's invokes without the user's AccessKey secret or token.
+
+    Lithops puts its whole config, the user's key pair included, in every
+    invoke payload; its worker then exports it to the user's function as
+    ``LITHOPS_CONFIG``. fc_magic's FC handler (`fc_entry_point`) signs OSS with
+    the function's role (FC's ``context.credentials``), so the payload needs none.
+    """
+    backend = executor.compute_handler.backend
+    original = backend.invoke
+    stripped: dict[int, tuple[dict, dict]] = {}  # id(config) -> (config, its copy)
+
+    def invoke(runtime_name, memory, payload=None):
+        config = (payload or {}).get("config")
+        if isinstance(config, dict):
+            held = stripped.get(id(config))
+            if held is None or held[0] is not config:
+                held = stripped[id(config)] = (config, without_credentials(config))
+            payload = {**payload, "config": held[1]}
+        return original(runtime_name, memory, payload)
 
     backend.invoke = invoke
 

@@ -46,6 +46,9 @@ class LocalhostBackend:
         workers = request.workers or os.cpu_count() or 1
         return f"localhost, {workers} worker process{'es' if workers != 1 else ''}"
 
+    def note(self, request: MapRequest) -> str | None:
+        return None
+
     def clean(self, executor: Any, futures: list) -> None:
         """Delete the job's data here and now, in this process.
 

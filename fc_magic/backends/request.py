@@ -34,6 +34,8 @@ class MapRequest:
     oss_endpoint: str | None = None
     #: The Lithops config file holding the credentials (None: Lithops' own lookup).
     config_file: str | None = None
+    #: aliyun_fc: the aliyun CLI / credentials.ini profile to take credentials from.
+    profile: str | None = None
 
 
 def merge_sections(config: dict, extra: dict) -> dict:

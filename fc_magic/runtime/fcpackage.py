@@ -6,7 +6,9 @@ process in a deleted working directory. This builder installs the
 requirement list for FC's Python (the client's X.Y) and platform
 (x86_64 manylinux for its glibc, binary wheels only, so nothing is compiled with the
 client's interpreter), adds the client's Lithops package and Lithops' Aliyun
-handler module at the zip root (FC calls ``entry_point.main``), slims it and
+handler module at the zip root as ``lithops_entry_point.py`` with fc_magic's
+own ``entry_point.py`` around it (FC calls ``entry_point.main``; see
+`fc_magic.backends.fc_entry_point`), slims it and
 writes it with ``zipfile``. Lithops' ``deploy_runtime`` reads the package
 from ``<tempdir>/AliyunRuntimeBuild/<runtime name>.zip``; the deployer copies
 `RuntimeEntry.package` there under the entry's deploy name.
@@ -23,6 +25,7 @@ import zipfile
 from typing import Callable
 
 from .. import limits
+from ..backends.lithops_facts import FC_HANDLER_FILE
 from ..inputs import InputProblem
 from . import installer as inst
 from .sizes import PackageSize, human, owner_of, owners, table
@@ -30,6 +33,8 @@ from .sizes import PackageSize, human, owner_of, owners, table
 PACKAGE = "package.zip"
 STAGE = "stage"
 HANDLER_MODULE = "entry_point.py"
+#: Lithops' own handler, renamed: fc_magic's ``entry_point.main`` wraps it.
+LITHOPS_HANDLER_MODULE = "lithops_entry_point.py"
 #: The handler FC is configured with (Lithops' aliyun_fc `_create_function`).
 HANDLER = "entry_point.main"
 #: glibc of each FC Python runtime's system image (python3.9: Debian 9,
@@ -187,13 +192,16 @@ def build(build_dir: str, req_file: str, *, python: str, installer: str,
     inst.run(install_command(installer, python, stage, req_file), cwd=build_dir,
              env=inst.installer_env(installer), log=log, what="installing the requirements")
 
-    step("add Lithops and its Aliyun handler")
+    step("add Lithops and fc_magic's handler around Lithops' Aliyun handler")
     # Lithops' own build warns and keeps a user-installed lithops; the
     # worker must run the client's Lithops, so it always wins here.
     shutil.rmtree(os.path.join(stage, "lithops"), ignore_errors=True)
     shutil.copytree(lithops_dir(), os.path.join(stage, "lithops"),
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests"))
-    shutil.copyfile(handler_file(), os.path.join(stage, HANDLER_MODULE))
+    # fc_magic's handler (credentials from the function's role, none for the
+    # user's code, fork-safe OSS connections) around Lithops' own.
+    shutil.copyfile(handler_file(), os.path.join(stage, LITHOPS_HANDLER_MODULE))
+    shutil.copyfile(FC_HANDLER_FILE, os.path.join(stage, HANDLER_MODULE))
 
     step("slim")
     saved = slim(stage)

@@ -57,8 +57,14 @@ def write_frame(fd, header, body=b""):
 
 
 class Credentials:
-    def __init__(self):
-        self.access_key_id = self.access_key_secret = self.security_token = None
+    """The function role's temporary credentials, as FC hands them to one invocation."""
+
+    def __init__(self, given=None):
+        given = given or {}
+        self.access_key_id = given.get("AccessKeyId")
+        self.access_key_secret = given.get("AccessKeySecret")
+        self.security_token = given.get("SecurityToken")
+        self.expiration = given.get("Expiration")
 
 
 class FunctionMeta:
@@ -72,9 +78,9 @@ class FunctionMeta:
 class Context:
     """What FC's Python runtime passes as ``context`` (the fields handlers use)."""
 
-    def __init__(self, request_id, meta):
+    def __init__(self, request_id, meta, credentials=None):
         self.request_id = request_id
-        self.credentials = Credentials()
+        self.credentials = Credentials(credentials)
         self.function = FunctionMeta(meta)
         self.region = meta["region"]
         self.account_id = meta["account_id"]
@@ -169,7 +175,8 @@ def main():
                               "stackTrace": text.splitlines()}
         else:
             try:
-                result = handler(event, Context(header["request_id"], meta))
+                result = handler(event, Context(header["request_id"], meta,
+                                                header.get("credentials")))
                 if isinstance(result, bytes):
                     body = result
                 elif isinstance(result, str):

@@ -38,6 +38,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Callable
 
 from . import _instance
 
@@ -155,6 +156,7 @@ class FunctionSpec:
     env: dict = field(default_factory=dict)
     region: str = "cn-hangzhou"
     account_id: str = "0"
+    role: str = ""          # the function's RAM role ARN ("" : none)
 
 
 @dataclass
@@ -242,12 +244,16 @@ class Instance:
         except (EOFError, OSError, ValueError):
             return {"eof": True}, b""
 
-    def invoke(self, request_id: str, event: bytes) -> Outcome:
+    def invoke(self, request_id: str, event: bytes, credentials: dict | None = None) -> Outcome:
+        """Run one invocation; ``credentials`` become its ``context.credentials`` (the role's)."""
         self.max_memory_kb = 0
         self.oom_killed = False
         start = time.monotonic()
+        header = {"request_id": request_id}
+        if credentials:
+            header["credentials"] = credentials
         try:
-            _instance.write_frame(self._req_w, {"request_id": request_id}, event)
+            _instance.write_frame(self._req_w, header, event)
             header, body = self._read(self.spec.timeout_s)
         except OSError:
             header, body = {"eof": True}, b""
@@ -390,8 +396,11 @@ class Executor:
     """Runs invocations on warm instances, at most ``concurrency`` at a time."""
 
     def __init__(self, concurrency: int, cache_dir: str, work_dir: str,
-                 idle_timeout_s: float = 300.0):
+                 idle_timeout_s: float = 300.0,
+                 role_credentials: Callable[[str], dict | None] | None = None):
         self.concurrency = concurrency
+        #: role ARN -> temporary credentials for one invocation's context.credentials.
+        self.role_credentials = role_credentials
         self.cache_dir = cache_dir
         self.work_dir = work_dir
         self.idle_timeout_s = idle_timeout_s
@@ -496,7 +505,9 @@ class Executor:
                                           error_kind="Unhandled"))
                 continue
             try:
-                outcome = inst.invoke(request_id, event)
+                creds = (self.role_credentials(spec.role)
+                         if self.role_credentials is not None and spec.role else None)
+                outcome = inst.invoke(request_id, event, creds)
             except Exception as exc:  # never lose a slot thread
                 inst.close()
                 outcome = Outcome(error={"errorMessage": f"sandbox error: {exc}"},

@@ -143,6 +143,9 @@ class FunctionService:
         self._lock = threading.Lock()
         self._functions: dict[str, FunctionRecord] = {}
         self.invocations = 0
+        #: Every invoke payload received, in memory only (never logged), when
+        #: a test asks for them (`Sandbox(keep_payloads=True)`).
+        self.payloads: list[bytes] | None = None
 
     def handle(self, method: str, parts: list[str], query: dict, headers: dict,
                body: bytes) -> Reply:
@@ -242,7 +245,8 @@ class FunctionService:
         env = {str(k): str(v) for k, v in (data.get("environmentVariables") or {}).items()}
         spec = FunctionSpec(uid=uid, name=name, handler=handler, runtime=runtime,
                             memory_mb=memory, timeout_s=timeout, code_dir=code_dir, env=env,
-                            region=self.region, account_id=self.account_id)
+                            region=self.region, account_id=self.account_id,
+                            role=data.get("role") or "")
         now = time.time()
         record = FunctionRecord(spec, data.get("description") or "", len(package),
                                 _checksum(package), now, data.get("role") or "",
@@ -334,6 +338,8 @@ class FunctionService:
             return fc_error(413, "PayloadTooLarge", f"{kind} payload of {len(body)} bytes "
                             f"exceeds the {limit}-byte limit", request_id)
         self.invocations += 1
+        if self.payloads is not None:
+            self.payloads.append(bytes(body))
         future = self.executor.submit(record.spec, request_id, body)
         if kind == "Async":
             future.add_done_callback(lambda f, n=name: self._log_async(n, request_id, f))

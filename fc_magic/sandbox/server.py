@@ -16,6 +16,7 @@ request gets the service's own 400, never a 500.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import random
@@ -39,6 +40,8 @@ from .oss import FileSlice, ObjectStore, Reply, oss_error
 logger = logging.getLogger(__name__)
 
 DEFAULT_BUCKET = "lithops-sandbox"
+#: Where the sandbox hands out temporary credentials (a credentials URI; loopback only).
+CREDENTIALS_PATH = "/.sandbox/sts-credentials"
 #: OSS's own limit for one PutObject.
 MAX_OBJECT_BYTES = 5 * 2**30
 #: Bodies of OSS calls other than PutObject (bucket XML, batch delete lists).
@@ -149,6 +152,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         sandbox = self.sandbox
+        if self.command == "GET" and self.path == CREDENTIALS_PATH:
+            # As a credentials URI answers (alibabacloud-credentials' URLCredentialsProvider).
+            answer = {"Code": "Success", **sandbox.issue_sts()}
+            self._send(Reply(200, {"Content-Type": "application/json"},
+                             json.dumps(answer).encode()))
+            return
         request = sandbox.parse(self.command, self.path, self.headers)
         body: Body | None = None
         try:
@@ -292,9 +301,16 @@ class Sandbox:
                  max_object_bytes: int = MAX_OBJECT_BYTES,
                  max_connections: int = MAX_CONNECTIONS,
                  connection_idle_s: float = CONNECTION_IDLE_S,
-                 function_pending_s: float = 0.0):
+                 function_pending_s: float = 0.0,
+                 sts_ttl_s: float = 3600.0, role_ttl_s: float = 3600.0,
+                 keep_payloads: bool = False):
         self.region = region
         self.function_pending_s = function_pending_s
+        #: Lifetime of the temporary credentials issued to clients (`issue_sts`,
+        #: the credentials URI) and to functions' roles (context.credentials).
+        self.sts_ttl_s = sts_ttl_s
+        self.role_ttl_s = role_ttl_s
+        self.keep_payloads = keep_payloads
         self.max_object_bytes = max_object_bytes
         self.max_connections = max_connections
         self.connection_idle_s = connection_idle_s
@@ -311,7 +327,10 @@ class Sandbox:
         self.access_key_secret = access_key_secret or "".join(
             secrets.choice(alphabet) for _ in range(30))
         self.account_id = str(secrets.randbelow(9 * 10**15) + 10**15)
-        self._keys = {self.access_key_id: self.access_key_secret}
+        self._keys = signing.KeyRing(self.access_key_id, self.access_key_secret)
+        #: Temporary credentials handed out: to clients, and to functions' roles.
+        self.client_tokens: list[signing.Temporary] = []
+        self.role_tokens = 0
         self._port = port
         self._rng = random.Random(self.faults.seed)
         self._rng_for = self.faults
@@ -329,12 +348,15 @@ class Sandbox:
     # ------------------------------------------------------------ lifecycle
     def start(self) -> "Sandbox":
         self.executor = Executor(self.concurrency, self.cache_dir,
-                                 os.path.join(self.work_dir, "instances"), self.idle_timeout_s)
+                                 os.path.join(self.work_dir, "instances"), self.idle_timeout_s,
+                                 role_credentials=self._role_credentials)
         os.makedirs(os.path.join(self.work_dir, "instances"), exist_ok=True)
         self.functions = FunctionService(self.store, self.executor,
                                          os.path.join(self.work_dir, "code"),
                                          self.account_id, self.region,
                                          pending_s=self.function_pending_s)
+        if self.keep_payloads:
+            self.functions.payloads = []
         # The client's own Python is the usual runtime: have its base env ready
         # before anything is deployed (built once per machine, then cached).
         # Other Pythons are prepared on first use, their functions "Pending".
@@ -399,6 +421,31 @@ class Sandbox:
             # Plain HTTP, said outright: this service is on loopback only.
             "aliyun_oss": {"storage_bucket": bucket, "endpoint": self.endpoint},
         }
+
+    def issue_sts(self, ttl_s: float | None = None) -> dict:
+        """Temporary credentials for a client, as STS AssumeRole answers them.
+
+        Accepted by FC and OSS only with their ``SecurityToken`` and only
+        until ``Expiration``; refused then with the services' own codes.
+        """
+        creds = self._keys.issue(self.sts_ttl_s if ttl_s is None else ttl_s, "client")
+        self.client_tokens.append(creds)
+        return creds.as_sts()
+
+    @property
+    def credentials_uri(self) -> str:
+        """A URL serving `issue_sts` answers, for ``ALIBABA_CLOUD_CREDENTIALS_URI``."""
+        return f"{self.endpoint}{CREDENTIALS_PATH}"
+
+    @property
+    def role_keys_used(self) -> int:
+        """How many functions' role credentials have signed a request the sandbox accepted."""
+        return len(self._keys.role_keys_used)
+
+    def _role_credentials(self, role: str) -> dict:
+        """A function role's credentials for one invocation (FC's ``context.credentials``)."""
+        self.role_tokens += 1
+        return self._keys.issue(self.role_ttl_s, role).as_sts()
 
     def config_yaml(self, bucket: str = DEFAULT_BUCKET) -> str:
         import yaml

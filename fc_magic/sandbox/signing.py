@@ -23,10 +23,12 @@ import calendar
 import hashlib
 import hmac
 import logging
+import secrets
+import string
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_tz, mktime_tz
 from urllib.parse import quote
 
@@ -74,6 +76,101 @@ class NonceLedger:
 
     def __len__(self) -> int:
         return len(self._seen)
+
+
+@dataclass
+class Temporary:
+    """STS-style temporary credentials: valid only with their token, only until they expire."""
+
+    access_key_id: str
+    access_key_secret: str = field(repr=False)
+    security_token: str = field(repr=False)
+    expiration: float
+    role: str = ""
+
+    def as_sts(self) -> dict:
+        """The fields as STS AssumeRole / the ECS metadata service answer them."""
+        return {"AccessKeyId": self.access_key_id, "AccessKeySecret": self.access_key_secret,
+                "SecurityToken": self.security_token,
+                "Expiration": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.expiration))}
+
+
+class KeyRing:
+    """The sandbox's AccessKeys: its permanent pair plus the temporary ones it issued.
+
+    ``get`` gives the secret of a known id (as a dict would); `token_problem`
+    says what is wrong with the token a request presented for that id.
+    Expired temporary keys are forgotten a while after they expire.
+    """
+
+    def __init__(self, access_key_id: str, secret: str):
+        self._permanent = {access_key_id: secret}
+        self._temporary: dict[str, Temporary] = {}
+        self._lock = threading.Lock()
+        self.issued = 0
+        #: Ids of functions' role credentials that signed a valid request.
+        self.role_keys_used: set[str] = set()
+
+    def issue(self, ttl_s: float, role: str = "") -> Temporary:
+        alphabet = string.ascii_letters + string.digits
+        now = time.time()
+        creds = Temporary("STS." + "".join(secrets.choice(alphabet) for _ in range(24)),
+                          "".join(secrets.choice(alphabet) for _ in range(40)),
+                          "CAIS" + "".join(secrets.choice(alphabet) for _ in range(120)),
+                          now + ttl_s, role)
+        with self._lock:
+            for key in [k for k, t in self._temporary.items() if t.expiration < now - 2 * MAX_SKEW_S]:
+                del self._temporary[key]
+            self._temporary[creds.access_key_id] = creds
+            self.issued += 1
+        return creds
+
+    def get(self, access_key_id: str) -> str | None:
+        if access_key_id in self._permanent:
+            return self._permanent[access_key_id]
+        with self._lock:
+            creds = self._temporary.get(access_key_id)
+        return creds.access_key_secret if creds is not None else None
+
+    def token_problem(self, access_key_id: str, token: str, now: float) -> str | None:
+        """None, or "missing" / "invalid" / "expired" for the presented token."""
+        if access_key_id in self._permanent:
+            return "invalid" if token else None
+        with self._lock:
+            creds = self._temporary.get(access_key_id)
+        if creds is None:
+            return "invalid"
+        if not token:
+            return "missing"
+        if not hmac.compare_digest(token, creds.security_token):
+            return "invalid"
+        if now >= creds.expiration:
+            return "expired"
+        if creds.role != "client":
+            with self._lock:
+                self.role_keys_used.add(access_key_id)
+        return None
+
+
+_FC_TOKEN_ERRORS = {
+    "missing": (403, "InvalidSecurityToken.Malformed",
+                "Specified SecurityToken is malformed: an STS AccessKey needs its token."),
+    "invalid": (403, "InvalidSecurityToken.MismatchWithAccessKey",
+                "Specified SecurityToken mismatch with the AccessKey."),
+    "expired": (403, "InvalidSecurityToken.Expired", "Specified SecurityToken is expired."),
+}
+_OSS_TOKEN_ERRORS = {
+    "missing": (403, "InvalidAccessKeyId", "The security token you provided is invalid."),
+    "invalid": (403, "InvalidAccessKeyId", "The security token you provided is invalid."),
+    "expired": (403, "SecurityTokenExpired", "The security token you provided has expired."),
+}
+
+
+def _token_failure(keys, access_key_id: str, token: str, now: float,
+                   errors: dict) -> AuthFailure | None:
+    check = getattr(keys, "token_problem", None)
+    problem = check(access_key_id, token, now) if check is not None else None
+    return AuthFailure(*errors[problem]) if problem else None
 
 
 def _canonical_query(pairs: list[tuple[str, str]]) -> str:
@@ -137,6 +234,10 @@ def check_acs3(method: str, path: str, query: list[tuple[str, str]], headers: di
         return AuthFailure(400, "InvalidTimeStamp.Expired",
                            "Specified time stamp or date value is expired: it is more than "
                            "15 minutes away from the server's time.")
+    failure = _token_failure(keys, access_key_id, headers.get("x-acs-security-token", ""),
+                             now, _FC_TOKEN_ERRORS)
+    if failure is not None:
+        return failure
     nonce = headers.get("x-acs-signature-nonce", "")
     if not nonces.first_use(nonce, request_time, now):
         return AuthFailure(400, "SignatureNonceUsed",
@@ -212,4 +313,5 @@ def check_oss_v1(method: str, bucket: str, key: str, query: list[tuple[str, str]
         return AuthFailure(403, "RequestTimeTooSkewed",
                            "The difference between the request time and the current time "
                            "is too large.")
-    return None
+    return _token_failure(keys, access_key_id, headers.get("x-oss-security-token", ""), now,
+                          _OSS_TOKEN_ERRORS)

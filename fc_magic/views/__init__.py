@@ -41,6 +41,11 @@ def make_map_view(kind: str, *, stream: TextIO | None = None,
     return TextMapView(stream or sys.stdout)
 
 
+def show_note(text: str, stream: TextIO | None = None) -> None:
+    """One line shown before a map starts (e.g. where its credentials come from)."""
+    print(text, file=stream or sys.stdout)
+
+
 class MapDisplay:
     """Everything one map shows: the lazy, throttled view, its cancel, its end.
 
