@@ -165,7 +165,8 @@ def test_quickstart_in_jupyterlab(lab):
                 time.sleep(0.5)
             # Each map ended in its static receipt (plain HTML, no widget).
             page.wait_for_selector(".fc-magic-receipt", timeout=30_000)
-            labels = page.locator(".fc-magic-receipt").all_inner_texts()
+            # textContent: JupyterLab skips rendering cells out of view (innerText is then "").
+            labels = [t.strip() for t in page.locator(".fc-magic-receipt").all_text_contents()]
             assert any("300/300 done" in t and t.startswith("ok") for t in labels), labels
             assert any("1 failed" in t and t.startswith("FAILED") for t in labels), labels
             no_news = page.get_by_role("button", name="No", exact=True)
