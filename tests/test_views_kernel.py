@@ -132,8 +132,13 @@ def frontend(tmp_path_factory):
 
 def test_cancel_button_is_seen_while_the_cell_runs(frontend):
     msg_id = frontend.execute("r = %fc_map slow range(400)")  # ~50 s if nobody cancels
-    button = frontend.wait_iopub(lambda m: _opened(m, "ButtonModel", description="Cancel"))
-    frontend.wait_iopub(lambda m: _progress(m, 4))
+
+    def this_map(m) -> bool:  # the kernel is shared: earlier maps opened Cancel buttons too
+        return m["parent_header"].get("msg_id") == msg_id
+
+    button = frontend.wait_iopub(
+        lambda m: this_map(m) and _opened(m, "ButtonModel", description="Cancel"))
+    frontend.wait_iopub(lambda m: this_map(m) and _progress(m, 4))
     frontend.click(button["content"]["comm_id"])
     reply = frontend.reply(msg_id, timeout=40)
     assert reply["content"]["status"] == "ok"
