@@ -15,7 +15,9 @@ from pathlib import Path
 import oss2
 import pytest
 import yaml
+from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
+from Tea.exceptions import TeaException
 
 from fc_magic import engine
 from fc_magic.backends import aliyun_credentials, aliyun_fc
@@ -147,7 +149,7 @@ def test_aliyun_cli_profile_through_the_magic_says_its_source(sandbox, runtime, 
     for secret in (sts["AccessKeySecret"], sts["SecurityToken"]):
         assert secret not in cap.stdout and secret not in cap.stderr
     cell("%config FCMagic.profile = 'nosuch'")
-    with pytest.raises(Exception) as err:
+    with pytest.raises(UsageError) as err:
         cell("%fc_map sq range(5)")
     assert str(err.value) == (
         "%fc_map: FCMagic.profile 'nosuch' is neither in ~/.aliyun/config.json nor in "
@@ -256,7 +258,7 @@ def test_expired_and_missing_tokens_are_refused_with_the_services_codes(sandbox)
     client = Client(open_api_models.Config(
         access_key_id=sts["AccessKeyId"], access_key_secret=sts["AccessKeySecret"],
         security_token=sts["SecurityToken"], endpoint=sandbox.host, protocol="http"))
-    with pytest.raises(Exception) as err:
+    with pytest.raises(TeaException) as err:
         client.list_functions(fc_models.ListFunctionsRequest())
     assert getattr(err.value, "code", None) == "InvalidSecurityToken.Expired"
 

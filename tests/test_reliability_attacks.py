@@ -25,7 +25,9 @@ import yaml
 from IPython.core.error import UsageError
 
 from fc_magic import backends
+from fc_magic.backends import aliyun_fc
 from fc_magic.engine import MapRequest
+from fc_magic.errors import ServiceUnavailable
 
 FAKE_CONFIG = {"lithops": {"backend": "aliyun_fc", "storage": "aliyun_oss"},
                "aliyun": {"account_id": "1234567890", "access_key_id": "LTAIexampleKeyId0000",
@@ -107,12 +109,13 @@ def test_default_oss_endpoints_speak_https_so_a_proxy_cannot_rewrite_them(proxy,
                                                                           tally):
     tally.attacks_tried += 1
     request = MapRequest(backend="aliyun_fc", config_file=str(fake_config))
-    config, endpoints = backends.aliyun_fc.aliyun_settings(request)
+    config, endpoints = aliyun_fc.aliyun_settings(request)
     assert endpoints.oss_public.startswith("https://")
     assert endpoints.oss_internal.startswith("https://")
     # Through Lithops and oss2 for real: whatever reaches the proxy is a TLS
     # tunnel request, never a plain request whose answer it could rewrite.
-    with pytest.raises(Exception):  # noqa: B017 - the network is unreachable here, any error
+    # The proxy refuses the tunnel (no network here): one line naming OSS, no plain request.
+    with pytest.raises(ServiceUnavailable, match=r"^OSS did not answer"):
         executor = backends.get("aliyun_fc").executor(request)
         storage = executor.internal_storage
         storage.storage.get_object(storage.bucket, "lithops.jobs/x/status.json")
@@ -123,10 +126,10 @@ def test_default_oss_endpoints_speak_https_so_a_proxy_cannot_rewrite_them(proxy,
 def test_a_loopback_http_endpoint_is_still_allowed_for_the_sandbox(fake_config):
     request = MapRequest(backend="aliyun_fc", config_file=str(fake_config),
                          fc_endpoint="http://127.0.0.1:9", oss_endpoint="http://localhost:9")
-    _config, endpoints = backends.aliyun_fc.aliyun_settings(request)
+    _config, endpoints = aliyun_fc.aliyun_settings(request)
     assert (endpoints.fc, endpoints.oss_public) == ("http://127.0.0.1:9", "http://localhost:9")
     # A bare host means HTTPS, except to this machine, where plain HTTP was always meant.
-    secure = backends.aliyun_fc.secure_endpoint
+    secure = aliyun_fc.secure_endpoint
     assert secure("oss-cn-hangzhou.aliyuncs.com", "x") == "https://oss-cn-hangzhou.aliyuncs.com"
     assert secure("127.0.0.1:8080", "x") == "http://127.0.0.1:8080"
 

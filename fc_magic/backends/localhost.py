@@ -56,18 +56,9 @@ class LocalhostBackend:
         machine in turn, so a request stuck on an unreachable cloud bucket
         would hold back the local ones indefinitely.
         """
-        from lithops.constants import JOBS_PREFIX
+        from . import lithops_fixes
 
-        internal = executor.internal_storage
-        prefixes = {f"{JOBS_PREFIX}/{f.job_key}/" for f in futures}
-        prefixes.add(f"{JOBS_PREFIX}/{executor.executor_id}/")
-        for prefix in sorted(prefixes):
-            try:
-                keys = internal.storage.list_keys(internal.bucket, prefix)
-                if keys:
-                    internal.storage.delete_objects(internal.bucket, keys)
-            except OSError as exc:  # a folder another cleaner removed first
-                logger.debug("could not delete job data under %s: %s", prefix, exc)
+        lithops_fixes.delete_job_data(executor, futures)
 
 
 BACKEND = LocalhostBackend()
