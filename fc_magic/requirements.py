@@ -34,6 +34,7 @@ from packaging.utils import canonicalize_name
 from . import limits
 from .backends import BACKENDS
 from .backends.lithops_facts import fc_handler_digest, lithops_version
+from .digest import file_sha256
 from .errors import InputProblem
 from .limits import FC_BUILTIN_DISTRIBUTIONS, FC_FUNCTION_NAME_MAX, FC_NAME_RE
 from .redact import redact
@@ -445,8 +446,7 @@ def _hashed_file_url(url: str, parts, fragment: dict, where: str) -> str:
             f"{where}: a folder can change while the cell stays the same; build a wheel "
             f"(pip wheel {path} -w DIR) and name that file")
     try:
-        with open(path, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        digest = file_sha256(path)
     except OSError as exc:
         raise RequirementProblem(f"{where}: cannot read {path} ({exc.strerror}); "
                                  f"check the path") from None

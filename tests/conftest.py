@@ -114,6 +114,14 @@ def assert_no_secret(text: str, *secrets: str, where: str, tally: Tally | None =
                                    for n, spans in found.items()))
 
 
+@pytest.fixture(scope="module")
+def config_file(sandbox, tmp_path_factory) -> str:
+    """A Lithops config file for the module's own `sandbox` fixture (keys, endpoints, bucket)."""
+    path = tmp_path_factory.mktemp("lithops-config") / "config.yaml"
+    path.write_text(sandbox.config_yaml())
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def _shell():
     return InteractiveShell.instance()

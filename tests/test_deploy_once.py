@@ -27,13 +27,6 @@ def sandbox(lithops_cache):
 
 
 @pytest.fixture(scope="module")
-def config_file(sandbox, tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("lithops-config") / "config.yaml"
-    path.write_text(sandbox.config_yaml())
-    return str(path)
-
-
-@pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory) -> str:
     """The module's runtime cache: the package is built once for every test."""
     from fc_magic.requirements import resolve_requirements

@@ -21,7 +21,8 @@ LAYERS = (
     ("fc_magic.capture", "fc_magic.backends"),
     ("fc_magic.inputs", "fc_magic.progress", "fc_magic.results", "fc_magic.pricing",
      "fc_magic.setting", "fc_magic.tracebacks"),
-    ("fc_magic.limits", "fc_magic.errors", "fc_magic.redact", "fc_magic.ansi"),
+    ("fc_magic.limits", "fc_magic.errors", "fc_magic.redact", "fc_magic.ansi",
+     "fc_magic.digest"),
 )
 #: The stand-in for Alibaba Cloud reads Function Compute's facts and nothing else of ours.
 SANDBOX = "fc_magic.sandbox"

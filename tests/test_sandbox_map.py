@@ -42,13 +42,6 @@ def sandbox(lithops_cache):
 
 
 @pytest.fixture(scope="module")
-def config_file(sandbox, tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("lithops-config") / "config.yaml"
-    path.write_text(sandbox.config_yaml())
-    return str(path)
-
-
-@pytest.fixture(scope="module")
 def xdg_cache(tmp_path_factory) -> str:
     """XDG_CACHE_HOME whose fc_magic/ holds the module's runtime builds."""
     return str(tmp_path_factory.mktemp("xdg"))

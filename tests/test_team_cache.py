@@ -31,13 +31,6 @@ def sandbox(lithops_cache):
 
 
 @pytest.fixture(scope="module")
-def config_file(sandbox, tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("lithops-config") / "config.yaml"
-    path.write_text(sandbox.config_yaml())
-    return str(path)
-
-
-@pytest.fixture(scope="module")
 def machine_a(tmp_path_factory) -> str:
     """Kernel A's cache (empty until its %%fc_runtime builds)."""
     return str(tmp_path_factory.mktemp("machine-a"))

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from .. import limits
+from ..digest import file_sha256
 from ..errors import InputProblem, ServiceUnavailable
 from .aliyun_store import RuntimeStore, SharedRuntime, package_key
 from .request import MapRequest
@@ -24,15 +25,6 @@ _NOT_READY = (404, 409, 412, 429, 500, 502, 503, 504)
 
 class RuntimeStartProblem(InputProblem):
     """The deployed package cannot start Lithops' handler on FC (one line)."""
-
-
-def package_digest(path: str) -> str:
-    """sha256 of a code package, read in 1 MB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def first_metadata(backend: Any, function_name: str, runtime: str) -> dict | None:
@@ -140,7 +132,7 @@ def marker_key(description: str | None) -> str | None:
 
 def shared_package(store: RuntimeStore, request: MapRequest) -> tuple[SharedRuntime, bool]:
     """(the runtime's package in OSS, whether this call uploaded it): published once per key."""
-    key = request.package_key or package_digest(request.package)
+    key = request.package_key or file_sha256(request.package)
     if request.package and os.path.isfile(request.package):
         return store.publish(key, request.package, request.package_manifest,
                              sha256=request.package_manifest.get("package_sha256"))
@@ -205,7 +197,7 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
     backend = executor.compute_handler.backend
     internal = executor.internal_storage
     name = backend._format_function_name(request.runtime, request.memory_mb)
-    local = (package_digest(request.package)
+    local = (file_sha256(request.package)
              if request.package and os.path.isfile(request.package) else None)
     key = request.package_key or local
     current = _get(backend, name, lithops_fc)

@@ -18,7 +18,6 @@ is completed by the next publisher without uploading it again.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from ..digest import file_sha256
 from ..errors import InputProblem
 
 logger = logging.getLogger(__name__)
@@ -54,15 +54,6 @@ def manifest_key(key: str) -> str:
 def used_key(key: str) -> str:
     """An empty object whose Last-Modified is the runtime's last use (remote gc reads it)."""
     return f"{PREFIX}{key}.used"
-
-
-def file_digest(path: str) -> str:
-    """sha256 of a file, read in 1 MB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _now_iso() -> str:
@@ -204,7 +195,7 @@ class RuntimeStore:
         state = self.package_state(key)
         uploaded = False
         if state is None or not _SHA_RE.fullmatch(state[0] or ""):
-            sha256 = sha256 or file_digest(package)
+            sha256 = sha256 or file_sha256(package)
             created = _now_iso()
             headers = {"x-oss-forbid-overwrite": "true", "x-oss-meta-sha256": sha256,
                        "x-oss-meta-built-by": socket.gethostname()[:200],

@@ -15,7 +15,6 @@ from ``<tempdir>/AliyunRuntimeBuild/<runtime name>.zip``; the deployer copies
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -26,6 +25,7 @@ from typing import Callable
 
 from .. import limits
 from ..backends.lithops_facts import FC_HANDLER_FILE
+from ..digest import file_sha256
 from ..inputs import InputProblem
 from . import installer as inst
 from .sizes import PackageSize, human, owner_of, owners, table
@@ -174,14 +174,6 @@ def check_limits(zip_bytes: int, unpacked_bytes: int,
     return []
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def build(build_dir: str, req_file: str, *, python: str, installer: str,
           log: inst.CommandLog, step: Callable[[str], None]) -> dict:
     """Fill ``build_dir`` with ``package.zip``; return the manifest's target part."""
@@ -225,7 +217,7 @@ def build(build_dir: str, req_file: str, *, python: str, installer: str,
         "sizes": [[r.name, r.unpacked_bytes, r.zipped_bytes] for r in rows],
         "total_bytes": unpacked,
         "package_bytes": zip_bytes,
-        "package_sha256": _sha256(package),
+        "package_sha256": file_sha256(package),
         "slimmed_bytes": saved,
         "needs_oss_code_location": zip_bytes > limits.CODE_INLINE_MAX_BYTES,
         "notes": notes,
