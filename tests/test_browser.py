@@ -90,6 +90,8 @@ def lab(tmp_path_factory):
 
 
 JS_STATE = """() => {
+  // Until JupyterLab has started, window.jupyterapp is undefined: "not yet", not an error.
+  if (!window.jupyterapp || !window.jupyterapp.shell) return null;
   const nb = window.jupyterapp.shell.currentWidget;
   if (!nb || !nb.content || !nb.sessionContext.session || !nb.sessionContext.session.kernel)
     return null;
