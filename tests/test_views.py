@@ -100,17 +100,18 @@ def test_status_line_cancelled():
     assert "4/10 done" in line and "6 cancelled" in line and "[CANCELLED]" in line
 
 
-@pytest.mark.parametrize("status,style", [(SUCCESS, "success"), (ERROR, "danger")])
-def test_widget_view_ends_green_or_red(status, style):
+@pytest.mark.parametrize("status", [SUCCESS, ERROR])
+def test_widget_view_ends_green_or_red(status):
     from fc_magic.views.widgets import WidgetMapView
 
     view = WidgetMapView(display_now=False)
     view.draw(MapSnapshot(total=4, done=2, running=2, elapsed_s=0.5, status=RUNNING))
-    assert view.bar.value == 2 and view.bar.max == 4 and view.bar.bar_style == "info"
+    assert (view.bar.done, view.bar.total, view.bar.status) == (2, 4, RUNNING)
     failed = 1 if status == ERROR else 0
     final = MapSnapshot(total=4, done=4 - failed, failed=failed, elapsed_s=1, status=status)
     view.finish(final)
-    assert view.bar.value == 4 and view.bar.bar_style == style
+    assert view.bar.done + view.bar.failed == 4 and view.bar.status == status
+    assert ("fc-magic-bar-failed' style='width:25.00%" in view.bar.value) == bool(failed)
     assert ("1 failed" in view.label.value) == bool(failed)
     bundle = view._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle

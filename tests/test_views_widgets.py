@@ -58,10 +58,10 @@ def test_map_view_counts_eta_rate_and_throttle_with_a_fake_clock(clock):
     label = view.label.value
     assert "score: 1900/2000 done" in label and "8 running" in label  # last redraw, 4.75 s
     assert "pending" in label and "tasks/s" in label and "ETA" in label
-    assert view.bar.value == 1900 and view.bar.max == 2000 and view.bar.bar_style == "info"
+    assert (view.bar.done, view.bar.total, view.bar.status) == (1900, 2000, "running")
     display.on_snapshot(MapSnapshot(total=2000, done=1998, failed=2, elapsed_s=5.1,
                                     status=ERROR, label="score"))
-    assert view.bar.bar_style == "danger" and "2 failed" in view.label.value
+    assert view.bar.status == "error" and view.bar.failed == 2 and "2 failed" in view.label.value
     assert view.cancel_button.layout.display == "none"  # the finished view keeps no cancel
 
 
@@ -77,7 +77,7 @@ def test_cancel_button_sets_the_token_the_engine_polls(clock):
     display.on_snapshot(MapSnapshot(total=10, done=3, running=2, elapsed_s=1.5))
     assert "cancelling" in view.label.value
     display.on_snapshot(MapSnapshot(total=10, done=3, elapsed_s=2, status=CANCELLED))
-    assert view.bar.bar_style == "warning" and "7 cancelled" in view.label.value
+    assert view.bar.status == "cancelled" and "7 cancelled" in view.label.value
     assert is_click({"method": "custom", "content": {"event": "click"}})
     assert not is_click({"method": "update", "state": {"value": 3}})
 
@@ -277,3 +277,41 @@ def test_rerun_with_this_memory_replaces_the_map_in_place(ip, fc, cell):
     with capture_output():
         newest(w.Button, description="Re-run 5 tasks at 640 MB").click()
     assert result.memory_mb == 640 and result.values == [0, 1, 4, 9, 16]
+
+
+def test_the_live_bar_turns_its_failed_share_red_while_the_map_runs(ip, fc, cell, monkeypatch):
+    import re
+
+    from fc_magic.views import widgets
+
+    states: list[dict] = []  # every value the bar's model took, as the frontend receives them
+    original = widgets.StackedBar.__init__
+
+    def recording(self, **kwargs):
+        original(self, **kwargs)
+        self.observe(lambda change: states.append(
+            dict(re.findall(r"data-(\w+)='([^']*)'", change["new"]), html=change["new"])), "value")
+
+    monkeypatch.setattr(widgets.StackedBar, "__init__", recording)
+    cell("import time\n"
+         "def early_fail(x):\n"
+         "    if x < 2:\n"
+         "        raise ValueError(f'bad {x}')\n"
+         "    time.sleep(0.3)\n"
+         "    return x")
+    fc.view, fc.workers = "widget", 2
+    with capture_output():
+        result = ip.run_line_magic("fc_map", "early_fail range(8)")
+    assert len(result.failures) == 2
+    live = [s for s in states if s["status"] == "running" and s["failed"] == "2"]
+    assert live, states  # red before the end, not only in the final frame
+    first = live[0]
+    assert int(first["done"]) < 6  # drawn while tasks were still to finish
+    assert "fc-magic-bar-failed' style='width:25.00%" in first["html"]
+    assert "var(--jp-error-color1" in first["html"]  # the theme's red, with a fallback
+    assert states[-1]["status"] == "error" and states[-1]["done"] == "6"
+    # The terminal line shows the failed share while it runs too.
+    from fc_magic.views.text import fit_line
+
+    line = fit_line(MapSnapshot(total=8, done=2, failed=2, running=2, elapsed_s=1.0), 120)
+    assert line.startswith("[#####!!!!!.") and "2 failed" in line

@@ -67,8 +67,13 @@ def status_line(s: MapSnapshot) -> str:
 
 
 def text_bar(s: MapSnapshot, width: int = _BAR_WIDTH) -> str:
-    filled = int(width * s.finished / s.total) if s.total else width
-    return "[" + "#" * filled + "." * (width - filled) + "]"
+    """'[#######!!.....]': done share, then the failed share as '!' (one cell at least)."""
+    if not s.total:
+        return "[" + "#" * width + "]"
+    filled = int(width * s.finished / s.total)
+    failed = min(max(int(width * s.failed / s.total), 1 if s.failed else 0), width)
+    filled = max(filled, failed)
+    return "[" + "#" * (filled - failed) + "!" * failed + "." * (width - filled) + "]"
 
 
 def fit_line(s: MapSnapshot, columns: int) -> str:

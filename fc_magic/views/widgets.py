@@ -23,14 +23,34 @@ from typing import Callable
 import ipywidgets as w
 from IPython.display import display
 
-from ..progress import CANCELLED, ERROR, SUCCESS, CancelToken, MapSnapshot
+from ..progress import CANCELLED, ERROR, RUNNING, SUCCESS, CancelToken, MapSnapshot
+from .bar import bar_html
 from .fallback import TextFallback
 from .receipt import Receipt, receipt_html
 from .text import status_line
 
 logger = logging.getLogger(__name__)
 
-_STYLE = {SUCCESS: "success", ERROR: "danger", CANCELLED: "warning"}
+_ENDED = (SUCCESS, ERROR, CANCELLED)
+
+
+class StackedBar(w.HTML):
+    """The live row's bar: done share, then the failed share in red, redrawn as it changes.
+
+    One HTML model, so a redraw is still one comm message; ``done``,
+    ``failed``, ``total`` and ``status`` say what it shows (`views.bar`).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.done = self.failed = 0
+        self.total = 1
+        self.status = RUNNING
+        self.value = bar_html(0, 0, 1)
+
+    def show(self, done: int, failed: int, total: int, status: str = RUNNING) -> None:
+        self.done, self.failed, self.total, self.status = done, failed, max(total, 1), status
+        self.value = bar_html(done, failed, self.total, status)
 
 
 def is_click(data) -> bool:
@@ -79,8 +99,7 @@ class WidgetMapView(TextFallback):
                  stage: w.Box | None = None, where: str = ""):
         self.cancel_token = cancel or CancelToken()
         self.where = where
-        self.bar = w.IntProgress(value=0, min=0, max=1, bar_style="info",
-                                 layout=w.Layout(width="30%", flex="0 0 auto"))
+        self.bar = StackedBar(layout=w.Layout(width="30%", flex="0 0 auto"))
         self.label = w.HTML(layout=w.Layout(flex="1 1 auto"))
         self.cancel_button = w.Button(description="Cancel", icon="stop", button_style="warning",
                                       tooltip="Stop sending tasks; keep the results that arrived",
@@ -108,21 +127,18 @@ class WidgetMapView(TextFallback):
         self.cancel_button.description = "Cancelling…"
 
     def draw(self, snapshot: MapSnapshot) -> None:
-        total = max(snapshot.total, 1)
-        if self.bar.max != total:
-            self.bar.max = total
-        self.bar.value = snapshot.finished
+        # The failed share turns red as failures arrive, not only at the end.
+        self.bar.show(snapshot.done, snapshot.failed, snapshot.total,
+                      snapshot.status if snapshot.status in _ENDED else RUNNING)
         self._text = status_line(snapshot)
         if self.where and not snapshot.final and not snapshot.where:
             self._text += f" · on {self.where}"
-        if self.cancel_token.cancelled and snapshot.status not in _STYLE:
+        if self.cancel_token.cancelled and snapshot.status not in _ENDED:
             self._text += " · cancelling…"
         self.label.value = html.escape(self._text)
 
     def finish(self, snapshot: MapSnapshot) -> None:
-        with self.bar.hold_sync():
-            self.draw(snapshot)
-            self.bar.bar_style = _STYLE.get(snapshot.status, "")
+        self.draw(snapshot)
         self.cancel_button.layout.display = "none"
         if self._handle is not None:
             self._handle.update(self)
