@@ -153,18 +153,23 @@ def _collect(job, items: list, request: MapRequest, progress: _Progress,
     for index, item in enumerate(items):
         outcome = job.outcome(index, item)
         if outcome is None:
-            values.append(_unsettled(index, item, progress))
-            stats.append(TaskStats(index))
+            failure = _unsettled(index, item, progress)
+            # A task killed before it reported still has the invoke's id: its logs say why.
+            failure.request_id = job.request_id(index) if not failure.cancelled else ""
+            values.append(failure)
+            stats.append(TaskStats(index, request_id=failure.request_id))
             outputs.append("")
         else:
             values.append(outcome[0])
             stats.append(outcome[1])
             outputs.append(outcome[2] if len(outcome) > 2 else "")
+    failed = any(isinstance(v, TaskFailure) and not v.cancelled for v in values)
+    logs = job.logs() if failed else ""
     return MapResult(values=values, inputs=list(items), stats=stats, outputs=outputs,
                      elapsed_s=clock() - progress.start, backend=request.backend,
                      runtime=job.runtime, memory_mb=request.memory_mb, cpu=request.cpu,
                      function=progress.label, cancelled=progress.cancelled,
-                     where=progress.where)
+                     where=progress.where, logs=logs)
 
 
 def _final_snapshot(result: MapResult, progress: _Progress) -> MapSnapshot:

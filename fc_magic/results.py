@@ -37,6 +37,8 @@ class TaskStats:
     index: int
     duration_s: float | None = None
     peak_memory_mb: float | None = None
+    #: Function Compute's request id of the invocation that ran it ('' elsewhere).
+    request_id: str = ""
 
 
 @dataclass
@@ -52,6 +54,8 @@ class TaskFailure:
     exc_type: str
     message: str
     traceback: str = ""
+    #: Function Compute's request id of the invocation (find its logs by it); '' elsewhere.
+    request_id: str = ""
 
     @property
     def cancelled(self) -> bool:
@@ -59,7 +63,9 @@ class TaskFailure:
         return self.exc_type == CANCELLED_TASK
 
     def __repr__(self) -> str:
-        return f"<TaskFailure #{self.index} {self.exc_type}: {short_repr(self.message, 80)}>"
+        request = f" (FC request {self.request_id})" if self.request_id else ""
+        return (f"<TaskFailure #{self.index} {self.exc_type}: "
+                f"{short_repr(self.message, 80)}{request}>")
 
     def short_traceback(self, max_lines: int = 12) -> str:
         """The tail of the remote traceback: the frames nearest the error."""
@@ -109,6 +115,8 @@ class MapResult:
     where: str = ""
     #: Each task's captured stdout and stderr (its tail), in input order ('' for none).
     outputs: list[str] = field(default_factory=list, repr=False)
+    #: Where the backend keeps the tasks' logs, or how to have it keep them (one line; '' for none).
+    logs: str = ""
     #: Set by a view that showed this result's receipt: True while that cell is
     #: still the one running, so Out[] does not repeat the receipt's preview.
     receipt_shown: Callable[[], bool] | None = field(default=None, repr=False, compare=False)

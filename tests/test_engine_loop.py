@@ -39,6 +39,12 @@ class ScriptedJob:
     def describe(self):
         return "a scripted job"
 
+    def request_id(self, index):
+        return f"req-{index}"
+
+    def logs(self):
+        return "logs: in the script"
+
     def submit(self, func, items):
         self.func = func
         self.futures = list(range(len(items)))
@@ -141,6 +147,7 @@ def test_ctrl_c_in_a_poll_is_a_cancel():
     job = Interrupted(MapRequest(), settle=[1])
     result = _run(job, [1])
     assert result.cancelled and job.cancelled and result.values[0].exc_type == "Cancelled"
+    assert result.values[0].request_id == "" and result.logs == ""  # never sent, nothing to find
 
 
 def test_a_dead_service_ends_the_map_with_its_reason_not_every_timeout(monkeypatch):
@@ -163,6 +170,9 @@ def test_a_stalled_map_gives_up_after_the_timeout_and_grace(monkeypatch):
     result = _run(job, ["x"], clock=clock)
     assert result.values[0].exc_type == "TaskLost"
     assert 15 <= clock.now <= 30
+    # The lost task keeps the id its invocation got (its logs say why), and the map where they are.
+    assert result.values[0].request_id == "req-0" and result.stats[0].request_id == "req-0"
+    assert result.logs == "logs: in the script"
 
 
 def test_a_poll_that_fails_once_is_forgiven():

@@ -24,6 +24,7 @@ from fc_magic import backends, engine, limits
 from fc_magic.backends import aliyun_deploy
 from fc_magic.backends.aliyun_fc import function_timeout_s
 from fc_magic.sandbox import DEFAULT_BUCKET, Faults, Sandbox
+from fc_magic.views.receipt import Receipt
 
 from conftest import assert_no_secret
 
@@ -395,3 +396,54 @@ def test_an_fc_endpoint_that_does_not_answer_is_one_line(aliyun, cell, tally):
     assert "\n" not in message
     assert message.startswith("%fc_map: Function Compute did not answer (connection refused); "
                               "check the network and FCMagic.fc_endpoint"), message
+
+
+# About 10 s: two small maps; the lost task is given up 5 s after its 2 s timeout (less
+# would count a slow cold start of the other tasks' instances on a busy machine as lost).
+@pytest.mark.timeout(120)
+def test_failures_carry_fc_request_ids_and_the_receipt_says_where_the_logs_are(
+        aliyun, cell, sandbox, monkeypatch, caplog):
+    monkeypatch.setattr(engine, "STALL_GRACE_S", 5.0)
+    cell("def wobbly(x):\n"
+         "    import os, signal\n"
+         "    if x == 'raise':\n"
+         "        raise ValueError('bad ' + x)\n"
+         "    if x == 'crash':\n"
+         "        os.kill(os.getppid(), signal.SIGKILL)  # the instance dies: no status\n"
+         "    return x\n")
+    with capture_output() as cap:
+        result = cell("%fc_map wobbly [1, 'raise', 'crash'] --timeout 2")
+    raised, lost = result.values[1], result.values[2]
+    assert raised.exc_type == "ValueError" and lost.exc_type == "TaskLost"
+    assert re.fullmatch(r"[0-9a-f]{32}", raised.request_id)  # what FC (the sandbox) issued
+    assert re.fullmatch(r"[0-9a-f]{32}", lost.request_id) and lost.request_id != raised.request_id
+    # The killed task wrote no status: its id is the invoke's answer, the one FC logged it under.
+    assert any(f"async invocation {lost.request_id} of lithops-worker-demo-" in m
+               for m in caplog.messages)
+    assert result.stats[1].request_id == raised.request_id
+    assert result.stats[0].request_id and result.stats[0].request_id not in (
+        raised.request_id, lost.request_id)
+    assert f"FC request {raised.request_id}" in repr(result.failures)
+    function = re.search(r"function (lithops-worker-demo-\S+)", result.where).group(1)
+    no_logs = f"FC keeps no logs of {function}: give it a log config"
+    assert f"FC request id {raised.request_id}" in cap.stdout and no_logs in cap.stdout
+    html = Receipt(result)._repr_mimebundle_()["text/html"]
+    assert f"<code>{raised.request_id}</code>" in html and no_logs in html
+
+    # The user turns logging on (console or SDK), and the next map's receipt says where.
+    from alibabacloud_fc20230330 import models as fc_models
+
+    executor = backends.get("aliyun_fc").executor(engine.MapRequest(
+        backend="aliyun_fc", config_file=aliyun.config_file))
+    try:
+        executor.compute_handler.backend.fc_client.update_function(
+            function, fc_models.UpdateFunctionRequest(body=fc_models.UpdateFunctionInput(
+                log_config=fc_models.LogConfig(project="ds-team", logstore="fc-tasks"))))
+    finally:
+        executor.job_monitor.stop()
+    with capture_output() as cap:
+        again = cell("%fc_map wobbly ['raise']")
+    assert again.logs.startswith("FC logs: SLS project ds-team, logstore fc-tasks")
+    assert again.logs.endswith(f'one task\'s lines: __topic__: "FCLogs:{function}" and '
+                               f'"<request id>"') and again.logs in cap.stdout
+    assert re.fullmatch(r"[0-9a-f]{32}", again.failures[0].request_id)

@@ -46,6 +46,12 @@ class Backend(Protocol):
     def clean(self, executor: Any, futures: list) -> None:
         """Delete a finished map's job data."""
 
+    def request_id(self, executor: Any, future: Any) -> str:
+        """The id the service gave the invocation that ran ``future``'s task ('' if none)."""
+
+    def logs(self, executor: Any, request: MapRequest) -> str:
+        """One line: where the service keeps the tasks' logs, or how to turn them on ('')."""
+
 
 def target_for(backend: str) -> str:
     """The runtime build target of a backend ("local" or "fc")."""

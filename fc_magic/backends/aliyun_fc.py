@@ -252,6 +252,7 @@ class AliyunFCBackend:
         lithops_fixes.retry_throttled_invokes(executor)
         lithops_fixes.strip_invoke_credentials(executor)
         lithops_fixes.plain_http_pool(executor, endpoints.fc)
+        lithops_fixes.remember_request_ids(executor)
         try:
             if request.package or request.package_key:
                 deploy_package(executor, request, function_timeout_s(request))
@@ -282,6 +283,36 @@ class AliyunFCBackend:
     def clean(self, executor: Any, futures: list) -> None:
         """Delete the job's OSS data through the executor's own client (see `delete_job_data`)."""
         lithops_fixes.delete_job_data(executor, futures)
+
+    def request_id(self, executor: Any, future: Any) -> str:
+        return lithops_fixes.request_id_of(executor, future)
+
+    def logs(self, executor: Any, request: MapRequest) -> str:
+        """Where FC keeps this function's logs (its logConfig), or how to have it keep them."""
+        if not request.runtime:
+            return ""
+        backend = executor.compute_handler.backend
+        name = backend._format_function_name(request.runtime, request.memory_mb)
+        try:
+            function = backend._get_function(name)
+        except Exception as exc:  # the tea SDK's error types vary; the receipt does without
+            logger.debug("could not read the log config of %s: %s: %s", name,
+                         type(exc).__name__, exc)
+            return ""
+        return logs_line(name, getattr(function, "log_config", None), request.region)
+
+
+def logs_line(function: str, log_config: Any, region: str | None = None) -> str:
+    """One line on FC's logs of ``function``: its SLS project and logstore and the query, or how to turn them on."""
+    project = getattr(log_config, "project", None) or ""
+    logstore = getattr(log_config, "logstore", None) or ""
+    if project and logstore:
+        where = f" ({region})" if region else ""
+        return (f"FC logs: SLS project {project}, logstore {logstore}{where}; one task's lines: "
+                f'__topic__: "FCLogs:{function}" and "<request id>"')
+    return (f"FC keeps no logs of {function}: give it a log config (SLS project and logstore; "
+            f"FC console > the function > Logging, or UpdateFunction logConfig) to find a "
+            f"task's lines by its request id")
 
 
 BACKEND = AliyunFCBackend()

@@ -196,12 +196,26 @@ class LithopsJob:
             # Lithops lost track of it (its job cleared on cancel, or the worker
             # vanished): no outcome to report; the map loop says why.
             return None
+        stats = _stats_from_future(index, future)
+        stats.request_id = self.request_id(index)
         if _failed(future):
             value = _failure_from_future(index, item, future)
+            value.request_id = stats.request_id
             output = lithops_fixes.task_output_of(exc_info[1])
         else:
             value, output = lithops_fixes.unpack_task_value(future.result(throw_except=False))
-        return value, _stats_from_future(index, future), output
+        return value, stats, output
+
+    def request_id(self, index: int) -> str:
+        """The service's id of the invocation that ran task ``index`` ('' if none or not sent)."""
+        future = self.futures[index] if index < len(self.futures) else None
+        if future is None:
+            return ""
+        return self.backend.request_id(self._executor, future)
+
+    def logs(self) -> str:
+        """One line on where the backend keeps the tasks' logs ('' when it has nothing to say)."""
+        return self.backend.logs(self._executor, self.request)
 
     # -- the end
     def finish(self) -> None:

@@ -25,6 +25,7 @@ warning naming that range (`check_version`).
 | `delete_job_data` | the background cleaner gets the secret in a pickle file and cannot sign with a token | test_aliyun_credentials.py::test_sts_token_from_the_environment_runs_a_map |
 | `strip_invoke_credentials` + `fc_entry_point` (the FC handler) | every invoke payload and every worker's `LITHOPS_CONFIG` carry the user's AccessKey secret and token | test_aliyun_credentials.py::test_no_user_secret_or_token_in_payloads_or_worker_environments |
 | `fc_entry_point` (per-process OSS connections) | the worker forks the task process while its OSS client holds a pooled connection: parent and child interleave requests on one socket | test_aliyun_credentials.py::test_500_tasks_under_concurrency_have_no_task_errors |
+| `remember_request_ids` | the invoker drops FC's request id, so a task killed before it wrote its status cannot be found in FC's logs | test_sandbox_map.py::test_failures_carry_fc_request_ids_and_the_receipt_says_where_the_logs_are |
 | deploy check (aliyun_deploy.py) | stale "deployed" metadata after the function is gone loses every call | test_sandbox_map.py::test_deleted_function_is_redeployed_through_an_oss_code_location |
 """
 from __future__ import annotations
@@ -501,6 +502,42 @@ def retry_throttled_invokes(executor: Any) -> None:
         return None  # Lithops' invoker re-queues a call whose invoke returned None
 
     backend.invoke = invoke
+
+
+#: Where `remember_request_ids` keeps an executor's invoke answers: (job_key, call_id) -> id.
+REQUEST_IDS = "_fc_magic_request_ids"
+
+
+def remember_request_ids(executor: Any) -> None:
+    """Keep the ``x-fc-request-id`` FC answered each invoke with, per call.
+
+    Lithops' invoker only logs it. The worker reports the same id in the
+    call's status (Lithops' FC entry point exports ``context.request_id`` as
+    its activation id), but a task killed by a timeout or out of memory writes
+    no status: then this is the only way to its logs.
+    """
+    backend = executor.compute_handler.backend
+    original = backend.invoke
+    ids: dict[tuple[str, str], str] = {}
+    setattr(executor, REQUEST_IDS, ids)
+
+    def invoke(runtime_name, memory, payload=None):
+        request_id = original(runtime_name, memory, payload)
+        if request_id and isinstance(payload, dict):
+            for call_id in payload.get("call_ids") or ():
+                ids[(payload.get("job_key"), call_id)] = str(request_id)
+        return request_id
+
+    backend.invoke = invoke
+
+
+def request_id_of(executor: Any, future: Any) -> str:
+    """FC's request id for a task: the worker's own report, else the invoke's answer."""
+    reported = getattr(future, "activation_id", None)
+    if reported:
+        return str(reported)
+    ids = getattr(executor, REQUEST_IDS, None) or {}
+    return ids.get((getattr(future, "job_key", None), getattr(future, "call_id", None)), "")
 
 
 #: Credentials in a Lithops config section (what the workers must never get).

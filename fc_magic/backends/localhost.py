@@ -60,5 +60,12 @@ class LocalhostBackend:
 
         lithops_fixes.delete_job_data(executor, futures)
 
+    def request_id(self, executor: Any, future: Any) -> str:
+        """Local tasks have no service request; what they print is in `MapResult.output`."""
+        return ""
+
+    def logs(self, executor: Any, request: MapRequest) -> str:
+        return ""
+
 
 BACKEND = LocalhostBackend()

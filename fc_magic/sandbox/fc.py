@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .execution import Executor, FunctionSpec, Outcome
 from .oss import ObjectStore, Reply
@@ -91,6 +91,22 @@ def _json(status: int, data: dict) -> Reply:
                           "x-fc-request-id": uuid.uuid4().hex}, json.dumps(data).encode())
 
 
+def _log_config(value) -> dict | Reply:
+    """A function's logConfig as FC checks it: project and logstore both set, or neither."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        return fc_error(400, "InvalidArgument", "logConfig must be an object")
+    project, logstore = value.get("project") or "", value.get("logstore") or ""
+    if not (isinstance(project, str) and isinstance(logstore, str)):
+        return fc_error(400, "InvalidArgument", "logConfig.project and .logstore must be strings")
+    if bool(project) != bool(logstore):
+        return fc_error(400, "InvalidArgument", "logConfig needs both project and logstore, "
+                        "or neither")
+    return {k: v for k, v in value.items() if k in ("project", "logstore", "enableRequestMetrics",
+                                                     "enableInstanceMetrics", "logBeginRule")}
+
+
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
@@ -107,6 +123,8 @@ class FunctionRecord:
     disk_mb: int = 512
     #: When the function leaves Pending (time.time()).
     active_at: float = 0.0
+    #: Where FC would ship the function's logs (SLS project and logstore); {} for none.
+    log_config: dict = field(default_factory=dict)
 
     def view(self, account_id: str, region: str, state: tuple[str, str]) -> dict:
         s = self.spec
@@ -119,7 +137,8 @@ class FunctionRecord:
                 "environmentVariables": s.env, "role": self.role, "internetAccess": True,
                 "state": state[0], "stateReason": state[1],
                 "lastUpdateStatus": "Successful",
-                "instanceConcurrency": 1, "diskSize": self.disk_mb, "cpu": self.cpu}
+                "instanceConcurrency": 1, "diskSize": self.disk_mb, "cpu": self.cpu,
+                "logConfig": dict(self.log_config)}
 
 
 def _checksum(data: bytes) -> str:
@@ -158,6 +177,8 @@ class FunctionService:
         elif len(parts) == 2 and parts[0] == "functions":
             if method == "GET":
                 return self.get(parts[1])
+            if method == "PUT":
+                return self.update(parts[1], body)
             if method == "DELETE":
                 return self.delete(parts[1])
         elif len(parts) == 3 and parts[0] == "functions" and parts[2] == "invocations":
@@ -231,6 +252,9 @@ class FunctionService:
         else:
             return fc_error(400, "InvalidArgument", "code needs zipFile or ossBucketName "
                             "and ossObjectName")
+        log_config = _log_config(data.get("logConfig"))
+        if isinstance(log_config, Reply):
+            return log_config
         with self._lock:
             if name in self._functions:
                 return fc_error(409, "FunctionAlreadyExists",
@@ -250,7 +274,8 @@ class FunctionService:
         now = time.time()
         record = FunctionRecord(spec, data.get("description") or "", len(package),
                                 _checksum(package), now, data.get("role") or "",
-                                cpu=float(cpu), disk_mb=disk, active_at=now + self.pending_s)
+                                cpu=float(cpu), disk_mb=disk, active_at=now + self.pending_s,
+                                log_config=log_config)
         with self._lock:
             if name in self._functions:
                 shutil.rmtree(code_dir, ignore_errors=True)
@@ -288,6 +313,28 @@ class FunctionService:
             record = self._functions.get(name)
         if record is None:
             return fc_error(404, "FunctionNotFound", f"function '{name}' does not exist")
+        return _json(200, self._view(record))
+
+    def update(self, name: str, body: bytes) -> Reply:
+        """UpdateFunction, for the log configuration only (what a user turns on in the console)."""
+        try:
+            data = json.loads(body or b"{}")
+        except (ValueError, RecursionError):
+            return fc_error(400, "InvalidArgument", "request body is not valid JSON")
+        if not isinstance(data, dict):
+            return fc_error(400, "InvalidArgument", "request body must be a JSON object")
+        other = sorted(set(data) - {"logConfig"})
+        if other:
+            return fc_error(400, "InvalidArgument", f"the sandbox updates only logConfig, "
+                            f"not {', '.join(other)}; delete and create the function instead")
+        log_config = _log_config(data.get("logConfig"))
+        if isinstance(log_config, Reply):
+            return log_config
+        with self._lock:
+            record = self._functions.get(name)
+            if record is None:
+                return fc_error(404, "FunctionNotFound", f"function '{name}' does not exist")
+            record.log_config = log_config
         return _json(200, self._view(record))
 
     def list(self, query: dict) -> Reply:

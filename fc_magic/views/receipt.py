@@ -123,6 +123,8 @@ def receipt_text(result: MapResult) -> str:
         for n, f in enumerate(failures[:MAX_FAILURES_SHOWN]):
             lines.append(f"  #{f.index} input {f.input_repr}: {f.exc_type}: "
                          f"{message_text(f.message)}")
+            if f.request_id:
+                lines.append(f"    FC request id {f.request_id}")
             if n == 0 and f.traceback:
                 lines.extend("    " + line for line in traceback_text(f).splitlines())
             output = result.output(f.index)
@@ -131,6 +133,8 @@ def receipt_text(result: MapResult) -> str:
                 lines.extend("    | " + line for line in output_tail(output, 800).splitlines())
         if len(failures) > MAX_FAILURES_SHOWN:
             lines.append(f"  … {len(failures) - MAX_FAILURES_SHOWN} more in .failures")
+        if result.logs:
+            lines.append(strip_ansi(result.logs))
     hint = hint_text(result)
     if hint:
         lines.append(hint)
@@ -151,6 +155,9 @@ def failure_html(result: MapResult, failures) -> str:
                            f"{message_text(f.message)}")
         body = _pre(traceback_text(f)) if f.traceback else \
             f"<div style='color:{MUTED}'>(no remote traceback)</div>"
+        if f.request_id:
+            body = (f"<div style='font-size:11px;color:{MUTED}'>FC request id "
+                    f"<code>{html.escape(f.request_id)}</code></div>") + body
         output = result.output(f.index)
         if output:
             body += (f"<div style='font-size:11px;color:{MUTED}'>task output</div>"
@@ -219,6 +226,9 @@ def receipt_html(result: MapResult) -> str:
                      f"(<code>.failures</code>, <code>.raise_for_failures()</code>, "
                      f"<code>%fc_map --retry NAME</code>)</div>")
         parts.append(failure_html(result, failures))
+        if result.logs:
+            parts.append(f"<div style='font-size:12px;color:{MUTED}'>"
+                         f"{html.escape(strip_ansi(result.logs))}</div>")
     hint = hint_text(result)
     if hint:
         parts.append(f"<div style='font-size:12px'>{html.escape(hint)}</div>")

@@ -165,8 +165,12 @@ def failure_report(result) -> str:
              f"(the other results are kept; see .failures).",
              f"First failure: task #{first.index}, input {first.input_repr}: "
              f"{first.exc_type}: {message_text(first.message)}"]
+    if first.request_id:
+        lines.append(f"FC request id {first.request_id}")
     if first.traceback:
         lines.append(traceback_text(first))
+    if result.logs:
+        lines.append(result.logs)
     return "\n".join(lines)
 
 
