@@ -91,11 +91,17 @@ def test_out_does_not_repeat_the_receipt(saved):
     assert data["text/plain"].startswith("<MapResult flaky over 8 inputs")
 
 
-def test_nbconvert_html_shows_the_same_record(saved):
+@pytest.fixture(scope="module")
+def converted(saved) -> str:
+    """The saved notebook as `jupyter nbconvert --to html` renders it (run once)."""
     _nb, path = saved
     subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html",
                     str(path)], check=True, capture_output=True, timeout=120)
-    page = _text(Path(path).with_suffix(".html").read_text(encoding="utf-8"))
+    return Path(path).with_suffix(".html").read_text(encoding="utf-8")
+
+
+def test_nbconvert_html_shows_the_same_record(converted):
+    page = _text(converted)
     for expected in ("FAILED flaky: 5/8 done · 3 failed", "#1 input 1 → KeyError: 'row 1'",
                      "Cell In[2], line 4, in flaky", "raise KeyError(f'row {x}')",
                      "<b>row</b> 1"):
@@ -115,3 +121,23 @@ def test_task_output_is_captured_bounded_and_escaped(saved):
     # A task's output, returned with its value as it printed it (colour codes included).
     assert printed[1] == "'\\x1b[1m<b>row</b>\\x1b[0m 0\\n'"
     assert printed[2] == "\"'row 1'\" KeyError"  # str(KeyError) as Python prints it
+
+
+def test_each_failure_has_a_copy_traceback_box_that_needs_no_kernel(saved, converted):
+    nb, _path = saved
+    html = next(o["data"]["text/html"] for o in _map_outputs(nb)
+                if "text/html" in o.get("data", {}) and "fc-magic-receipt" in o["data"]["text/html"])
+    for source in (html, converted):  # the saved output, and nbconvert's page of it
+        soup = BeautifulSoup(source, "html.parser")
+        boxes = soup.select("details.fc-magic-copy")
+        assert len(boxes) == 3  # one per failure (up to receipt.COPY_BOXES)
+        first = boxes[0]
+        assert first.summary.get_text() == "copy traceback"
+        copied = first.textarea.get_text()  # exactly what a select-all in the box copies
+        assert copied.startswith("task #1, input 1\nTraceback (most recent call last):")
+        assert "Cell In[2], line 4, in flaky" in copied and "raise KeyError(f'row {x}')" in copied
+        assert copied.rstrip().endswith("KeyError: 'row 1'") and "\x1b" not in copied
+        assert first.textarea.has_attr("readonly")
+        button = first.button
+        assert button.get_text() == "copy" and "navigator.clipboard" in button["onclick"]
+        assert "r.raise_for_failures()" in soup.get_text()

@@ -27,6 +27,9 @@ MAX_FAILURES_SHOWN = 20
 PREVIEW_ROWS = 8
 #: The tail of a task's output a receipt shows (all of it stays in `MapResult.output(i)`).
 OUTPUT_SHOWN_CHARS = 2_000
+#: Failures (the first ones) with a "copy traceback" box: each repeats its traceback, and a
+#: saved notebook must stay small; the others' tracebacks are selectable in their <pre>.
+COPY_BOXES = 3
 #: A message longer than this is shown whole in `.failures`, its head here.
 MESSAGE_SHOWN_CHARS = 1_000
 
@@ -147,6 +150,42 @@ def _pre(text: str) -> str:
             f"background:{CODE_BACKGROUND}'>{html.escape(text)}</pre>")
 
 
+#: Copies the box next to it; a frontend that strips scripts from untrusted output (JupyterLab,
+#: Notebook 7) leaves the button inert and the read-only box still selectable.
+_COPY_ONCLICK = ("var t=this.parentNode.querySelector('textarea');t.select();"
+                 "navigator.clipboard.writeText(t.value).then(()=>{this.textContent='copied'})")
+
+
+def failure_copy_text(failure) -> str:
+    """What "copy traceback" copies: the task, its request id, the traceback (or the message)."""
+    lines = [f"task #{failure.index}, input {failure.input_repr}"]
+    if failure.request_id:
+        lines.append(f"FC request id {failure.request_id}")
+    if failure.traceback:
+        lines.append(strip_ansi(failure.traceback.rstrip()))
+    else:
+        lines.append(f"{failure.exc_type}: {strip_ansi(failure.message)}")
+    return "\n".join(lines)
+
+
+def copy_html(failure) -> str:
+    """A "copy traceback" disclosure: a read-only box (select it, copy) and a copy button.
+
+    Works with no kernel: the box is plain HTML that every frontend keeps
+    (click in it, Ctrl/Cmd+A, Ctrl/Cmd+C); the button copies in one click
+    where inline handlers run (a trusted notebook, VS Code, nbconvert's HTML).
+    """
+    text = failure_copy_text(failure)
+    rows = min(text.count("\n") + 1, 12)
+    return (f"<details class='fc-magic-copy'><summary style='font-size:11px;color:{MUTED}'>"
+            f"copy traceback</summary>"
+            f"<button type='button' title='Copy the traceback to the clipboard' "
+            f"onclick=\"{_COPY_ONCLICK}\">copy</button><small> or click in the box, "
+            f"Ctrl/Cmd+A, Ctrl/Cmd+C</small>"
+            f"<textarea readonly rows='{rows}' wrap='off' style='display:block;width:95%'>"
+            f"{html.escape(text)}</textarea></details>")
+
+
 def failure_html(result: MapResult, failures) -> str:
     """Each failure as a <details> (the first one open): message, traceback, task output."""
     rows = []
@@ -162,6 +201,8 @@ def failure_html(result: MapResult, failures) -> str:
         if output:
             body += (f"<div style='font-size:11px;color:{MUTED}'>task output</div>"
                      + _pre(output_tail(output)))
+        if n < COPY_BOXES:
+            body += copy_html(f)
         rows.append(f"<details{' open' if n == 0 else ''}><summary><code>{head}</code>"
                     f"</summary>{body}</details>")
     if len(failures) > MAX_FAILURES_SHOWN:
@@ -223,8 +264,8 @@ def receipt_html(result: MapResult) -> str:
     if failures:
         parts.append(f"<div style='font-size:12px;color:{BAD_COLOUR}'>{len(failures)} of "
                      f"{len(result)} tasks failed; the other results are kept "
-                     f"(<code>.failures</code>, <code>.raise_for_failures()</code>, "
-                     f"<code>%fc_map --retry NAME</code>)</div>")
+                     f"(<code>r.failures</code>; <code>r.raise_for_failures()</code> raises "
+                     f"the first in this notebook; <code>%fc_map --retry NAME</code>)</div>")
         parts.append(failure_html(result, failures))
         if result.logs:
             parts.append(f"<div style='font-size:12px;color:{MUTED}'>"
