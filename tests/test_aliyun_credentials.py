@@ -277,9 +277,7 @@ def test_500_tasks_under_concurrency_have_no_task_errors(sandbox, runtime, tmp_p
 
     # 10 tasks per invocation (Lithops' chunksize): each task is still its own
     # forked JobRunner, and the module's 4-instance sandbox keeps all busy.
-    start = time.monotonic()
     _line, result = _run(runtime, str(config), func=count_call, items=range(500),
                          extra_config={"lithops": {"chunksize": 10}})
     assert result.failures == []
     assert result.values == [x + 1 for x in range(500)]
-    assert time.monotonic() - start < 60
