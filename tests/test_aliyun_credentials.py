@@ -264,6 +264,7 @@ def test_expired_and_missing_tokens_are_refused_with_the_services_codes(sandbox)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)  # a hung map fails here, not at the suite's limit
 def test_500_tasks_under_concurrency_have_no_task_errors(sandbox, runtime, tmp_path,
                                                          clean_env):
     # Lithops forks the task process while its OSS client holds a pooled
