@@ -264,6 +264,7 @@ def test_expired_and_missing_tokens_are_refused_with_the_services_codes(sandbox)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)  # a hung map fails here, not at the suite's limit
 def test_500_tasks_under_concurrency_have_no_task_errors(sandbox, runtime, tmp_path,
                                                          clean_env):
     # Lithops forks the task process while its OSS client holds a pooled
@@ -277,9 +278,7 @@ def test_500_tasks_under_concurrency_have_no_task_errors(sandbox, runtime, tmp_p
 
     # 10 tasks per invocation (Lithops' chunksize): each task is still its own
     # forked JobRunner, and the module's 4-instance sandbox keeps all busy.
-    start = time.monotonic()
     _line, result = _run(runtime, str(config), func=count_call, items=range(500),
                          extra_config={"lithops": {"chunksize": 10}})
     assert result.failures == []
     assert result.values == [x + 1 for x in range(500)]
-    assert time.monotonic() - start < 60
