@@ -9,6 +9,7 @@ so `%load_ext fc_magic` stays instant.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 
@@ -20,7 +21,8 @@ from traitlets import Enum, Float, Int, TraitError, Unicode, default, validate
 from . import backends, limits, retry
 from .backends.request import MapRequest
 from .errors import FCMagicError, InputProblem
-from .inputs import MAX_TASKS, check_identifier, check_picklable, resolve_function, resolve_items
+from .inputs import (MAX_TASKS, check_calls, check_identifier, check_picklable, parse_constants,
+                     resolve_function, resolve_items)
 from .results import MapResult
 from .runtime.cache import default_cache_dir
 from .setting import Setting
@@ -142,6 +144,14 @@ class FCMagic(Magics):
               help="Also store the MapResult in this variable.")
     @argument("--quiet", "-q", action="store_true",
               help="No progress view and no failure report; just return the MapResult.")
+    @argument("--star", action="store_true",
+              help="Call FUNC(*item): each item is a tuple or list of positional arguments.")
+    @argument("--kwargs", action="store_true",
+              help="Call FUNC(**item): each item is a dict of keyword arguments.")
+    @argument("--const", action="append", default=[], metavar="NAME=EXPR",
+              help="Pass NAME=value (EXPR evaluated in the notebook) as a keyword to every call; "
+                   "repeatable. The value travels once per map with the function, not once "
+                   "per task: use it for a model or a lookup table.")
     @line_magic
     def fc_map(self, line: str = ""):
         """Run FUNC over every item of ITERABLE with Lithops and return a MapResult.
@@ -171,26 +181,39 @@ class FCMagic(Magics):
             In [6]: scores.ok, scores.failures
 
             In [7]: %fc_map --retry scores     # only the failed inputs; merged in place
+
+            In [8]: %fc_map power [(2, 10), (3, 4)] --star          # power(2, 10), power(3, 4)
+
+            In [9]: %fc_map fit [{'alpha': 0.1}, {'alpha': 1.0}] --kwargs --const X=X_train
         """
         args = _parse(self.fc_map, line, "fc_map")
         into = None
         try:
             request = self._map_request(args)
             out = check_identifier(args.out, "--out") if args.out else None
+            if args.star and args.kwargs:
+                raise InputProblem("--star and --kwargs exclude each other; pick the one "
+                                   "that matches your items (tuples: --star, dicts: --kwargs)")
             if args.retry:
-                func, items, into = self._retry_target(args)
+                func, items, into = self._retry_target(args, request)
             else:
                 if not args.func or not args.iterable:
                     missing = "ITERABLE" if args.func else "FUNC and ITERABLE"
                     raise InputProblem(f"missing {missing}; use %fc_map FUNC ITERABLE, or "
                                        f"%fc_map --retry NAME to re-run a stored map's failures")
-                func = resolve_function(args.func, self.shell.user_ns)
+                request.call = "star" if args.star else "kwargs" if args.kwargs else "item"
+                request.constants = parse_constants(args.const, self.shell.user_ns)
+                func = resolve_function(args.func, self.shell.user_ns, request.call,
+                                        request.constants)
                 items = resolve_items(" ".join(args.iterable), self.shell.user_ns,
                                       self.max_tasks)
-                check_picklable(func, items, f"FUNC {args.func!r}")
+                check_picklable(func, items, f"FUNC {args.func!r}", request.constants)
+            check_calls(func, items, request.call, request.constants,
+                        f"FUNC {args.func!r}" if args.func else "FUNC")
             # A package the runtime lacks fails every task; say so before invoking any.
             from .preflight import check_function
-            check_function(func, self.current_runtime, backend=self.backend,
+            needs = functools.partial(func, **request.constants) if request.constants else func
+            check_function(needs, self.current_runtime, backend=self.backend,
                            local_dir=os.getcwd(), func_label=args.func)
         except FCMagicError as exc:
             raise UsageError(f"%fc_map: {exc}") from None
@@ -200,8 +223,12 @@ class FCMagic(Magics):
             self.shell.user_ns[out] = result
         return result
 
-    def _retry_target(self, args):
-        """(function, failed inputs, (result, positions)) for ``--retry NAME``."""
+    def _retry_target(self, args, request: MapRequest):
+        """(function, failed inputs, (result, positions)) for ``--retry NAME``.
+
+        The stored map's call form and constants come back into ``request``
+        unless this call gives its own.
+        """
         name = check_identifier(args.retry, "--retry")
         target = self.shell.user_ns.get(name)
         if not isinstance(target, MapResult):
@@ -209,7 +236,12 @@ class FCMagic(Magics):
                                f"store one with %fc_map FUNC ITERABLE --out {name}")
         if args.iterable:
             raise InputProblem("--retry re-runs the stored inputs; drop ITERABLE")
-        func = (resolve_function(args.func, self.shell.user_ns) if args.func
+        call, constants = retry.call_for(target)
+        request.call = "star" if args.star else "kwargs" if args.kwargs else call
+        request.constants = (parse_constants(args.const, self.shell.user_ns) if args.const
+                             else constants)
+        func = (resolve_function(args.func, self.shell.user_ns, request.call, request.constants)
+                if args.func
                 else retry.function_for(target))
         if func is None:
             raise InputProblem(f"--retry {name}: the function of that map is unknown here; "
@@ -232,7 +264,7 @@ class FCMagic(Magics):
         if into is not None:
             result = retry.merge(*into, result)
         else:
-            retry.remember_function(result, func)
+            retry.remember_function(result, func, (request.call, request.constants))
         self.last_map, self.last_request = result, request
         display.show_result(result, memory=self.memory_setting,
                             on_retry=lambda: self._retry_from_view(result, request),

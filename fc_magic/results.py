@@ -128,6 +128,37 @@ class MapResult:
         if self.failures:
             raise RemoteTaskError(self.failures, len(self.values))
 
+    def to_pandas(self):
+        """One row per task, in input order: input, value, status, exception, duration, peak memory.
+
+        ``status`` is "ok", "failed" or "cancelled"; a failed task's ``value``
+        is None and ``exception`` reads "Type: message". pandas is optional:
+        without it this raises ImportError saying how to install it.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("MapResult.to_pandas() needs pandas, which this kernel does not "
+                              "have; install it (pip install pandas) or use .values and "
+                              ".stats") from None
+        stats = {s.index: s for s in self.stats}
+        rows = []
+        for index, value in enumerate(self.values):
+            failed = isinstance(value, TaskFailure)
+            stat = stats.get(index, TaskStats(index))
+            rows.append({
+                "input": self.inputs[index] if index < len(self.inputs) else None,
+                "value": None if failed else value,
+                "status": ("cancelled" if value.cancelled else "failed") if failed else "ok",
+                "exception": f"{value.exc_type}: {value.message}" if failed else None,
+                "duration_s": stat.duration_s,
+                "peak_memory_mb": stat.peak_memory_mb,
+            })
+        frame = pd.DataFrame(rows, columns=["input", "value", "status", "exception",
+                                            "duration_s", "peak_memory_mb"])
+        frame.index.name = "task"
+        return frame
+
     def __len__(self) -> int:
         return len(self.values)
 

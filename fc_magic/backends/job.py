@@ -145,7 +145,8 @@ class LithopsJob:
         # Each item goes in a 1-tuple so it binds to the first parameter
         # whatever its type: Lithops would spread a tuple over the
         # parameters and take a dict as keyword arguments.
-        self.futures = self._executor.map(lithops_fixes.task_function(func),
+        task = lithops_fixes.task_function(func, self.request.call, self.request.constants)
+        self.futures = self._executor.map(task,
                                           [(item,) for item in items],
                                           runtime_memory=self.request.memory_mb,
                                           timeout=self.request.timeout_s)

@@ -11,7 +11,7 @@ warning naming that range (`check_version`).
 | `retry_throttled_invokes` | a 429/5xx invoke drops its call silently | test_sandbox_map.py::test_throttled_invoke_is_retried_not_raised |
 | `aliyun_endpoints` | no endpoint setting; module constants are the only hook | every map in test_sandbox_map.py |
 | `plain_http_pool` | a plain-http FC endpoint gets a 10-connection pool: "pool is full" in the cell | test_sandbox_map.py::test_injected_throttling_and_5xx_lose_no_result |
-| `task_function` | parameters named obj/id/storage/... get Lithops' own meaning | test_map_magic.py::test_parameter_names_lithops_reserves_behave_like_map |
+| `task_function` | parameters named obj/id/storage/... get Lithops' own meaning; a tuple item is spread and a dict taken as keywords; the items' data limit (4 MB) and per-task copies for a constant | test_map_magic.py::test_parameter_names_lithops_reserves_behave_like_map, test_map_forms.py::test_a_50_mb_constant_is_stored_once_per_map |
 | `leave_session_to_ourselves` | a child process joins this process's Lithops session and reads its results | test_views_kernel.py::test_a_process_started_after_a_map_does_not_share_its_lithops_session |
 | `reap_cleaner`, `forget_executor_at_exit` | a zombie cleaner per session; every executor alive until exit | test_reliability_map.py::test_a_map_leaves_no_processes_threads_handles_or_job_data |
 | `quiet_lithops` | Lithops logs its own failure warnings into the cell | test_map_magic.py::test_failures_keep_other_results_and_show_remote_traceback |
@@ -84,10 +84,16 @@ def quiet_lithops() -> Iterator[None]:
 
 TASK_MODULE = "fc_magic_task"
 TASK_NAME = "__fc_magic_task__"
-_TASK_SOURCE = f"def {TASK_NAME}(item):\n    return func(item)\n"
+#: How a task calls FUNC with its item (`--star`, `--kwargs`); constants are keywords.
+CALL_FORMS = {
+    "item": "func(item, **constants)",
+    "star": "func(*item, **constants)",
+    "kwargs": "func(**item, **constants)",
+}
 
 
-def task_function(func: Callable) -> Callable:
+def task_function(func: Callable, call: str = "item",
+                  constants: dict[str, Any] | None = None) -> Callable:
     """Wrap ``func`` so Lithops calls it exactly like ``map()`` would.
 
     Lithops gives some parameter names a meaning of its own: ``obj`` turns
@@ -97,9 +103,15 @@ def task_function(func: Callable) -> Callable:
     with "No objects found". The wrapper has one neutral parameter. It lives
     in a module that cannot be imported, so cloudpickle ships it by value and
     the worker never needs fc_magic installed.
+
+    ``call`` spreads the item (`CALL_FORMS`); ``constants`` are keyword
+    arguments every call gets. They sit in the wrapper's globals, so they are
+    pickled with the function: Lithops stores the function once per job, not
+    once per task, and its per-job data limit (the items) never sees them.
     """
-    namespace = {"__name__": TASK_MODULE, "func": func}
-    exec(compile(_TASK_SOURCE, f"<{TASK_MODULE}>", "exec"), namespace)
+    source = f"def {TASK_NAME}(item):\n    return {CALL_FORMS[call]}\n"
+    namespace = {"__name__": TASK_MODULE, "func": func, "constants": dict(constants or {})}
+    exec(compile(source, f"<{TASK_MODULE}>", "exec"), namespace)
     task = namespace[TASK_NAME]
     task.__name__ = task.__qualname__ = getattr(func, "__name__", "task")
     return task

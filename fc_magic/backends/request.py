@@ -27,6 +27,10 @@ class MapRequest:
     oss_endpoint: str | None = None
     #: The Lithops config file holding the credentials (None: Lithops' own lookup).
     config_file: str | None = None
+    #: How each task calls FUNC: "item" FUNC(item), "star" FUNC(*item), "kwargs" FUNC(**item).
+    call: str = "item"
+    #: Keyword arguments every call gets (`--const`), sent once per map with the function.
+    constants: dict = field(default_factory=dict, repr=False)
 
 
 def merge_sections(config: dict, extra: dict) -> dict:
