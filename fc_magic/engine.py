@@ -62,10 +62,13 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
             should_cancel: Callable[[], bool] | None = None,
             poll_interval: float = 0.1,
             clock: Callable[[], float] = time.monotonic,
-            job_factory: Callable[[MapRequest], Any] = open_job) -> MapResult:
+            job_factory: Callable[[MapRequest], Any] = open_job,
+            on_outcome: Callable[[int, Any, TaskStats], None] | None = None) -> MapResult:
     """Run ``func`` over ``items`` and return every outcome in input order.
 
-    ``on_snapshot`` receives a `MapSnapshot` after every poll and a final one.
+    ``on_snapshot`` receives a `MapSnapshot` after every poll and a final one;
+    ``on_outcome(index, value or TaskFailure, stats)`` each task as it settles
+    (a background map fills its result in with it).
     A KeyboardInterrupt or ``should_cancel()`` stops sending work; results that
     arrived are kept and the rest are marked cancelled in the returned result.
     """
@@ -75,7 +78,8 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
         notify(MapSnapshot(total=progress.total, elapsed_s=0.0, label=progress.label))
         try:
             job.submit(func, items)
-            _poll_until_settled(job, progress, notify, should_cancel, poll_interval, clock)
+            _poll_until_settled(job, progress, notify, should_cancel, poll_interval, clock,
+                                _outcome_feed(job, items, on_outcome))
         except (KeyboardInterrupt, MapCancelled):
             progress.cancelled = True
             with _interrupts_deferred():  # a second Ctrl-C must not cut the tidy-up short
@@ -87,8 +91,20 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
     return result
 
 
+def _outcome_feed(job, items: list, on_outcome) -> Callable[[Any], None]:
+    """Hand each task that settled in a poll to ``on_outcome`` (nothing without one)."""
+    def feed(poll) -> None:
+        if on_outcome is None:
+            return
+        for index in getattr(poll, "settled", ()):
+            outcome = job.outcome(index, items[index])
+            if outcome is not None:
+                on_outcome(index, *outcome)
+    return feed
+
+
 def _poll_until_settled(job, progress: _Progress, notify, should_cancel, poll_interval: float,
-                        clock: Callable[[], float]) -> None:
+                        clock: Callable[[], float], feed: Callable[[Any], None]) -> None:
     """Poll until every task settled, the caller cancels, or the map is given up as lost."""
     probe = _StorageProbe(job.check_storage, clock)
     timeout_s = job.request.timeout_s
@@ -101,6 +117,7 @@ def _poll_until_settled(job, progress: _Progress, notify, should_cancel, poll_in
             probe.failed(str(exc))
         else:
             pending = poll.pending
+            feed(poll)
             progress.done += poll.newly_done
             progress.failed += poll.newly_failed
             running = poll.running

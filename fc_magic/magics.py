@@ -30,6 +30,16 @@ from .setting import Setting
 logger = logging.getLogger(__name__)
 
 
+def _final_snapshot_of(result: MapResult):
+    """The final progress state of a finished map, as its own view ended."""
+    from .progress import CANCELLED, ERROR, SUCCESS, MapSnapshot
+
+    failed = len(result.failures_not_cancelled)
+    status = CANCELLED if result.cancelled else (ERROR if failed else SUCCESS)
+    return MapSnapshot(len(result), len(result.results), failed, 0, result.elapsed_s, status,
+                       result.function)
+
+
 def _parse(magic, line: str, name: str):
     """parse_argstring, with argparse's complaint turned into one usable line."""
     try:
@@ -144,6 +154,10 @@ class FCMagic(Magics):
               help="Also store the MapResult in this variable.")
     @argument("--quiet", "-q", action="store_true",
               help="No progress view and no failure report; just return the MapResult.")
+    @argument("--background", "-b", action="store_true",
+              help="Return at once: the MapResult fills in as tasks finish while other cells "
+                   "run (r.done(), r.wait(timeout), r.cancel(), r.progress; %%fc_wait NAME). "
+                   "A kernel interrupt does not stop it; kernel shutdown does.")
     @argument("--star", action="store_true",
               help="Call FUNC(*item): each item is a tuple or list of positional arguments.")
     @argument("--kwargs", action="store_true",
@@ -218,7 +232,12 @@ class FCMagic(Magics):
         except FCMagicError as exc:
             raise UsageError(f"%fc_map: {exc}") from None
 
-        result = self._run_and_show(func, items, request, quiet=args.quiet, into=into)
+        if args.background:
+            if into is not None:
+                raise UsageError("%fc_map: --retry runs in the foreground; drop --background")
+            result = self._run_in_background(func, items, request, quiet=args.quiet)
+        else:
+            result = self._run_and_show(func, items, request, quiet=args.quiet, into=into)
         if out:
             self.shell.user_ns[out] = result
         return result
@@ -270,6 +289,92 @@ class FCMagic(Magics):
                             on_retry=lambda: self._retry_from_view(result, request),
                             on_rerun=lambda mb: self._rerun_from_view(result, mb, request))
         return result
+
+    def _run_in_background(self, func, items, request, *, quiet: bool = False):
+        """Start a map in a thread; its view (made now, in this cell) is fed from there."""
+        from . import background, views
+
+        kind = views.choose_view_kind(self.shell, self.view)
+        display = views.MapDisplay(kind, quiet=quiet, background=True)
+
+        def on_end(result):
+            if runner.error is not None:
+                logger.warning("background map %s failed to run: %s", result.function,
+                               runner.error)
+                return
+            retry.remember_function(result, func, (request.call, request.constants))
+            self.last_map, self.last_request = result, request
+            display.show_result(result, memory=self.memory_setting,
+                                on_retry=lambda: self._retry_from_view(result, request),
+                                on_rerun=lambda mb: self._rerun_from_view(result, mb, request))
+
+        runner = background.BackgroundMap(
+            func, items, request, on_snapshot=display.on_snapshot,
+            should_cancel=display.should_cancel, on_cancel=display.cancelling, on_end=on_end)
+        return runner.start()
+
+    # ----------------------------------------------------------------- %fc_wait
+    @magic_arguments()
+    @argument("names", metavar="NAME", nargs="+",
+              help="Variables holding MapResults of background maps.")
+    @argument("--timeout", "-t", type=float, default=None,
+              help="Give up waiting after this many seconds (the maps keep running).")
+    @line_magic
+    def fc_wait(self, line: str = ""):
+        """Wait until the background maps stored in NAME ... have finished.
+
+        Shows one progress row per map while it waits and each map's final
+        line at the end. Interrupting the wait (the stop button) stops the
+        wait only; the maps keep running. Returns the MapResult, or a list
+        of them for several names.
+
+        Examples
+        --------
+        ::
+
+            In [1]: r = %fc_map slow range(200) --background
+
+            In [2]: len(r.results), r.progress        # meanwhile, other work
+
+            In [3]: %fc_wait r                        # blocks until r is complete
+        """
+        import time
+
+        from . import views
+
+        args = _parse(self.fc_wait, line, "fc_wait")
+        results = []
+        for name in args.names:
+            try:
+                check_identifier(name, "NAME")
+            except InputProblem as exc:
+                raise UsageError(f"%fc_wait: {exc}") from None
+            value = self.shell.user_ns.get(name)
+            if not isinstance(value, MapResult):
+                raise UsageError(f"%fc_wait: {name!r} is not a MapResult in the notebook; "
+                                 f"start one with {name} = %fc_map FUNC ITERABLE --background")
+            results.append(value)
+        kind = views.choose_view_kind(self.shell, self.view)
+        displays = [views.MapDisplay(kind, progress_after=0.0) for _ in results]
+        if kind != "widget":  # the map's own final line would repeat the one printed here
+            for result in results:
+                if result._runner is not None:
+                    result._runner.quiet_end = True
+        deadline = None if args.timeout is None else time.monotonic() + args.timeout
+        while True:
+            runners = [r._runner for r in results]
+            for runner, display in zip(runners, displays):
+                if runner is not None:
+                    display.on_snapshot(runner.latest)
+            if all(r.done() for r in results):
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise UsageError(f"%fc_wait: not finished after {args.timeout:g} s "
+                                 f"(they keep running); wait again or cancel with NAME.cancel()")
+            results[[r.done() for r in results].index(False)].wait(0.2)
+        for result, display in zip(results, displays):
+            display.on_snapshot(_final_snapshot_of(result))
+        return results[0] if len(results) == 1 else results
 
     def _retry_from_view(self, result, request):
         """The view's "retry failed" button: the failed inputs again, same runtime and settings."""

@@ -30,6 +30,27 @@ def short_repr(value: Any, limit: int = 60) -> str:
 CANCELLED_TASK = "Cancelled"
 
 
+class _Pending:
+    """The slot of a background map's task that has not finished yet."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "<pending>"
+
+    def __reduce__(self):
+        return (_Pending, ())
+
+
+#: What `MapResult.values` holds for a background map's unfinished tasks.
+PENDING = _Pending()
+
+
 @dataclass
 class TaskStats:
     """Per-task figures taken from Lithops' call stats (None where unknown)."""
@@ -105,6 +126,36 @@ class MapResult:
     cancelled: bool = False
     #: Where it ran, in a few words (the backend's own description).
     where: str = ""
+    #: A background map's runner (done/wait/cancel/progress); None once a map is foreground.
+    _runner: Any = field(default=None, repr=False, compare=False)
+
+    # -- a map that may still be running (`%fc_map ... --background`)
+    def done(self) -> bool:
+        """True once every task has settled (always, for a map that ran in the foreground)."""
+        return self._runner is None or self._runner.done()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the map ends, or ``timeout`` seconds; True if it ended.
+
+        An interrupt (the kernel's stop button) stops the wait, not the map.
+        """
+        return self._runner is None or self._runner.wait(timeout)
+
+    def cancel(self) -> None:
+        """Stop a background map: calls not sent are not sent, results that arrived stay."""
+        if self._runner is not None:
+            self._runner.cancel()
+
+    @property
+    def progress(self) -> dict[str, int]:
+        """Counts: total, done, failed, cancelled, running, pending (live while a
+        background map runs)."""
+        if self._runner is not None and not self._runner.done():
+            return self._runner.progress()
+        failed = len(self.failures_not_cancelled)
+        cancelled = len(self.failures) - failed
+        return {"total": len(self.values), "done": len(self.results), "failed": failed,
+                "cancelled": cancelled, "running": 0, "pending": 0}
 
     @property
     def failures(self) -> list[TaskFailure]:
@@ -117,12 +168,12 @@ class MapResult:
 
     @property
     def ok(self) -> bool:
-        return not self.cancelled and not self.failures
+        return self.done() and not self.cancelled and not self.failures
 
     @property
     def results(self) -> list[Any]:
         """The successful values only, in input order."""
-        return [v for v in self.values if not isinstance(v, TaskFailure)]
+        return [v for v in self.values if not isinstance(v, TaskFailure) and v is not PENDING]
 
     def raise_for_failures(self) -> None:
         if self.failures:
@@ -131,7 +182,8 @@ class MapResult:
     def to_pandas(self):
         """One row per task, in input order: input, value, status, exception, duration, peak memory.
 
-        ``status`` is "ok", "failed" or "cancelled"; a failed task's ``value``
+        ``status`` is "ok", "failed", "cancelled" (or "pending" in a background map
+        still running); a failed task's ``value``
         is None and ``exception`` reads "Type: message". pandas is optional:
         without it this raises ImportError saying how to install it.
         """
@@ -146,10 +198,16 @@ class MapResult:
         for index, value in enumerate(self.values):
             failed = isinstance(value, TaskFailure)
             stat = stats.get(index, TaskStats(index))
+            if value is PENDING:
+                status = "pending"
+            elif failed:
+                status = "cancelled" if value.cancelled else "failed"
+            else:
+                status = "ok"
             rows.append({
                 "input": self.inputs[index] if index < len(self.inputs) else None,
-                "value": None if failed else value,
-                "status": ("cancelled" if value.cancelled else "failed") if failed else "ok",
+                "value": None if failed or value is PENDING else value,
+                "status": status,
                 "exception": f"{value.exc_type}: {value.message}" if failed else None,
                 "duration_s": stat.duration_s,
                 "peak_memory_mb": stat.peak_memory_mb,
@@ -171,6 +229,10 @@ class MapResult:
     def summary(self) -> str:
         """One line: what ran, where, and how it ended."""
         n, failed = len(self.values), len(self.failures)
+        if not self.done():
+            counts = self.progress
+            return (f"{self.function + ' ' if self.function else ''}over {n} inputs: running "
+                    f"in the background, {counts['done']} done, {counts['failed']} failed")
         status = "cancelled" if self.cancelled else ("ok" if not failed else f"{failed} failed")
         fn = f"{self.function} " if self.function else ""
         return (f"{fn}over {n} inputs: {n - failed} done, {status} in "

@@ -28,6 +28,8 @@ class Poll:
     newly_done: int
     newly_failed: int
     running: int
+    #: Input positions of the tasks this poll saw settle (for maps that fill in live).
+    settled: tuple[int, ...] = ()
 
 
 def service_errors() -> tuple[type[BaseException], ...]:
@@ -109,6 +111,7 @@ class LithopsJob:
         self.request = request
         self.backend = backend or get(request.backend)
         self.futures: list = []
+        self._positions: dict[int, int] = {}
         self._executor = None
         self._quiet = lithops_fixes.quiet_lithops()
 
@@ -150,6 +153,7 @@ class LithopsJob:
                                           [(item,) for item in items],
                                           runtime_memory=self.request.memory_mb,
                                           timeout=self.request.timeout_s)
+        self._positions = {id(f): index for index, f in enumerate(self.futures)}
 
     def poll(self, pending: list) -> Poll:
         """Wait briefly on ``pending`` futures and sort them; only unsettled ones are polled."""
@@ -164,7 +168,7 @@ class LithopsJob:
             if isinstance(exc, service_errors()):
                 raise ServiceUnavailable(service_error(exc)) from exc
             raise
-        still, done, failed, running = [], 0, 0, 0
+        still, done, failed, running, settled = [], 0, 0, 0, []
         for f in pending:
             if _failed(f):
                 failed += 1
@@ -173,7 +177,9 @@ class LithopsJob:
             else:
                 still.append(f)
                 running += f.running
-        return Poll(still, done, failed, running)
+                continue
+            settled.append(self._positions[id(f)])
+        return Poll(still, done, failed, running, tuple(settled))
 
     def check_storage(self) -> None:
         """Raise `ServiceUnavailable` when the job's storage does not answer."""

@@ -51,11 +51,22 @@ class MapDisplay:
     def __init__(self, kind: str, *, progress_after: float = 1.0, quiet: bool = False,
                  stream: TextIO | None = None, interval: float = DEFAULT_INTERVAL,
                  clock: Callable[[], float] = time.monotonic,
-                 make_view: Callable[[], MapView] | None = None):
+                 make_view: Callable[[], MapView] | None = None, background: bool = False):
         self.cancel = CancelToken()
+        self.kind, self.background = kind, background
         make = make_view or (lambda: make_map_view(kind, stream=stream, cancel=self.cancel))
+        if background and kind != "widget":
+            # Updated from a thread while the user types: a text line redrawn
+            # under the prompt would garble it, so only the final line is printed.
+            progress_after = float("inf")
+        elif background:
+            progress_after = 0.0
         self.reporter = None if quiet else ProgressReporter(
-            make, progress_after=progress_after, interval=interval, clock=clock)
+            make, progress_after=progress_after, interval=interval, clock=clock,
+            show_quick_success=background)
+        if background and kind == "widget" and self.reporter is not None:
+            # Displayed now, from the main thread, so it lands in the map's own cell.
+            self.reporter.show_now()
 
     @property
     def on_snapshot(self):
@@ -71,8 +82,17 @@ class MapDisplay:
 
     def show_result(self, result, **actions) -> None:
         """The final panel: failures (with retry), preview, figures, hint, slider."""
+        if self.background and self.kind != "widget":
+            return  # from a thread, under the prompt: the final line says enough
         if self.view is not None:  # None: quiet, or a quick success that needed no view
             self.view.show_result(result, **actions)
+
+    def cancelling(self) -> None:
+        """Show at once that a cancel was asked for (a background map's r.cancel())."""
+        self.cancel.cancel()
+        view = self.view
+        if view is not None and hasattr(view, "_cancel_clicked"):
+            view._cancel_clicked()
 
 
 def memory_slider(memory: Setting, value: int | None = None, *, result=None,
