@@ -171,7 +171,11 @@ class FCMagic(Magics):
         """Run FUNC over every item of ITERABLE with Lithops and return a MapResult.
 
         Each item is one task: FUNC(item) runs on a worker (local processes on
-        the 'localhost' backend, Function Compute instances on 'aliyun_fc').
+        the 'localhost' backend, Function Compute instances on 'aliyun_fc');
+        --star calls FUNC(*item), --kwargs FUNC(**item), and each --const
+        NAME=EXPR adds the keyword NAME to every call (sent once per map).
+        With --background the cell returns at once and the MapResult fills
+        in while other cells run; r.to_pandas() gives one row per task.
         Progress is shown live; results come back in input order. A task that
         raises does not lose the others: its slot holds a TaskFailure with
         the remote traceback, and the cell reports how many failed.
@@ -199,6 +203,14 @@ class FCMagic(Magics):
             In [8]: %fc_map power [(2, 10), (3, 4)] --star          # power(2, 10), power(3, 4)
 
             In [9]: %fc_map fit [{'alpha': 0.1}, {'alpha': 1.0}] --kwargs --const X=X_train
+
+            In [10]: r = %fc_map slow range(5000) --background   # returns at once
+
+            In [11]: r.progress, r.done()        # other cells run; r fills in
+
+            In [12]: %fc_wait r                  # or r.wait(timeout=60), r.cancel()
+
+            In [13]: r.to_pandas().groupby("status").duration_s.describe()
         """
         args = _parse(self.fc_map, line, "fc_map")
         into = None

@@ -138,3 +138,13 @@ def test_to_pandas_without_pandas_says_how_to_get_it(ip, cell, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)  # as if it were not installed
     with pytest.raises(ImportError, match=r"needs pandas.*pip install pandas"):
         result.to_pandas()
+
+
+def test_help_documents_the_call_forms_background_and_dataframe(ip):
+    doc = ip.find_line_magic("fc_map").__doc__
+    for text in ("--star", "FUNC(*item)", "--kwargs", "FUNC(**item)", "--const NAME=EXPR",
+                 "--background", "-b", "%fc_wait", "r.to_pandas()", "--star          #",
+                 "In [10]: r = %fc_map slow range(5000) --background"):
+        assert text in doc, text
+    wait_doc = ip.find_line_magic("fc_wait").__doc__
+    assert "Examples" in wait_doc and "--timeout" in wait_doc

@@ -235,4 +235,11 @@ class LithopsJob:
             except Exception as exc:  # best effort: the remaining steps must still run
                 logger.debug("cancel: could not %s: %s: %s", what, type(exc).__name__, exc)
         lithops_fixes.kill_sessions(sessions)
+        # Lithops' cleaner keeps the function pickle and (localhost) the job file
+        # of a job it cancelled; the backend's own clean removes them, so a map
+        # cancelled at kernel shutdown leaves no job data either.
+        try:
+            self.backend.clean(executor, futures)
+        except Exception as exc:  # best effort, as above: the cancel itself has happened
+            logger.debug("cancel: could not delete the job data: %s: %s", type(exc).__name__, exc)
         lithops_fixes.reap_cleaner()

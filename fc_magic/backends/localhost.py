@@ -57,6 +57,9 @@ class LocalhostBackend:
 
         internal = executor.internal_storage
         prefixes = {f"{JOBS_PREFIX}/{f.job_key}/" for f in futures}
+        # The runner's job description sits beside the job's folder; a job
+        # cancelled before its runner took it would leave it behind.
+        prefixes |= {f"{JOBS_PREFIX}/{f.job_key}-job.json" for f in futures}
         prefixes.add(f"{JOBS_PREFIX}/{executor.executor_id}/")
         for prefix in sorted(prefixes):
             try:
