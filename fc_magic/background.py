@@ -119,7 +119,7 @@ class BackgroundMap:
         if final is not None:
             result.values[:] = final.values
             result.stats[:] = final.stats
-            for name in ("elapsed_s", "runtime", "cancelled", "where"):
+            for name in ("elapsed_s", "runtime", "cancelled", "where", "reduced", "reducer"):
                 setattr(result, name, getattr(final, name))
         else:
             result.cancelled = True

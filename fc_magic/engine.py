@@ -80,13 +80,18 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
             job.submit(func, items)
             _poll_until_settled(job, progress, notify, should_cancel, poll_interval, clock,
                                 _outcome_feed(job, items, on_outcome))
+            reduced = _reduce(job, progress, notify, should_cancel, poll_interval, clock)
         except (KeyboardInterrupt, MapCancelled):
             progress.cancelled = True
+            reduced = None
             with _interrupts_deferred():  # a second Ctrl-C must not cut the tidy-up short
                 job.cancel()
         else:
             job.finish()
         result = _collect(job, items, request, progress, clock)
+        if request.reduce is not None:
+            result.reducer = getattr(request.reduce, "__name__", "reduce")
+            result.reduced = reduced
     notify(_final_snapshot(result, progress))
     return result
 
@@ -142,6 +147,41 @@ def _poll_until_settled(job, progress: _Progress, notify, should_cancel, poll_in
         time.sleep(poll_interval)
 
 
+def _reduce(job, progress: _Progress, notify, should_cancel, poll_interval: float,
+            clock: Callable[[], float]) -> Any:
+    """`--reduce G`: run G remotely over the map's results; its value, a TaskFailure, or None.
+
+    G runs only when every task succeeded, or with ``reduce_partial`` over
+    the ones that did (in input order). The map's values stay in storage:
+    the reducer's worker reads them, and only G's value comes back.
+    """
+    request = job.request
+    if request.reduce is None:
+        return None
+    if (progress.failed or progress.done < progress.total) and not request.reduce_partial:
+        return None
+    pending = job.submit_reduce()
+    if not pending:
+        return None
+    label = f"{progress.label} -> {getattr(request.reduce, '__name__', 'reduce')}"
+    started = clock()
+    while pending:
+        poll = job.poll(pending)
+        pending = poll.pending
+        now = clock()
+        notify(MapSnapshot(progress.total, progress.done, progress.failed, 0,
+                           now - progress.start, RUNNING, label))
+        if not pending:
+            break
+        if should_cancel is not None and should_cancel():
+            raise MapCancelled()
+        if now - started > request.timeout_s + STALL_GRACE_S:
+            return TaskFailure(progress.total, "<all results>", "TaskLost",
+                               "the reducer did not answer before the deadline")
+        time.sleep(poll_interval)
+    return job.reduce_outcome()
+
+
 def _unsettled(index: int, item: Any, progress: _Progress) -> TaskFailure:
     """The slot of a task that never settled: cancelled, its service gone, or lost."""
     if progress.cancelled:
@@ -177,7 +217,7 @@ def _collect(job, items: list, request: MapRequest, progress: _Progress,
 def _final_snapshot(result: MapResult, progress: _Progress) -> MapSnapshot:
     failed = len(result.failures_not_cancelled)
     status = CANCELLED if progress.cancelled else (ERROR if failed else SUCCESS)
-    return MapSnapshot(progress.total, len(result.results), failed, 0, result.elapsed_s,
+    return MapSnapshot(progress.total, result.succeeded, failed, 0, result.elapsed_s,
                        status, progress.label)
 
 

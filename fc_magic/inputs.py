@@ -40,12 +40,12 @@ def evaluate(expr: str, namespace: Mapping[str, Any], role: str) -> Any:
 
 
 def resolve_function(expr: str, namespace: Mapping[str, Any], call: str = "item",
-                     constants: Sequence[str] = ()) -> Callable:
+                     constants: Sequence[str] = (), role: str = "FUNC") -> Callable:
     """FUNC as a callable; plain FUNC(item) calls need it to take one argument (other
     forms, and calls with constants, are bound item by item in `check_calls`)."""
-    func = evaluate(expr, namespace, "FUNC")
+    func = evaluate(expr, namespace, role)
     if not callable(func):
-        raise InputProblem(f"FUNC {expr!r} is a {type(func).__name__}, not callable; "
+        raise InputProblem(f"{role} {expr!r} is a {type(func).__name__}, not callable; "
                            f"pass a function, e.g. def {expr}(x): ...")
     try:
         sig = inspect.signature(func)
@@ -56,8 +56,10 @@ def resolve_function(expr: str, namespace: Mapping[str, Any], call: str = "item"
     try:
         sig.bind(object())
     except TypeError:
-        raise InputProblem(f"FUNC {expr!r} cannot be called with one argument "
-                           f"{sig}; %fc_map calls it once per item, like map()") from None
+        what = ("it once per item, like map()" if role == "FUNC"
+                else "it once with the list of all results")
+        raise InputProblem(f"{role} {expr!r} cannot be called with one argument "
+                           f"{sig}; %fc_map calls {what}") from None
     return func
 
 

@@ -36,7 +36,7 @@ def _final_snapshot_of(result: MapResult):
 
     failed = len(result.failures_not_cancelled)
     status = CANCELLED if result.cancelled else (ERROR if failed else SUCCESS)
-    return MapSnapshot(len(result), len(result.results), failed, 0, result.elapsed_s, status,
+    return MapSnapshot(len(result), result.succeeded, failed, 0, result.elapsed_s, status,
                        result.function)
 
 
@@ -158,6 +158,14 @@ class FCMagic(Magics):
               help="Return at once: the MapResult fills in as tasks finish while other cells "
                    "run (r.done(), r.wait(timeout), r.cancel(), r.progress; %%fc_wait NAME). "
                    "A kernel interrupt does not stop it; kernel shutdown does.")
+    @argument("--reduce", default=None, metavar="G",
+              help="Then run G(list of results in input order) remotely, as one more task "
+                   "(Lithops' map_reduce): the map's values stay in storage and only G's "
+                   "value comes back, in r.reduced. Not run if a task failed, unless "
+                   "--reduce-partial.")
+    @argument("--reduce-partial", action="store_true",
+              help="With --reduce: run G over the successful results even if some tasks "
+                   "failed.")
     @argument("--star", action="store_true",
               help="Call FUNC(*item): each item is a tuple or list of positional arguments.")
     @argument("--kwargs", action="store_true",
@@ -211,6 +219,10 @@ class FCMagic(Magics):
             In [12]: %fc_wait r                  # or r.wait(timeout=60), r.cancel()
 
             In [13]: r.to_pandas().groupby("status").duration_s.describe()
+
+            In [14]: t = %fc_map count_words files --reduce merge_counts
+
+            In [15]: t.reduced                   # merge_counts([...]) ran remotely
         """
         args = _parse(self.fc_map, line, "fc_map")
         into = None
@@ -236,11 +248,23 @@ class FCMagic(Magics):
                 check_picklable(func, items, f"FUNC {args.func!r}", request.constants)
             check_calls(func, items, request.call, request.constants,
                         f"FUNC {args.func!r}" if args.func else "FUNC")
+            if args.reduce_partial and not args.reduce:
+                raise InputProblem("--reduce-partial needs --reduce G; add the reducer")
+            if args.reduce:
+                if into is not None:
+                    raise InputProblem("--retry re-runs failed tasks only; run the map again "
+                                       "to reduce its results")
+                request.reduce = resolve_function(args.reduce, self.shell.user_ns, role="--reduce")
+                request.reduce_partial = args.reduce_partial
+                check_picklable(request.reduce, [], f"--reduce {args.reduce!r}")
             # A package the runtime lacks fails every task; say so before invoking any.
             from .preflight import check_function
             needs = functools.partial(func, **request.constants) if request.constants else func
             check_function(needs, self.current_runtime, backend=self.backend,
                            local_dir=os.getcwd(), func_label=args.func)
+            if request.reduce is not None:
+                check_function(request.reduce, self.current_runtime, backend=self.backend,
+                               local_dir=os.getcwd(), func_label=args.reduce)
         except FCMagicError as exc:
             raise UsageError(f"%fc_map: {exc}") from None
 

@@ -51,6 +51,28 @@ class _Pending:
 PENDING = _Pending()
 
 
+class _Reduced:
+    """The slot of a task whose value stayed in storage for a remote reduce (`--reduce`)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "<reduced remotely>"
+
+    def __reduce__(self):
+        return (_Reduced, ())
+
+
+#: What `MapResult.values` holds for a `--reduce` map's successful tasks: their
+#: values went to the reducer on a worker and never came back to the notebook.
+REDUCED = _Reduced()
+
+
 @dataclass
 class TaskStats:
     """Per-task figures taken from Lithops' call stats (None where unknown)."""
@@ -126,6 +148,11 @@ class MapResult:
     cancelled: bool = False
     #: Where it ran, in a few words (the backend's own description).
     where: str = ""
+    #: `--reduce G`: G(list of the results in input order), run remotely; a TaskFailure
+    #: if G raised; None when it did not run (a task failed, without --reduce-partial).
+    reduced: Any = None
+    #: The reducer's name when the map had one ("" otherwise).
+    reducer: str = ""
     #: A background map's runner (done/wait/cancel/progress); None once a map is foreground.
     _runner: Any = field(default=None, repr=False, compare=False)
 
@@ -154,7 +181,7 @@ class MapResult:
             return self._runner.progress()
         failed = len(self.failures_not_cancelled)
         cancelled = len(self.failures) - failed
-        return {"total": len(self.values), "done": len(self.results), "failed": failed,
+        return {"total": len(self.values), "done": self.succeeded, "failed": failed,
                 "cancelled": cancelled, "running": 0, "pending": 0}
 
     @property
@@ -168,12 +195,20 @@ class MapResult:
 
     @property
     def ok(self) -> bool:
-        return self.done() and not self.cancelled and not self.failures
+        return (self.done() and not self.cancelled and not self.failures
+                and not (self.reducer and (self.reduced is None
+                                            or isinstance(self.reduced, TaskFailure))))
+
+    @property
+    def succeeded(self) -> int:
+        """How many tasks returned a value (here, or kept remote for the reducer)."""
+        return sum(1 for v in self.values if not isinstance(v, TaskFailure) and v is not PENDING)
 
     @property
     def results(self) -> list[Any]:
         """The successful values only, in input order."""
-        return [v for v in self.values if not isinstance(v, TaskFailure) and v is not PENDING]
+        return [v for v in self.values
+                if not isinstance(v, TaskFailure) and v is not PENDING and v is not REDUCED]
 
     def raise_for_failures(self) -> None:
         if self.failures:
@@ -206,7 +241,7 @@ class MapResult:
                 status = "ok"
             rows.append({
                 "input": self.inputs[index] if index < len(self.inputs) else None,
-                "value": None if failed or value is PENDING else value,
+                "value": None if failed or value is PENDING or value is REDUCED else value,
                 "status": status,
                 "exception": f"{value.exc_type}: {value.message}" if failed else None,
                 "duration_s": stat.duration_s,
@@ -235,9 +270,21 @@ class MapResult:
                     f"in the background, {counts['done']} done, {counts['failed']} failed")
         status = "cancelled" if self.cancelled else ("ok" if not failed else f"{failed} failed")
         fn = f"{self.function} " if self.function else ""
-        return (f"{fn}over {n} inputs: {n - failed} done, {status} in "
+        line = (f"{fn}over {n} inputs: {n - failed} done, {status} in "
                 f"{self.elapsed_s:.2f}s on {self.backend}"
                 + (f" ({self.memory_mb} MB)" if self.memory_mb else ""))
+        if self.reducer:
+            line += "; " + self.reduce_summary()
+        return line
+
+    def reduce_summary(self) -> str:
+        """What became of the reduce step, in a few words."""
+        if isinstance(self.reduced, TaskFailure):
+            return f"{self.reducer} raised {self.reduced.exc_type}: {short_repr(self.reduced.message, 60)}"
+        if self.reduced is None:
+            return (f"{self.reducer} not run: {len(self.failures)} task(s) did not succeed "
+                    f"(--reduce-partial reduces the rest)")
+        return f"reduced by {self.reducer}: {short_repr(self.reduced, 40)}"
 
     def __repr__(self) -> str:
         preview = ", ".join(short_repr(v, 30) for v in self.values[:5])

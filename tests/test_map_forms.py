@@ -144,7 +144,8 @@ def test_help_documents_the_call_forms_background_and_dataframe(ip):
     doc = ip.find_line_magic("fc_map").__doc__
     for text in ("--star", "FUNC(*item)", "--kwargs", "FUNC(**item)", "--const NAME=EXPR",
                  "--background", "-b", "%fc_wait", "r.to_pandas()", "--star          #",
-                 "In [10]: r = %fc_map slow range(5000) --background"):
+                 "In [10]: r = %fc_map slow range(5000) --background", "--reduce",
+                 "--reduce-partial", "t.reduced"):
         assert text in doc, text
     wait_doc = ip.find_line_magic("fc_wait").__doc__
     assert "Examples" in wait_doc and "--timeout" in wait_doc

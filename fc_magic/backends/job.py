@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ServiceUnavailable
-from ..results import TaskFailure, TaskStats, short_repr
+from ..results import REDUCED, TaskFailure, TaskStats, short_repr
 from . import Backend, get, lithops_fixes
 from .request import MapRequest
 
@@ -112,6 +112,8 @@ class LithopsJob:
         self.backend = backend or get(request.backend)
         self.futures: list = []
         self._positions: dict[int, int] = {}
+        self._reduce_futures: list = []
+        self._map_job_id, self._map_job = "", None
         self._executor = None
         self._quiet = lithops_fixes.quiet_lithops()
 
@@ -149,18 +151,55 @@ class LithopsJob:
         # whatever its type: Lithops would spread a tuple over the
         # parameters and take a dict as keyword arguments.
         task = lithops_fixes.task_function(func, self.request.call, self.request.constants)
-        self.futures = self._executor.map(task,
-                                          [(item,) for item in items],
-                                          runtime_memory=self.request.memory_mb,
-                                          timeout=self.request.timeout_s)
+        iterdata = [(item,) for item in items]
+        if self.request.reduce is None:
+            self.futures = self._executor.map(task, iterdata,
+                                              runtime_memory=self.request.memory_mb,
+                                              timeout=self.request.timeout_s)
+        else:
+            # Lithops' map_reduce() blocks until its reducer is spawned; its two
+            # stages are called separately so the loop keeps polling (and can
+            # refuse to reduce a partial list).
+            self._map_job_id, self._map_job, futures = self._executor._submit_map(
+                task, iterdata, runtime_memory=self.request.memory_mb,
+                timeout=self.request.timeout_s)
+            self._executor.futures.extend(futures)
+            self.futures = list(futures)
         self._positions = {id(f): index for index, f in enumerate(self.futures)}
+
+    def submit_reduce(self) -> list:
+        """Start the reducer over the successful tasks' results (input order); its futures."""
+        ok = [f for f in self.futures if not _failed(f) and (f.done or f.success)]
+        if not ok:
+            return []
+        reducer = lithops_fixes.reduce_function(self.request.reduce)
+        self._reduce_futures = self._executor._run_reduce_job(
+            reduce_job_id=self._map_job_id.replace("M", "R"), reduce_function=reducer,
+            map_job=self._map_job, map_futures=ok, runtime_memory=self.request.memory_mb,
+            obj_reduce_by_key=False, extra_env=None, include_modules=[], exclude_modules=[])
+        self._executor.futures.extend(self._reduce_futures)
+        return list(self._reduce_futures)
+
+    def reduce_outcome(self) -> Any:
+        """The reducer's value, or a TaskFailure with its remote traceback."""
+        future = self._reduce_futures[0]
+        if _failed(future):
+            return _failure_from_future(len(self.futures), "<all results>", future)
+        if not future.done:
+            return TaskFailure(len(self.futures), "<all results>", "TaskLost",
+                               "the reducer never reported back")
+        return future.result(throw_except=False)
 
     def poll(self, pending: list) -> Poll:
         """Wait briefly on ``pending`` futures and sort them; only unsettled ones are polled."""
         from lithops.wait import ALWAYS
 
+        # A --reduce map's values stay in storage for the reducer (only its
+        # statuses are read); the reducer's own value is downloaded.
+        download = self.request.reduce is None or any(
+            id(f) not in self._positions for f in pending)
         try:
-            self._executor.wait(pending, return_when=ALWAYS, download_results=True,
+            self._executor.wait(pending, return_when=ALWAYS, download_results=download,
                                 throw_except=False, show_progressbar=False)
         except Exception as exc:
             if _caused_by_interrupt(exc):
@@ -172,13 +211,14 @@ class LithopsJob:
         for f in pending:
             if _failed(f):
                 failed += 1
-            elif f.done:
+            elif f.done or (not download and f.success):
                 done += 1
             else:
                 still.append(f)
                 running += f.running
                 continue
-            settled.append(self._positions[id(f)])
+            if id(f) in self._positions:
+                settled.append(self._positions[id(f)])
         return Poll(still, done, failed, running, tuple(settled))
 
     def check_storage(self) -> None:
@@ -196,6 +236,8 @@ class LithopsJob:
             return None
         if _failed(future):
             value = _failure_from_future(index, item, future)
+        elif self.request.reduce is not None and not future.done:
+            value = REDUCED  # left in storage for the reducer; never fetched here
         else:
             value = future.result(throw_except=False)
         return value, _stats_from_future(index, future)
@@ -208,9 +250,10 @@ class LithopsJob:
         warning: the results are already here and must not be lost over it.
         """
         sessions = lithops_fixes.runner_sessions(self._executor)
-        self._executor.compute_handler.clear({f.job_key for f in self.futures})
+        futures = self.futures + self._reduce_futures
+        self._executor.compute_handler.clear({f.job_key for f in futures})
         try:
-            self.backend.clean(self._executor, self.futures)
+            self.backend.clean(self._executor, futures)
         except service_errors() as exc:
             logger.warning("the map's job data was left in storage: %s", service_error(exc))
         lithops_fixes.kill_sessions(sessions)
@@ -221,7 +264,7 @@ class LithopsJob:
         Each step runs even if an earlier one fails: a half-stopped job would
         keep invoking. Failures are logged, never raised over the cancel.
         """
-        executor, futures = self._executor, self.futures
+        executor, futures = self._executor, self.futures + self._reduce_futures
         sessions = lithops_fixes.runner_sessions(executor)
         steps = (("stop the invoker", lambda: executor.invoker.stop(wait=True)),
                  ("stop monitoring", lambda: executor.job_monitor.remove(futures)),

@@ -12,6 +12,7 @@ warning naming that range (`check_version`).
 | `aliyun_endpoints` | no endpoint setting; module constants are the only hook | every map in test_sandbox_map.py |
 | `plain_http_pool` | a plain-http FC endpoint gets a 10-connection pool: "pool is full" in the cell | test_sandbox_map.py::test_injected_throttling_and_5xx_lose_no_result |
 | `task_function` | parameters named obj/id/storage/... get Lithops' own meaning; a tuple item is spread and a dict taken as keywords; the items' data limit (4 MB) and per-task copies for a constant | test_map_magic.py::test_parameter_names_lithops_reserves_behave_like_map, test_map_forms.py::test_a_50_mb_constant_is_stored_once_per_map |
+| `reduce_function`, two-stage reduce (job.py) | `map_reduce()` blocks until its reducer is spawned and reduces whatever finished; its reducer's parameter names get Lithops' meaning | test_map_reduce.py::test_a_failed_task_stops_the_reduce_unless_partial, ::test_the_reducer_runs_remotely_over_results_in_input_order |
 | `leave_session_to_ourselves` | a child process joins this process's Lithops session and reads its results | test_views_kernel.py::test_a_process_started_after_a_map_does_not_share_its_lithops_session |
 | `reap_cleaner`, `forget_executor_at_exit` | a zombie cleaner per session; every executor alive until exit | test_reliability_map.py::test_a_map_leaves_no_processes_threads_handles_or_job_data |
 | `quiet_lithops` | Lithops logs its own failure warnings into the cell | test_map_magic.py::test_failures_keep_other_results_and_show_remote_traceback |
@@ -115,6 +116,25 @@ def task_function(func: Callable, call: str = "item",
     task = namespace[TASK_NAME]
     task.__name__ = task.__qualname__ = getattr(func, "__name__", "task")
     return task
+
+
+REDUCE_NAME = "__fc_magic_reduce__"
+
+
+def reduce_function(reducer: Callable) -> Callable:
+    """Wrap a `--reduce` function for Lithops' reduce job, as `task_function` wraps FUNC.
+
+    Lithops hands the reduce job's first parameter the list of map results
+    (read from storage on the worker) and gives parameter names such as
+    ``obj`` or ``id`` its own meaning; the wrapper's one neutral parameter
+    keeps ``G(results)`` exactly what the user wrote.
+    """
+    namespace = {"__name__": TASK_MODULE, "reducer": reducer}
+    source = f"def {REDUCE_NAME}(results):\n    return reducer(list(results))\n"
+    exec(compile(source, f"<{TASK_MODULE}>", "exec"), namespace)
+    wrapper = namespace[REDUCE_NAME]
+    wrapper.__name__ = wrapper.__qualname__ = getattr(reducer, "__name__", "reduce")
+    return wrapper
 
 
 def forget_executor_at_exit(executor: Any) -> None:

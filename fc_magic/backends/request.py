@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -31,6 +32,10 @@ class MapRequest:
     call: str = "item"
     #: Keyword arguments every call gets (`--const`), sent once per map with the function.
     constants: dict = field(default_factory=dict, repr=False)
+    #: `--reduce G`: run G(list of results in input order) remotely after the map.
+    reduce: Any = field(default=None, repr=False)
+    #: Run G over the successful results even when some tasks failed.
+    reduce_partial: bool = False
 
 
 def merge_sections(config: dict, extra: dict) -> dict:

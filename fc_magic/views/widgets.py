@@ -131,6 +131,8 @@ class WidgetMapView(TextFallback):
         cancelled = len(result.failures) - len(failures)
         if failures or cancelled:
             parts.append(self._failure_panel(result, failures, cancelled, on_retry))
+        if result.reducer:
+            parts.append(w.HTML(f"<code>{html.escape(result.reduce_summary())}</code>"))
         if result.results:
             parts.append(w.HTML(preview_html(result)))
         figures = figures_html(result)
