@@ -339,7 +339,7 @@ class Sandbox:
                        "access_key_secret": self.access_key_secret, "region": self.region},
             "aliyun_fc": {"role_arn": f"acs:ram::{self.account_id}:role/fc-sandbox",
                           "endpoint": self.endpoint},
-            "aliyun_oss": {"storage_bucket": bucket, "endpoint": self.host},
+            "aliyun_oss": {"storage_bucket": bucket, "endpoint": f"http://{self.host}"},
         }
 
     def config_yaml(self, bucket: str = DEFAULT_BUCKET) -> str:
