@@ -149,3 +149,15 @@ def test_help_documents_the_call_forms_background_and_dataframe(ip):
         assert text in doc, text
     wait_doc = ip.find_line_magic("fc_wait").__doc__
     assert "Examples" in wait_doc and "--timeout" in wait_doc
+
+
+def test_futures_an_interrupted_wait_marked_failed_read_as_cancelled():
+    """Lithops' wait(), interrupted, sets each future's exception to a bare Exception()."""
+    from lithops.future import ResponseFuture
+
+    from fc_magic.backends.job import _failure_from_future
+
+    future = ResponseFuture.__new__(ResponseFuture)
+    future._exception = Exception()  # what ResponseFuture._set_exception() leaves
+    failure = _failure_from_future(3, "item", future)
+    assert failure.cancelled and failure.index == 3 and failure.input_repr == "'item'"

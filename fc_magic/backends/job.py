@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ServiceUnavailable
-from ..results import REDUCED, TaskFailure, TaskStats, short_repr
+from ..results import CANCELLED_TASK, REDUCED, TaskFailure, TaskStats, short_repr
 from . import Backend, get, lithops_fixes
 from .request import MapRequest
 
@@ -78,6 +78,12 @@ def _failure_from_future(index: int, item: Any, future) -> TaskFailure:
     if not exc_info:
         return TaskFailure(index, short_repr(item), "UnknownError",
                            "the worker reported no result and no exception")
+    if not (isinstance(exc_info, tuple) and len(exc_info) == 3):
+        # Lithops' wait(), interrupted (Ctrl-C landing inside it), marks every
+        # future it waited on as failed with a bare Exception() and no remote
+        # traceback: those tasks were stopped by the cancel, not failed.
+        return TaskFailure(index, short_repr(item), CANCELLED_TASK,
+                           "cancelled before it finished")
     exc_type, exc, remote_tb = exc_info
     if isinstance(remote_tb, str):  # the worker could not pickle the exception
         text = remote_tb
