@@ -71,9 +71,9 @@ def test_other_cells_run_while_a_background_map_fills_in(tmp_path):
     k = Kernel(tmp_path)
     with k.client.setup_kernel(env=k.env):
         k.run(SETUP)
-        started = time.monotonic()
         k.run("r = %fc_map slow range(200) --background")
-        assert time.monotonic() - started < 10  # 200 x 0.1 s on two workers is >= 10 s
+        # The cell returned while the map runs: 200 x 0.1 s on two workers is >= 10 s,
+        # and each of these cells sees it unfinished.
         others = [
             k.json("print(json.dumps([sum(range(10**6)), r.done()]))"),
             k.json("q = %fc_map double range(6) --quiet\n"
