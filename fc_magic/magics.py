@@ -400,7 +400,7 @@ class FCMagic(Magics):
         while True:
             runners = [r._runner for r in results]
             for runner, display in zip(runners, displays):
-                if runner is not None:
+                if runner is not None and not runner.latest.final:  # the end is drawn below
                     display.on_snapshot(runner.latest)
             if all(r.done() for r in results):
                 break
