@@ -39,6 +39,7 @@ def unload_ipython_extension(ip) -> None:
     if magics is None:
         return
     ip.configurables[:] = [c for c in ip.configurables if c is not magics]
+    ip.unobserve(magics._on_exit_now, names="exit_now")
     for kind, names in magics.magics.items():
         for name in names:
             manager.magics[kind].pop(name, None)

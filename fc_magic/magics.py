@@ -105,6 +105,16 @@ class FCMagic(Magics):
         self.last_request: MapRequest | None = None
         #: FCMagic.memory as views see it: read, set, follow; never the magic itself.
         self.memory_setting = Setting(self, "memory")
+        if shell is not None:
+            # A kernel asked to shut down sets exit_now, then is killed if it has not
+            # exited within seconds: background maps are stopped at once, not at atexit.
+            shell.observe(self._on_exit_now, names="exit_now")
+
+    def _on_exit_now(self, change) -> None:
+        import sys
+
+        if change["new"] and "fc_magic.background" in sys.modules:
+            sys.modules["fc_magic.background"].cancel_all()
 
     @default("cache_dir")
     def _cache_dir_default(self) -> str:

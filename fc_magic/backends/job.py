@@ -276,19 +276,17 @@ class LithopsJob:
                  ("stop monitoring", lambda: executor.job_monitor.remove(futures)),
                  ("drop queued calls", lambda: executor.compute_handler.clear(
                      {f.job_key for f in futures}, exception=KeyboardInterrupt())),
-                 ("delete job data", lambda: executor.clean(
+                 ("kill the tasks' processes", lambda: lithops_fixes.kill_sessions(sessions)),
+                 # The backend's own clean first: on localhost it deletes here and
+                 # now (a kernel shutting down is killed ~2.5 s after it is asked
+                 # to stop), and it removes the function pickle and job file that
+                 # Lithops' cleaner keeps for a cancelled job.
+                 ("delete the job data", lambda: self.backend.clean(executor, futures)),
+                 ("hand the rest to Lithops' cleaner", lambda: executor.clean(
                      fs=futures, clean_cloudobjects=False, force=True)))
         for what, step in steps:
             try:
                 step()
             except Exception as exc:  # best effort: the remaining steps must still run
                 logger.debug("cancel: could not %s: %s: %s", what, type(exc).__name__, exc)
-        lithops_fixes.kill_sessions(sessions)
-        # Lithops' cleaner keeps the function pickle and (localhost) the job file
-        # of a job it cancelled; the backend's own clean removes them, so a map
-        # cancelled at kernel shutdown leaves no job data either.
-        try:
-            self.backend.clean(executor, futures)
-        except Exception as exc:  # best effort, as above: the cancel itself has happened
-            logger.debug("cancel: could not delete the job data: %s: %s", type(exc).__name__, exc)
         lithops_fixes.reap_cleaner()

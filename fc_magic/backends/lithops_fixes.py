@@ -172,8 +172,11 @@ def reap_cleaner() -> None:
 
     process = getattr(FunctionExecutor, "_cleaner_process", None)
     if process is not None and process.poll() is None:
-        threading.Thread(target=process.wait, name="fc_magic-reap-cleaner",
-                         daemon=True).start()
+        try:
+            threading.Thread(target=process.wait, name="fc_magic-reap-cleaner",
+                             daemon=True).start()
+        except RuntimeError:  # "can't create new thread at interpreter shutdown"
+            logger.debug("the process is ending: Lithops' cleaner is left to init to reap")
 
 
 # --------------------------------------------------------------------- local processes and files
