@@ -395,3 +395,26 @@ def test_an_fc_endpoint_that_does_not_answer_is_one_line(aliyun, cell, tally):
     assert "\n" not in message
     assert message.startswith("%fc_map: Function Compute did not answer (connection refused); "
                               "check the network and FCMagic.fc_endpoint"), message
+REDUCE_CELL = ("def blob(x):\n"
+               "    return bytes([x]) * 1_000_000\n"
+               "def where(results):\n"
+               "    import os\n"
+               "    return [r[0] for r in results], os.environ.get('FC_FUNCTION_NAME')\n")
+
+
+def test_reduce_runs_as_one_more_fc_invocation_and_only_its_value_comes_back(aliyun, cell,
+                                                                            sandbox):
+    from fc_magic.results import REDUCED
+
+    cell(REDUCE_CELL)
+    cell("%fc_map blob [1] --quiet")  # deployed before counting
+    before = sandbox.functions.invocations
+    plain = cell("%fc_map blob [3, 1, 2, 5] --quiet")
+    map_calls = sandbox.functions.invocations - before
+    assert plain.values[0][:2] == b"\x03\x03"  # without --reduce the values come back
+    before = sandbox.functions.invocations
+    result = cell("%fc_map blob [3, 1, 2, 5] --reduce where --quiet")
+    assert sandbox.functions.invocations - before == map_calls + 1  # the reducer's own call
+    order, function = result.reduced
+    assert order == [3, 1, 2, 5] and function.startswith("lithops-worker-demo-")
+    assert result.values == [REDUCED] * 4 and result.ok  # 4 MB stayed in OSS
