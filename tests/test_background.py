@@ -99,3 +99,37 @@ def test_unloading_the_extension_cancels_running_maps(ip, cell, slow):
     r = ip.run_line_magic("fc_map", "slow range(300) -b -q")
     ip.run_line_magic("unload_ext", "fc_magic")
     assert r.done() and r.cancelled and background.running() == []
+
+
+def test_two_maps_started_together_in_threads_both_complete(ip, cell, fc):
+    """Maps set up at the same moment in one process (background + foreground, or two
+    background maps) each get a working localhost runner (lithops_fixes table)."""
+    from fc_magic.backends.job import LithopsJob
+    from fc_magic.engine import MapRequest
+
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def set_up() -> None:
+        barrier.wait()
+        try:
+            with LithopsJob(MapRequest(backend="localhost", workers=1)):
+                pass
+        except Exception as exc:  # collected: the assertion names what went wrong
+            errors.append(exc)
+
+    for _ in range(3):
+        threads = [threading.Thread(target=set_up) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert errors == []
+    # And through the magics: two background maps and a foreground one at once.
+    cell("def triple(x):\n    return 3 * x")
+    cell("a = %fc_map triple range(30) -b --quiet\nb = %fc_map triple range(20) -b --quiet")
+    q = ip.run_line_magic("fc_map", "triple range(5) --quiet")
+    a, b = ip.user_ns["a"], ip.user_ns["b"]
+    assert a.wait(60) and b.wait(60)
+    assert q.values == [0, 3, 6, 9, 12]
+    assert a.values == [3 * x for x in range(30)] and b.values == [3 * x for x in range(20)]

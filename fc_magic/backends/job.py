@@ -137,7 +137,8 @@ class LithopsJob:
         lithops_fixes.private_temp_dir()
         self._quiet.__enter__()
         try:
-            self._executor = self.backend.executor(self.request)
+            with lithops_fixes.one_executor_setup_at_a_time():
+                self._executor = self.backend.executor(self.request)
         except BaseException:
             self._quiet.__exit__(*sys.exc_info())
             raise

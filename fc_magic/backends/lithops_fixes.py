@@ -15,6 +15,7 @@ warning naming that range (`check_version`).
 | `task_function`, `unpack_task_value` | what a task prints is lost in the worker's log | test_receipt.py::test_task_output_is_captured_bounded_and_escaped |
 | `reduce_function`, two-stage reduce (job.py) | `map_reduce()` blocks until its reducer is spawned and reduces whatever finished; its reducer's parameter names get Lithops' meaning | test_map_reduce.py::test_a_failed_task_stops_the_reduce_unless_partial, ::test_the_reducer_runs_remotely_over_results_in_input_order |
 | bare `_exception` (job.py `_failure_from_future`) | an interrupted `wait()` marks its futures failed with `Exception()` instead of exc info: reading them raised TypeError after a Ctrl-C | test_map_forms.py::test_futures_an_interrupted_wait_marked_failed_read_as_cancelled, test_views_kernel.py::test_kernel_interrupt_cancels_and_the_kernel_stays_usable (timing) |
+| `one_executor_setup_at_a_time` | two executors set up at once in one process (a background map and another map) stage the localhost runner under the same `<runner>.<pid>.tmp` name: one fails with FileNotFoundError, or installs a runner the other was still writing | test_background.py::test_two_maps_started_together_in_threads_both_complete |
 | `leave_session_to_ourselves` | a child process joins this process's Lithops session and reads its results | test_views_kernel.py::test_a_process_started_after_a_map_does_not_share_its_lithops_session |
 | `reap_cleaner`, `forget_executor_at_exit` | a zombie cleaner per session; every executor alive until exit | test_reliability_map.py::test_a_map_leaves_no_processes_threads_handles_or_job_data |
 | `quiet_lithops` | Lithops logs its own failure warnings into the cell | test_map_magic.py::test_failures_keep_other_results_and_show_remote_traceback |
@@ -231,6 +232,24 @@ def reduce_function(reducer: Callable) -> Callable:
     wrapper = namespace[REDUCE_NAME]
     wrapper.__name__ = wrapper.__qualname__ = getattr(reducer, "__name__", "reduce")
     return wrapper
+
+
+_SETUP_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def one_executor_setup_at_a_time() -> Iterator[None]:
+    """Create Lithops executors one after another in this process.
+
+    Each new localhost executor installs its runner script by copying it to
+    ``<runner>.<pid>.tmp`` and renaming that over the runner. The staging
+    name is per process, not per thread: two maps starting together (a
+    background map and a foreground one) write the same file, and one's
+    rename fails with FileNotFoundError, or moves a half-written runner into
+    place. Setting up takes milliseconds once the package is copied.
+    """
+    with _SETUP_LOCK:
+        yield
 
 
 def forget_executor_at_exit(executor: Any) -> None:
