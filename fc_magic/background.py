@@ -15,6 +15,7 @@ works in the main thread; the loop never passes one (it polls with
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import threading
 from typing import Any, Callable
@@ -27,8 +28,14 @@ from .results import PENDING, MapResult, TaskStats
 logger = logging.getLogger(__name__)
 
 #: Seconds between polls: slower than a foreground map's 0.1 s, so the thread
-#: holds the GIL less often while the user works (bench/background.py).
-POLL_INTERVAL_S = 0.25
+#: holds the GIL less often while the user works (bench/background.py). Each
+#: poll walks every unsettled future in Python; the row redraws once a second.
+POLL_INTERVAL_S = 1.0
+#: Lithops' job monitor (a thread in this process) lists every status object
+#: and walks every future each round: every `monitoring_interval` / 5 while
+#: calls finish (0.4 s by default). A background map's monitor runs at a
+#: fifth of that rate; the map learns of its last results at most a second later.
+MONITORING_INTERVAL_S = 5
 #: Seconds `cancel_all` waits for each map to tidy up when the process ends.
 EXIT_GRACE_S = 20.0
 
@@ -45,6 +52,11 @@ class BackgroundMap:
                  on_cancel: Callable[[], None] | None = None,
                  on_end: Callable[[MapResult], None] | None = None,
                  run: Callable[..., MapResult] = run_map):
+        if "monitoring_interval" not in request.extra_config.get("lithops", {}):
+            extra = dict(request.extra_config)
+            extra["lithops"] = {**extra.get("lithops", {}),
+                                "monitoring_interval": MONITORING_INTERVAL_S}
+            request = dataclasses.replace(request, extra_config=extra)
         self.func, self.items, self.request = func, items, request
         self.result = MapResult(values=[PENDING] * len(items), inputs=list(items),
                                 stats=[TaskStats(i) for i in range(len(items))],
