@@ -29,12 +29,17 @@ def load_ipython_extension(ip) -> None:
 
 
 def unload_ipython_extension(ip) -> None:
-    """Release what `load_ipython_extension` registered."""
+    """Release what `load_ipython_extension` registered, and stop its background maps."""
+    import sys
+
+    if "fc_magic.background" in sys.modules:  # only if a background map was ever started
+        sys.modules["fc_magic.background"].cancel_all()
     manager = ip.magics_manager
     magics = manager.registry.pop("FCMagic", None)
     if magics is None:
         return
     ip.configurables[:] = [c for c in ip.configurables if c is not magics]
+    ip.unobserve(magics._on_exit_now, names="exit_now")
     for kind, names in magics.magics.items():
         for name in names:
             manager.magics[kind].pop(name, None)

@@ -63,10 +63,13 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
             should_cancel: Callable[[], bool] | None = None,
             poll_interval: float = 0.1,
             clock: Callable[[], float] = time.monotonic,
-            job_factory: Callable[[MapRequest], Any] = open_job) -> MapResult:
+            job_factory: Callable[[MapRequest], Any] = open_job,
+            on_outcome: Callable[[int, Any, TaskStats], None] | None = None) -> MapResult:
     """Run ``func`` over ``items`` and return every outcome in input order.
 
-    ``on_snapshot`` receives a `MapSnapshot` after every poll and a final one.
+    ``on_snapshot`` receives a `MapSnapshot` after every poll and a final one;
+    ``on_outcome(index, value or TaskFailure, stats)`` each task as it settles
+    (a background map fills its result in with it).
     A KeyboardInterrupt or ``should_cancel()`` stops sending work; results that
     arrived are kept and the rest are marked cancelled in the returned result.
     """
@@ -78,20 +81,38 @@ def run_map(func: Callable, items: list, request: MapRequest, *,
                            where=progress.where))
         try:
             job.submit(func, items)
-            _poll_until_settled(job, progress, notify, should_cancel, poll_interval, clock)
+            _poll_until_settled(job, progress, notify, should_cancel, poll_interval, clock,
+                                _outcome_feed(job, items, on_outcome))
+            reduced = _reduce(job, progress, notify, should_cancel, poll_interval, clock)
         except (KeyboardInterrupt, MapCancelled):
             progress.cancelled = True
+            reduced = None
             with _interrupts_deferred():  # a second Ctrl-C must not cut the tidy-up short
                 job.cancel()
         else:
             job.finish()
         result = _collect(job, items, request, progress, clock)
+        if request.reduce is not None:
+            result.reducer = getattr(request.reduce, "__name__", "reduce")
+            result.reduced = reduced
     notify(_final_snapshot(result, progress))
     return result
 
 
+def _outcome_feed(job, items: list, on_outcome) -> Callable[[Any], None]:
+    """Hand each task that settled in a poll to ``on_outcome`` (nothing without one)."""
+    def feed(poll) -> None:
+        if on_outcome is None:
+            return
+        for index in getattr(poll, "settled", ()):
+            outcome = job.outcome(index, items[index])
+            if outcome is not None:
+                on_outcome(index, *outcome)
+    return feed
+
+
 def _poll_until_settled(job, progress: _Progress, notify, should_cancel, poll_interval: float,
-                        clock: Callable[[], float]) -> None:
+                        clock: Callable[[], float], feed: Callable[[Any], None]) -> None:
     """Poll until every task settled, the caller cancels, or the map is given up as lost."""
     probe = _StorageProbe(job.check_storage, clock)
     timeout_s = job.request.timeout_s
@@ -105,6 +126,7 @@ def _poll_until_settled(job, progress: _Progress, notify, should_cancel, poll_in
             probe.failed(str(exc))
         else:
             pending = poll.pending
+            feed(poll)
             progress.done += poll.newly_done
             progress.failed += poll.newly_failed
             running = poll.running
@@ -130,6 +152,41 @@ def _poll_until_settled(job, progress: _Progress, notify, should_cancel, poll_in
                            now - last_progress)
             return
         time.sleep(poll_interval)
+
+
+def _reduce(job, progress: _Progress, notify, should_cancel, poll_interval: float,
+            clock: Callable[[], float]) -> Any:
+    """`--reduce G`: run G remotely over the map's results; its value, a TaskFailure, or None.
+
+    G runs only when every task succeeded, or with ``reduce_partial`` over
+    the ones that did (in input order). The map's values stay in storage:
+    the reducer's worker reads them, and only G's value comes back.
+    """
+    request = job.request
+    if request.reduce is None:
+        return None
+    if (progress.failed or progress.done < progress.total) and not request.reduce_partial:
+        return None
+    pending = job.submit_reduce()
+    if not pending:
+        return None
+    label = f"{progress.label} -> {getattr(request.reduce, '__name__', 'reduce')}"
+    started = clock()
+    while pending:
+        poll = job.poll(pending)
+        pending = poll.pending
+        now = clock()
+        notify(MapSnapshot(progress.total, progress.done, progress.failed, 0,
+                           now - progress.start, RUNNING, label))
+        if not pending:
+            break
+        if should_cancel is not None and should_cancel():
+            raise MapCancelled()
+        if now - started > request.timeout_s + STALL_GRACE_S:
+            return TaskFailure(progress.total, "<all results>", "TaskLost",
+                               "the reducer did not answer before the deadline")
+        time.sleep(poll_interval)
+    return job.reduce_outcome()
 
 
 def _unsettled(index: int, item: Any, progress: _Progress) -> TaskFailure:
@@ -175,7 +232,7 @@ def _collect(job, items: list, request: MapRequest, progress: _Progress,
 def _final_snapshot(result: MapResult, progress: _Progress) -> MapSnapshot:
     failed = len(result.failures_not_cancelled)
     status = CANCELLED if progress.cancelled else (ERROR if failed else SUCCESS)
-    return MapSnapshot(progress.total, len(result.results), failed, 0, result.elapsed_s,
+    return MapSnapshot(progress.total, result.succeeded, failed, 0, result.elapsed_s,
                        status, progress.label, where=progress.where)
 
 

@@ -16,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 from .errors import InputProblem
 
-__all__ = ["InputProblem", "evaluate", "resolve_function", "resolve_items", "check_identifier"]
+__all__ = ["InputProblem", "evaluate", "resolve_function", "resolve_items", "check_identifier",
+           "parse_constants", "check_calls"]
 
 
 def evaluate(expr: str, namespace: Mapping[str, Any], role: str) -> Any:
@@ -38,20 +39,27 @@ def evaluate(expr: str, namespace: Mapping[str, Any], role: str) -> Any:
                            f"{type(exc).__name__}: {exc}; fix the expression") from None
 
 
-def resolve_function(expr: str, namespace: Mapping[str, Any]) -> Callable:
-    func = evaluate(expr, namespace, "FUNC")
+def resolve_function(expr: str, namespace: Mapping[str, Any], call: str = "item",
+                     constants: Sequence[str] = (), role: str = "FUNC") -> Callable:
+    """FUNC as a callable; plain FUNC(item) calls need it to take one argument (other
+    forms, and calls with constants, are bound item by item in `check_calls`)."""
+    func = evaluate(expr, namespace, role)
     if not callable(func):
-        raise InputProblem(f"FUNC {expr!r} is a {type(func).__name__}, not callable; "
+        raise InputProblem(f"{role} {expr!r} is a {type(func).__name__}, not callable; "
                            f"pass a function, e.g. def {expr}(x): ...")
     try:
         sig = inspect.signature(func)
     except (TypeError, ValueError):
         return func  # builtins without a signature: let the worker decide
+    if call != "item" or constants:
+        return func
     try:
         sig.bind(object())
     except TypeError:
-        raise InputProblem(f"FUNC {expr!r} cannot be called with one argument "
-                           f"{sig}; %fc_map calls it once per item, like map()") from None
+        what = ("it once per item, like map()" if role == "FUNC"
+                else "it once with the list of all results")
+        raise InputProblem(f"{role} {expr!r} cannot be called with one argument "
+                           f"{sig}; %fc_map calls {what}") from None
     return func
 
 
@@ -88,7 +96,8 @@ def resolve_items(expr: str, namespace: Mapping[str, Any], max_items: int = MAX_
     return materialised
 
 
-def check_picklable(func: Callable, items: Sequence, func_label: str = "FUNC") -> None:
+def check_picklable(func: Callable, items: Sequence, func_label: str = "FUNC",
+                    constants: Mapping[str, Any] | None = None) -> None:
     """Refuse, before anything is invoked, a function or an item the workers cannot receive.
 
     Lithops sends both with cloudpickle; its own error would come from deep
@@ -103,6 +112,13 @@ def check_picklable(func: Callable, items: Sequence, func_label: str = "FUNC") -
         raise InputProblem(f"{func_label} cannot be sent to the workers ({type(exc).__name__}: "
                            f"{_first_line(exc)}); define it at the top level of a cell and "
                            f"keep open files, locks and connections out of it") from None
+    for name, value in (constants or {}).items():
+        try:
+            cloudpickle.dumps(value)
+        except Exception as exc:  # as above: the value's own pickling code may raise anything
+            raise InputProblem(f"--const {name} ({type(value).__name__}) cannot be sent to the "
+                               f"workers ({type(exc).__name__}: {_first_line(exc)}); pass data "
+                               f"rather than open files, locks or connections") from None
     try:
         cloudpickle.dumps(list(items))
         return
@@ -128,3 +144,70 @@ def check_identifier(name: str, option: str) -> str:
         raise InputProblem(f"{option} {name!r} is not a valid Python name; "
                            f"use letters, digits and _ (e.g. results)")
     return name
+
+
+def parse_constants(specs: Sequence[str], namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """``--const NAME=EXPR`` flags as {NAME: value}, each EXPR evaluated in the notebook."""
+    constants: dict[str, Any] = {}
+    for spec in specs:
+        name, sep, expr = spec.partition("=")
+        name = name.strip()
+        if not sep or not expr.strip():
+            raise InputProblem(f"--const {spec!r} has no value; write --const NAME=EXPR, "
+                               f"e.g. --const model=my_model")
+        check_identifier(name, "--const")
+        if name in constants:
+            raise InputProblem(f"--const {name} is given twice; pass each name once")
+        constants[name] = evaluate(expr, namespace, f"--const {name}")
+    return constants
+
+
+def check_calls(func: Callable, items: Sequence, call: str, constants: Mapping[str, Any],
+                func_label: str = "FUNC") -> None:
+    """Refuse, before anything runs, an item FUNC cannot be called with in this form.
+
+    ``call`` is "item" (FUNC(item)), "star" (FUNC(*item)) or "kwargs"
+    (FUNC(**item)); ``constants`` are keywords every call gets. Each item is
+    bound to FUNC's signature here, so a wrong shape is one line naming the
+    item instead of a failure per task on the workers.
+    """
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        sig = None  # builtins without a signature: only the shapes are checked
+    for index, item in enumerate(items):
+        if call == "star":
+            if isinstance(item, (str, bytes)) or not _iterable(item):
+                raise InputProblem(f"--star: item {index} is a {type(item).__name__}, not a "
+                                   f"tuple or list to spread; pass items like (a, b) or drop "
+                                   f"--star")
+            args, kwargs = tuple(item), {}
+        elif call == "kwargs":
+            if not isinstance(item, Mapping) or not all(isinstance(k, str) for k in item):
+                raise InputProblem(f"--kwargs: item {index} is a {type(item).__name__}, not a "
+                                   f"dict with str keys; pass items like {{'x': 1}} or drop "
+                                   f"--kwargs")
+            clash = sorted(set(item) & set(constants))
+            if clash:
+                raise InputProblem(f"--kwargs: item {index} and --const both give "
+                                   f"{clash[0]!r}; keep it in one place")
+            args, kwargs = (), dict(item)
+        else:
+            args, kwargs = (item,), {}
+        if sig is None:
+            continue
+        try:
+            sig.bind(*args, **kwargs, **constants)
+        except TypeError as exc:
+            form = {"item": "FUNC(item)", "star": "FUNC(*item)", "kwargs": "FUNC(**item)"}[call]
+            extra = f" with --const {', '.join(constants)}" if constants else ""
+            raise InputProblem(f"{func_label} cannot be called as {form}{extra} for item "
+                               f"{index} ({_first_line(exc)}); its signature is {sig}") from None
+
+
+def _iterable(value: Any) -> bool:
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True

@@ -9,6 +9,7 @@ so `%load_ext fc_magic` stays instant.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 
@@ -20,12 +21,23 @@ from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, default, vali
 from . import backends, limits, retry
 from .backends.request import MapRequest
 from .errors import FCMagicError, InputProblem
-from .inputs import MAX_TASKS, check_identifier, check_picklable, resolve_function, resolve_items
+from .inputs import (MAX_TASKS, check_calls, check_identifier, check_picklable, parse_constants,
+                     resolve_function, resolve_items)
 from .results import MapResult
 from .runtime.cache import default_cache_dir
 from .setting import Setting
 
 logger = logging.getLogger(__name__)
+
+
+def _final_snapshot_of(result: MapResult):
+    """The final progress state of a finished map, as its own view ended."""
+    from .progress import CANCELLED, ERROR, SUCCESS, MapSnapshot
+
+    failed = len(result.failures_not_cancelled)
+    status = CANCELLED if result.cancelled else (ERROR if failed else SUCCESS)
+    return MapSnapshot(len(result), result.succeeded, failed, 0, result.elapsed_s, status,
+                       result.function, where=result.where)
 
 
 def _parse(magic, line: str, name: str):
@@ -111,6 +123,16 @@ class FCMagic(Magics):
         #: FCMagic.memory as views see it: read, set, follow; never the magic itself.
         self.memory_setting = Setting(self, "memory")
         self.cpu_setting = Setting(self, "cpu")
+        if shell is not None:
+            # A kernel asked to shut down sets exit_now, then is killed if it has not
+            # exited within seconds: background maps are stopped at once, not at atexit.
+            shell.observe(self._on_exit_now, names="exit_now")
+
+    def _on_exit_now(self, change) -> None:
+        import sys
+
+        if change["new"] and "fc_magic.background" in sys.modules:
+            sys.modules["fc_magic.background"].cancel_all()
 
     @default("cache_dir")
     def _cache_dir_default(self) -> str:
@@ -172,12 +194,36 @@ class FCMagic(Magics):
               help="Also store the MapResult in this variable.")
     @argument("--quiet", "-q", action="store_true",
               help="No progress view and no failure report; just return the MapResult.")
+    @argument("--background", "-b", action="store_true",
+              help="Return at once: the MapResult fills in as tasks finish while other cells "
+                   "run (r.done(), r.wait(timeout), r.cancel(), r.progress; %%fc_wait NAME). "
+                   "A kernel interrupt does not stop it; kernel shutdown does.")
+    @argument("--reduce", default=None, metavar="G",
+              help="Then run G(list of results in input order) remotely, as one more task "
+                   "(Lithops' map_reduce): the map's values stay in storage and only G's "
+                   "value comes back, in r.reduced. Not run if a task failed, unless "
+                   "--reduce-partial.")
+    @argument("--reduce-partial", action="store_true",
+              help="With --reduce: run G over the successful results even if some tasks "
+                   "failed.")
+    @argument("--star", action="store_true",
+              help="Call FUNC(*item): each item is a tuple or list of positional arguments.")
+    @argument("--kwargs", action="store_true",
+              help="Call FUNC(**item): each item is a dict of keyword arguments.")
+    @argument("--const", action="append", default=[], metavar="NAME=EXPR",
+              help="Pass NAME=value (EXPR evaluated in the notebook) as a keyword to every call; "
+                   "repeatable. The value travels once per map with the function, not once "
+                   "per task: use it for a model or a lookup table.")
     @line_magic
     def fc_map(self, line: str = ""):
         """Run FUNC over every item of ITERABLE with Lithops and return a MapResult.
 
         Each item is one task: FUNC(item) runs on a worker (local processes on
-        the 'localhost' backend, Function Compute instances on 'aliyun_fc').
+        the 'localhost' backend, Function Compute instances on 'aliyun_fc');
+        --star calls FUNC(*item), --kwargs FUNC(**item), and each --const
+        NAME=EXPR adds the keyword NAME to every call (sent once per map).
+        With --background the cell returns at once and the MapResult fills
+        in while other cells run; r.to_pandas() gives one row per task.
         Progress is shown live; results come back in input order. A task that
         raises does not lose the others: its slot holds a TaskFailure with
         the remote traceback, and the cell reports how many failed.
@@ -201,37 +247,83 @@ class FCMagic(Magics):
             In [6]: scores.ok, scores.failures
 
             In [7]: %fc_map --retry scores     # only the failed inputs; merged in place
+
+            In [8]: %fc_map power [(2, 10), (3, 4)] --star          # power(2, 10), power(3, 4)
+
+            In [9]: %fc_map fit [{'alpha': 0.1}, {'alpha': 1.0}] --kwargs --const X=X_train
+
+            In [10]: r = %fc_map slow range(5000) --background   # returns at once
+
+            In [11]: r.progress, r.done()        # other cells run; r fills in
+
+            In [12]: %fc_wait r                  # or r.wait(timeout=60), r.cancel()
+
+            In [13]: r.to_pandas().groupby("status").duration_s.describe()
+
+            In [14]: t = %fc_map count_words files --reduce merge_counts
+
+            In [15]: t.reduced                   # merge_counts([...]) ran remotely
         """
         args = _parse(self.fc_map, line, "fc_map")
         into = None
         try:
             request = self._map_request(args)
             out = check_identifier(args.out, "--out") if args.out else None
+            if args.star and args.kwargs:
+                raise InputProblem("--star and --kwargs exclude each other; pick the one "
+                                   "that matches your items (tuples: --star, dicts: --kwargs)")
             if args.retry:
-                func, items, into = self._retry_target(args)
+                func, items, into = self._retry_target(args, request)
             else:
                 if not args.func or not args.iterable:
                     missing = "ITERABLE" if args.func else "FUNC and ITERABLE"
                     raise InputProblem(f"missing {missing}; use %fc_map FUNC ITERABLE, or "
                                        f"%fc_map --retry NAME to re-run a stored map's failures")
-                func = resolve_function(args.func, self.shell.user_ns)
+                request.call = "star" if args.star else "kwargs" if args.kwargs else "item"
+                request.constants = parse_constants(args.const, self.shell.user_ns)
+                func = resolve_function(args.func, self.shell.user_ns, request.call,
+                                        request.constants)
                 items = resolve_items(" ".join(args.iterable), self.shell.user_ns,
                                       self.max_tasks)
-                check_picklable(func, items, f"FUNC {args.func!r}")
+                check_picklable(func, items, f"FUNC {args.func!r}", request.constants)
+            check_calls(func, items, request.call, request.constants,
+                        f"FUNC {args.func!r}" if args.func else "FUNC")
+            if args.reduce_partial and not args.reduce:
+                raise InputProblem("--reduce-partial needs --reduce G; add the reducer")
+            if args.reduce:
+                if into is not None:
+                    raise InputProblem("--retry re-runs failed tasks only; run the map again "
+                                       "to reduce its results")
+                request.reduce = resolve_function(args.reduce, self.shell.user_ns, role="--reduce")
+                request.reduce_partial = args.reduce_partial
+                check_picklable(request.reduce, [], f"--reduce {args.reduce!r}")
             # A package the runtime lacks fails every task; say so before invoking any.
             from .preflight import check_function
-            check_function(func, self.current_runtime, backend=self.backend,
+            needs = functools.partial(func, **request.constants) if request.constants else func
+            check_function(needs, self.current_runtime, backend=self.backend,
                            local_dir=os.getcwd(), func_label=args.func)
+            if request.reduce is not None:
+                check_function(request.reduce, self.current_runtime, backend=self.backend,
+                               local_dir=os.getcwd(), func_label=args.reduce)
         except FCMagicError as exc:
             raise UsageError(f"%fc_map: {exc}") from None
 
-        result = self._run_and_show(func, items, request, quiet=args.quiet, into=into)
+        if args.background:
+            if into is not None:
+                raise UsageError("%fc_map: --retry runs in the foreground; drop --background")
+            result = self._run_in_background(func, items, request, quiet=args.quiet)
+        else:
+            result = self._run_and_show(func, items, request, quiet=args.quiet, into=into)
         if out:
             self.shell.user_ns[out] = result
         return result
 
-    def _retry_target(self, args):
-        """(function, failed inputs, (result, positions)) for ``--retry NAME``."""
+    def _retry_target(self, args, request: MapRequest):
+        """(function, failed inputs, (result, positions)) for ``--retry NAME``.
+
+        The stored map's call form and constants come back into ``request``
+        unless this call gives its own.
+        """
         name = check_identifier(args.retry, "--retry")
         target = self.shell.user_ns.get(name)
         if not isinstance(target, MapResult):
@@ -239,7 +331,12 @@ class FCMagic(Magics):
                                f"store one with %fc_map FUNC ITERABLE --out {name}")
         if args.iterable:
             raise InputProblem("--retry re-runs the stored inputs; drop ITERABLE")
-        func = (resolve_function(args.func, self.shell.user_ns) if args.func
+        call, constants = retry.call_for(target)
+        request.call = "star" if args.star else "kwargs" if args.kwargs else call
+        request.constants = (parse_constants(args.const, self.shell.user_ns) if args.const
+                             else constants)
+        func = (resolve_function(args.func, self.shell.user_ns, request.call, request.constants)
+                if args.func
                 else retry.function_for(target))
         if func is None:
             raise InputProblem(f"--retry {name}: the function of that map is unknown here; "
@@ -278,7 +375,7 @@ class FCMagic(Magics):
         if into is not None:
             result = retry.merge(*into, result)
         else:
-            retry.remember_function(result, func)
+            retry.remember_function(result, func, (request.call, request.constants))
         self.last_map, self.last_request = result, request
         display.show_result(result, memory=self.memory_setting, cpu=self.cpu_setting,
                             on_retry=lambda place: self._retry_from_view(result, request, place),
@@ -296,6 +393,111 @@ class FCMagic(Magics):
         name = getattr(compiler, "format_code_name", None)
         found = name(filename) if name is not None else None
         return " ".join(found) if found else None
+
+    def _run_in_background(self, func, items, request, *, quiet: bool = False):
+        """Start a map in a thread; its view (made now, in this cell) is fed from there."""
+        from . import background, views
+
+        from .tracebacks import name_cells
+
+        kind = views.choose_view_kind(self.shell, self.view)
+        backend = backends.get(request.backend)
+        try:
+            note = backend.note(request)
+        except FCMagicError as exc:
+            raise UsageError(f"%fc_map: {exc}") from None
+        if note and not quiet:
+            views.show_note(note)
+        count = self.shell.execution_count
+        display = views.MapDisplay(kind, quiet=quiet, background=True,
+                                   where=backend.describe(request),
+                                   in_own_cell=lambda: self.shell.execution_count == count)
+
+        def on_end(result):
+            if runner.error is not None:
+                logger.warning("background map %s failed to run: %s", result.function,
+                               runner.error)
+                return
+            name_cells(result, self._cell_name, func)
+            retry.remember_function(result, func, (request.call, request.constants))
+            self.last_map, self.last_request = result, request
+            display.show_result(result, memory=self.memory_setting, cpu=self.cpu_setting,
+                                on_retry=lambda place: self._retry_from_view(result, request,
+                                                                             place),
+                                on_rerun=lambda mb, place: self._rerun_from_view(
+                                    result, mb, request, place))
+
+        runner = background.BackgroundMap(
+            func, items, request, on_snapshot=display.on_snapshot,
+            should_cancel=display.should_cancel, on_cancel=display.cancelling, on_end=on_end)
+        return runner.start()
+
+    # ----------------------------------------------------------------- %fc_wait
+    @magic_arguments()
+    @argument("names", metavar="NAME", nargs="+",
+              help="Variables holding MapResults of background maps.")
+    @argument("--timeout", "-t", type=float, default=None,
+              help="Give up waiting after this many seconds (the maps keep running).")
+    @line_magic
+    def fc_wait(self, line: str = ""):
+        """Wait until the background maps stored in NAME ... have finished.
+
+        Shows one progress row per map while it waits and each map's final
+        line at the end. Interrupting the wait (the stop button) stops the
+        wait only; the maps keep running. Returns the MapResult, or a list
+        of them for several names.
+
+        Examples
+        --------
+        ::
+
+            In [1]: r = %fc_map slow range(200) --background
+
+            In [2]: len(r.results), r.progress        # meanwhile, other work
+
+            In [3]: %fc_wait r                        # blocks until r is complete
+        """
+        import time
+
+        from . import views
+
+        args = _parse(self.fc_wait, line, "fc_wait")
+        results = []
+        for name in args.names:
+            try:
+                check_identifier(name, "NAME")
+            except InputProblem as exc:
+                raise UsageError(f"%fc_wait: {exc}") from None
+            value = self.shell.user_ns.get(name)
+            if not isinstance(value, MapResult):
+                raise UsageError(f"%fc_wait: {name!r} is not a MapResult in the notebook; "
+                                 f"start one with {name} = %fc_map FUNC ITERABLE --background")
+            results.append(value)
+        kind = views.choose_view_kind(self.shell, self.view)
+        displays = [views.MapDisplay(kind, progress_after=0.0) for _ in results]
+        if kind != "widget":  # the map's own final line would repeat the one printed here
+            for result in results:
+                if result._runner is not None:
+                    result._runner.quiet_end = True
+        deadline = None if args.timeout is None else time.monotonic() + args.timeout
+        while True:
+            runners = [r._runner for r in results]
+            for runner, display in zip(runners, displays):
+                if runner is not None and not runner.latest.final:  # the end is drawn below
+                    display.on_snapshot(runner.latest)
+            if all(r.done() for r in results):
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise UsageError(f"%fc_wait: not finished after {args.timeout:g} s "
+                                 f"(they keep running); wait again or cancel with NAME.cancel()")
+            results[[r.done() for r in results].index(False)].wait(0.2)
+        for result in results:
+            result.wait()  # the map's own end is drawn (its thread draws it right after done)
+        for result, display in zip(results, displays):
+            display.on_snapshot(_final_snapshot_of(result))
+            if kind == "widget":  # this cell still runs: the static receipt, as a foreground map
+                display.show_result(result)
+        return results[0] if len(results) == 1 else results
 
     def _retry_from_view(self, result, request, stage=None):
         """The view's "retry failed" button: the failed inputs again, same runtime and settings."""

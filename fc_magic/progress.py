@@ -174,6 +174,10 @@ class ProgressReporter:
         """The engine's ``on_snapshot`` hook: final snapshots end the view."""
         (self.finish if snapshot.final else self.update)(snapshot)
 
+    def show_now(self) -> MapView:
+        """Make the view at once (a background map's is displayed from its own cell)."""
+        return self._ensure_view()
+
     def _ensure_view(self) -> MapView:
         if self.view is None:
             self.view = self._make_view()

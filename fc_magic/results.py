@@ -30,6 +30,49 @@ def short_repr(value: Any, limit: int = 60) -> str:
 CANCELLED_TASK = "Cancelled"
 
 
+class _Pending:
+    """The slot of a background map's task that has not finished yet."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "<pending>"
+
+    def __reduce__(self):
+        return (_Pending, ())
+
+
+#: What `MapResult.values` holds for a background map's unfinished tasks.
+PENDING = _Pending()
+
+
+class _Reduced:
+    """The slot of a task whose value stayed in storage for a remote reduce (`--reduce`)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "<reduced remotely>"
+
+    def __reduce__(self):
+        return (_Reduced, ())
+
+
+#: What `MapResult.values` holds for a `--reduce` map's successful tasks: their
+#: values went to the reducer on a worker and never came back to the notebook.
+REDUCED = _Reduced()
+
+
 @dataclass
 class TaskStats:
     """Per-task figures taken from Lithops' call stats (None where unknown)."""
@@ -120,6 +163,41 @@ class MapResult:
     #: Set by a view that showed this result's receipt: True while that cell is
     #: still the one running, so Out[] does not repeat the receipt's preview.
     receipt_shown: Callable[[], bool] | None = field(default=None, repr=False, compare=False)
+    #: `--reduce G`: G(list of the results in input order), run remotely; a TaskFailure
+    #: if G raised; None when it did not run (a task failed, without --reduce-partial).
+    reduced: Any = None
+    #: The reducer's name when the map had one ("" otherwise).
+    reducer: str = ""
+    #: A background map's runner (done/wait/cancel/progress); None once a map is foreground.
+    _runner: Any = field(default=None, repr=False, compare=False)
+
+    # -- a map that may still be running (`%fc_map ... --background`)
+    def done(self) -> bool:
+        """True once every task has settled (always, for a map that ran in the foreground)."""
+        return self._runner is None or self._runner.done()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the map ends, or ``timeout`` seconds; True if it ended.
+
+        An interrupt (the kernel's stop button) stops the wait, not the map.
+        """
+        return self._runner is None or self._runner.wait(timeout)
+
+    def cancel(self) -> None:
+        """Stop a background map: calls not sent are not sent, results that arrived stay."""
+        if self._runner is not None:
+            self._runner.cancel()
+
+    @property
+    def progress(self) -> dict[str, int]:
+        """Counts: total, done, failed, cancelled, running, pending (live while a
+        background map runs)."""
+        if self._runner is not None and not self._runner.done():
+            return self._runner.progress()
+        failed = len(self.failures_not_cancelled)
+        cancelled = len(self.failures) - failed
+        return {"total": len(self.values), "done": self.succeeded, "failed": failed,
+                "cancelled": cancelled, "running": 0, "pending": 0}
 
     @property
     def failures(self) -> list[TaskFailure]:
@@ -132,12 +210,20 @@ class MapResult:
 
     @property
     def ok(self) -> bool:
-        return not self.cancelled and not self.failures
+        return (self.done() and not self.cancelled and not self.failures
+                and not (self.reducer and (self.reduced is None
+                                            or isinstance(self.reduced, TaskFailure))))
+
+    @property
+    def succeeded(self) -> int:
+        """How many tasks returned a value (here, or kept remote for the reducer)."""
+        return sum(1 for v in self.values if not isinstance(v, TaskFailure) and v is not PENDING)
 
     @property
     def results(self) -> list[Any]:
         """The successful values only, in input order."""
-        return [v for v in self.values if not isinstance(v, TaskFailure)]
+        return [v for v in self.values
+                if not isinstance(v, TaskFailure) and v is not PENDING and v is not REDUCED]
 
     def output(self, index: int) -> str:
         """What task ``index`` printed (stdout and stderr, the last 64 kB), '' for nothing."""
@@ -149,6 +235,46 @@ class MapResult:
     def raise_for_failures(self) -> None:
         if self.failures:
             raise RemoteTaskError(self.failures, len(self.values))
+
+    def to_pandas(self):
+        """One row per task, in input order: input, value, status, exception, duration, peak
+        memory and what the task printed (``output``).
+
+        ``status`` is "ok", "failed", "cancelled" (or "pending" in a background map
+        still running); a failed task's ``value``
+        is None and ``exception`` reads "Type: message". pandas is optional:
+        without it this raises ImportError saying how to install it.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("MapResult.to_pandas() needs pandas, which this kernel does not "
+                              "have; install it (pip install pandas) or use .values and "
+                              ".stats") from None
+        stats = {s.index: s for s in self.stats}
+        rows = []
+        for index, value in enumerate(self.values):
+            failed = isinstance(value, TaskFailure)
+            stat = stats.get(index, TaskStats(index))
+            if value is PENDING:
+                status = "pending"
+            elif failed:
+                status = "cancelled" if value.cancelled else "failed"
+            else:
+                status = "ok"
+            rows.append({
+                "input": self.inputs[index] if index < len(self.inputs) else None,
+                "value": None if failed or value is PENDING or value is REDUCED else value,
+                "status": status,
+                "exception": f"{value.exc_type}: {value.message}" if failed else None,
+                "duration_s": stat.duration_s,
+                "peak_memory_mb": stat.peak_memory_mb,
+                "output": self.outputs[index] if index < len(self.outputs) else "",
+            })
+        frame = pd.DataFrame(rows, columns=["input", "value", "status", "exception",
+                                            "duration_s", "peak_memory_mb", "output"])
+        frame.index.name = "task"
+        return frame
 
     def __len__(self) -> int:
         return len(self.values)
@@ -162,11 +288,27 @@ class MapResult:
     def summary(self) -> str:
         """One line: what ran, where, and how it ended."""
         n, failed = len(self.values), len(self.failures)
+        if not self.done():
+            counts = self.progress
+            return (f"{self.function + ' ' if self.function else ''}over {n} inputs: running "
+                    f"in the background, {counts['done']} done, {counts['failed']} failed")
         status = "cancelled" if self.cancelled else ("ok" if not failed else f"{failed} failed")
         fn = f"{self.function} " if self.function else ""
-        return (f"{fn}over {n} inputs: {n - failed} done, {status} in "
+        line = (f"{fn}over {n} inputs: {n - failed} done, {status} in "
                 f"{self.elapsed_s:.2f}s on {self.backend}"
                 + (f" ({self.memory_mb} MB)" if self.memory_mb else ""))
+        if self.reducer:
+            line += "; " + self.reduce_summary()
+        return line
+
+    def reduce_summary(self) -> str:
+        """What became of the reduce step, in a few words."""
+        if isinstance(self.reduced, TaskFailure):
+            return f"{self.reducer} raised {self.reduced.exc_type}: {short_repr(self.reduced.message, 60)}"
+        if self.reduced is None:
+            return (f"{self.reducer} not run: {len(self.failures)} task(s) did not succeed "
+                    f"(--reduce-partial reduces the rest)")
+        return f"reduced by {self.reducer}: {short_repr(self.reduced, 40)}"
 
     def __repr__(self) -> str:
         if self._just_shown():

@@ -14,13 +14,16 @@ from typing import Any, Callable
 from .errors import InputProblem
 from .results import MapResult, TaskFailure, TaskStats
 
-_functions: dict[int, tuple[weakref.ref, Callable]] = {}
+_functions: dict[int, tuple[weakref.ref, Callable, tuple[str, dict]]] = {}
 
 
-def remember_function(result: MapResult, func: Callable) -> None:
-    """Keep the function that produced ``result`` for as long as the result lives."""
+def remember_function(result: MapResult, func: Callable,
+                      call: tuple[str, dict] = ("item", {})) -> None:
+    """Keep the function that produced ``result``, and how it was called (form,
+    constants), for as long as the result lives."""
     key = id(result)
-    _functions[key] = (weakref.ref(result, lambda _r, key=key: _functions.pop(key, None)), func)
+    _functions[key] = (weakref.ref(result, lambda _r, key=key: _functions.pop(key, None)),
+                       func, call)
 
 
 def function_for(result: MapResult) -> Callable | None:
@@ -28,6 +31,14 @@ def function_for(result: MapResult) -> Callable | None:
     if entry is None or entry[0]() is not result:
         return None
     return entry[1]
+
+
+def call_for(result: MapResult) -> tuple[str, dict]:
+    """(call form, constants) the map behind ``result`` used; plain FUNC(item) if unknown."""
+    entry = _functions.get(id(result))
+    if entry is None or entry[0]() is not result:
+        return "item", {}
+    return entry[2]
 
 
 def failed_indices(result: MapResult) -> list[int]:

@@ -15,7 +15,7 @@ LAYERS = (
     ("fc_magic", "fc_magic.cli"),
     ("fc_magic.magics",),
     ("fc_magic.views", "fc_magic.notebooks"),
-    ("fc_magic.engine", "fc_magic.retry"),
+    ("fc_magic.engine", "fc_magic.retry", "fc_magic.background"),
     ("fc_magic.preflight", "fc_magic.runtime"),
     ("fc_magic.requirements",),
     ("fc_magic.capture", "fc_magic.backends"),

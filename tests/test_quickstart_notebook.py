@@ -45,6 +45,9 @@ def test_quickstart_runs_and_shows_results(tmp_path):
     assert "1 of 7 tasks failed" in failures and "in inverse" in failures
     assert "__fc_magic_task__" not in failures
     assert "3 0 ZeroDivisionError division by zero" in texts['print("ok:", inv.ok)']
+    # A background map returns at once and is complete after %fc_wait.
+    assert "returned at once; done: False" in texts["import time"]
+    assert "ok: True sum: 20540" in texts["%fc_wait bg"]  # sum of squares below 40
     # The saved copy carries the widget views, with a text fallback.
     mimes = {k for c in nb.cells if c.cell_type == "code"
              for o in c.outputs for k in o.get("data", {})}

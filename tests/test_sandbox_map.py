@@ -447,3 +447,28 @@ def test_failures_carry_fc_request_ids_and_the_receipt_says_where_the_logs_are(
     assert again.logs.endswith(f'one task\'s lines: __topic__: "FCLogs:{function}" and '
                                f'"<request id>"') and again.logs in cap.stdout
     assert re.fullmatch(r"[0-9a-f]{32}", again.failures[0].request_id)
+
+
+REDUCE_CELL = ("def blob(x):\n"
+               "    return bytes([x]) * 1_000_000\n"
+               "def where(results):\n"
+               "    import os\n"
+               "    return [r[0] for r in results], os.environ.get('FC_FUNCTION_NAME')\n")
+
+
+def test_reduce_runs_as_one_more_fc_invocation_and_only_its_value_comes_back(aliyun, cell,
+                                                                            sandbox):
+    from fc_magic.results import REDUCED
+
+    cell(REDUCE_CELL)
+    cell("%fc_map blob [1] --quiet")  # deployed before counting
+    before = sandbox.functions.invocations
+    plain = cell("%fc_map blob [3, 1, 2, 5] --quiet")
+    map_calls = sandbox.functions.invocations - before
+    assert plain.values[0][:2] == b"\x03\x03"  # without --reduce the values come back
+    before = sandbox.functions.invocations
+    result = cell("%fc_map blob [3, 1, 2, 5] --reduce where --quiet")
+    assert sandbox.functions.invocations - before == map_calls + 1  # the reducer's own call
+    order, function = result.reduced
+    assert order == [3, 1, 2, 5] and function.startswith("lithops-worker-demo-")
+    assert result.values == [REDUCED] * 4 and result.ok  # 4 MB stayed in OSS

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ServiceUnavailable
-from ..results import TaskFailure, TaskStats, short_repr
+from ..results import CANCELLED_TASK, REDUCED, TaskFailure, TaskStats, short_repr
 from . import Backend, get, lithops_fixes
 from .request import MapRequest
 
@@ -28,6 +28,8 @@ class Poll:
     newly_done: int
     newly_failed: int
     running: int
+    #: Input positions of the tasks this poll saw settle (for maps that fill in live).
+    settled: tuple[int, ...] = ()
 
 
 def service_errors() -> tuple[type[BaseException], ...]:
@@ -71,8 +73,18 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
 
 
 def _failure_from_future(index: int, item: Any, future) -> TaskFailure:
-    """Rebuild what the worker raised (its ``_exception`` triple), with the remote traceback as text."""
-    exc_type, exc, remote_tb = future._exception
+    """Rebuild what the worker raised, with its remote traceback as text."""
+    exc_info = getattr(future, "_exception", None)
+    if not exc_info:
+        return TaskFailure(index, short_repr(item), "UnknownError",
+                           "the worker reported no result and no exception")
+    if not (isinstance(exc_info, tuple) and len(exc_info) == 3):
+        # Lithops' wait(), interrupted (Ctrl-C landing inside it), marks every
+        # future it waited on as failed with a bare Exception() and no remote
+        # traceback: those tasks were stopped by the cancel, not failed.
+        return TaskFailure(index, short_repr(item), CANCELLED_TASK,
+                           "cancelled before it finished")
+    exc_type, exc, remote_tb = exc_info
     if isinstance(remote_tb, str):  # the worker could not pickle the exception
         text = remote_tb
     else:
@@ -113,6 +125,9 @@ class LithopsJob:
         self.request = request
         self.backend = backend or get(request.backend)
         self.futures: list = []
+        self._positions: dict[int, int] = {}
+        self._reduce_futures: list = []
+        self._map_job_id, self._map_job = "", None
         self._executor = None
         self._quiet = lithops_fixes.quiet_lithops()
 
@@ -122,7 +137,8 @@ class LithopsJob:
         lithops_fixes.private_temp_dir()
         self._quiet.__enter__()
         try:
-            self._executor = self.backend.executor(self.request)
+            with lithops_fixes.one_executor_setup_at_a_time():
+                self._executor = self.backend.executor(self.request)
         except BaseException:
             self._quiet.__exit__(*sys.exc_info())
             raise
@@ -149,17 +165,56 @@ class LithopsJob:
         # Each item goes in a 1-tuple so it binds to the first parameter
         # whatever its type: Lithops would spread a tuple over the
         # parameters and take a dict as keyword arguments.
-        self.futures = self._executor.map(lithops_fixes.task_function(func),
-                                          [(item,) for item in items],
-                                          runtime_memory=self.request.memory_mb,
-                                          timeout=self.request.timeout_s)
+        task = lithops_fixes.task_function(func, self.request.call, self.request.constants)
+        iterdata = [(item,) for item in items]
+        if self.request.reduce is None:
+            self.futures = self._executor.map(task, iterdata,
+                                              runtime_memory=self.request.memory_mb,
+                                              timeout=self.request.timeout_s)
+        else:
+            # Lithops' map_reduce() blocks until its reducer is spawned; its two
+            # stages are called separately so the loop keeps polling (and can
+            # refuse to reduce a partial list).
+            self._map_job_id, self._map_job, futures = self._executor._submit_map(
+                task, iterdata, runtime_memory=self.request.memory_mb,
+                timeout=self.request.timeout_s)
+            self._executor.futures.extend(futures)
+            self.futures = list(futures)
+        self._positions = {id(f): index for index, f in enumerate(self.futures)}
+
+    def submit_reduce(self) -> list:
+        """Start the reducer over the successful tasks' results (input order); its futures."""
+        ok = [f for f in self.futures if not _failed(f) and (f.done or f.success)]
+        if not ok:
+            return []
+        reducer = lithops_fixes.reduce_function(self.request.reduce)
+        self._reduce_futures = self._executor._run_reduce_job(
+            reduce_job_id=self._map_job_id.replace("M", "R"), reduce_function=reducer,
+            map_job=self._map_job, map_futures=ok, runtime_memory=self.request.memory_mb,
+            obj_reduce_by_key=False, extra_env=None, include_modules=[], exclude_modules=[])
+        self._executor.futures.extend(self._reduce_futures)
+        return list(self._reduce_futures)
+
+    def reduce_outcome(self) -> Any:
+        """The reducer's value, or a TaskFailure with its remote traceback."""
+        future = self._reduce_futures[0]
+        if _failed(future):
+            return _failure_from_future(len(self.futures), "<all results>", future)
+        if not future.done:
+            return TaskFailure(len(self.futures), "<all results>", "TaskLost",
+                               "the reducer never reported back")
+        return future.result(throw_except=False)
 
     def poll(self, pending: list) -> Poll:
         """Wait briefly on ``pending`` futures and sort them; only unsettled ones are polled."""
         from lithops.wait import ALWAYS
 
+        # A --reduce map's values stay in storage for the reducer (only its
+        # statuses are read); the reducer's own value is downloaded.
+        download = self.request.reduce is None or any(
+            id(f) not in self._positions for f in pending)
         try:
-            self._executor.wait(pending, return_when=ALWAYS, download_results=True,
+            self._executor.wait(pending, return_when=ALWAYS, download_results=download,
                                 throw_except=False, show_progressbar=False)
         except Exception as exc:
             if _caused_by_interrupt(exc):
@@ -167,16 +222,19 @@ class LithopsJob:
             if isinstance(exc, service_errors()):
                 raise ServiceUnavailable(service_error(exc)) from exc
             raise
-        still, done, failed, running = [], 0, 0, 0
+        still, done, failed, running, settled = [], 0, 0, 0, []
         for f in pending:
             if _failed(f):
                 failed += 1
-            elif f.done:
+            elif f.done or (not download and f.success):
                 done += 1
             else:
                 still.append(f)
                 running += f.running
-        return Poll(still, done, failed, running)
+                continue
+            if id(f) in self._positions:
+                settled.append(self._positions[id(f)])
+        return Poll(still, done, failed, running, tuple(settled))
 
     def check_storage(self) -> None:
         """Raise `ServiceUnavailable` when the job's storage does not answer."""
@@ -202,6 +260,9 @@ class LithopsJob:
             value = _failure_from_future(index, item, future)
             value.request_id = stats.request_id
             output = lithops_fixes.task_output_of(exc_info[1])
+        elif self.request.reduce is not None and not future.done:
+            # Left in storage for the reducer; never fetched here.
+            value, output = REDUCED, ""
         else:
             value, output = lithops_fixes.unpack_task_value(future.result(throw_except=False))
         return value, stats, output
@@ -225,9 +286,10 @@ class LithopsJob:
         warning: the results are already here and must not be lost over it.
         """
         sessions = lithops_fixes.runner_sessions(self._executor)
-        self._executor.compute_handler.clear({f.job_key for f in self.futures})
+        futures = self.futures + self._reduce_futures
+        self._executor.compute_handler.clear({f.job_key for f in futures})
         try:
-            self.backend.clean(self._executor, self.futures)
+            self.backend.clean(self._executor, futures)
         except service_errors() as exc:
             logger.warning("the map's job data was left in storage: %s", service_error(exc))
         lithops_fixes.kill_sessions(sessions)
@@ -238,18 +300,23 @@ class LithopsJob:
         Each step runs even if an earlier one fails: a half-stopped job would
         keep invoking. Failures are logged, never raised over the cancel.
         """
-        executor, futures = self._executor, self.futures
+        executor, futures = self._executor, self.futures + self._reduce_futures
         sessions = lithops_fixes.runner_sessions(executor)
         steps = (("stop the invoker", lambda: executor.invoker.stop(wait=True)),
                  ("stop monitoring", lambda: executor.job_monitor.remove(futures)),
                  ("drop queued calls", lambda: executor.compute_handler.clear(
                      {f.job_key for f in futures}, exception=KeyboardInterrupt())),
-                 ("delete job data", lambda: executor.clean(
+                 ("kill the tasks' processes", lambda: lithops_fixes.kill_sessions(sessions)),
+                 # The backend's own clean first: on localhost it deletes here and
+                 # now (a kernel shutting down is killed ~2.5 s after it is asked
+                 # to stop), and it removes the function pickle and job file that
+                 # Lithops' cleaner keeps for a cancelled job.
+                 ("delete the job data", lambda: self.backend.clean(executor, futures)),
+                 ("hand the rest to Lithops' cleaner", lambda: executor.clean(
                      fs=futures, clean_cloudobjects=False, force=True)))
         for what, step in steps:
             try:
                 step()
             except Exception as exc:  # best effort: the remaining steps must still run
                 logger.debug("cancel: could not %s: %s: %s", what, type(exc).__name__, exc)
-        lithops_fixes.kill_sessions(sessions)
         lithops_fixes.reap_cleaner()

@@ -11,8 +11,11 @@ warning naming that range (`check_version`).
 | `retry_throttled_invokes` | a 429/5xx invoke drops its call silently | test_sandbox_map.py::test_throttled_invoke_is_retried_not_raised |
 | `aliyun_endpoints` | no endpoint setting; module constants are the only hook | every map in test_sandbox_map.py |
 | `plain_http_pool` | a plain-http FC endpoint gets a 10-connection pool: "pool is full" in the cell | test_sandbox_map.py::test_injected_throttling_and_5xx_lose_no_result |
-| `task_function` | parameters named obj/id/storage/... get Lithops' own meaning | test_map_magic.py::test_parameter_names_lithops_reserves_behave_like_map |
+| `task_function` | parameters named obj/id/storage/... get Lithops' own meaning; a tuple item is spread and a dict taken as keywords; the items' data limit (4 MB) and per-task copies for a constant | test_map_magic.py::test_parameter_names_lithops_reserves_behave_like_map, test_map_forms.py::test_a_50_mb_constant_is_stored_once_per_map |
 | `task_function`, `unpack_task_value` | what a task prints is lost in the worker's log | test_receipt.py::test_task_output_is_captured_bounded_and_escaped |
+| `reduce_function`, two-stage reduce (job.py) | `map_reduce()` blocks until its reducer is spawned and reduces whatever finished; its reducer's parameter names get Lithops' meaning | test_map_reduce.py::test_a_failed_task_stops_the_reduce_unless_partial, ::test_the_reducer_runs_remotely_over_results_in_input_order |
+| bare `_exception` (job.py `_failure_from_future`) | an interrupted `wait()` marks its futures failed with `Exception()` instead of exc info: reading them raised TypeError after a Ctrl-C | test_map_forms.py::test_futures_an_interrupted_wait_marked_failed_read_as_cancelled, test_views_kernel.py::test_kernel_interrupt_cancels_and_the_kernel_stays_usable (timing) |
+| `one_executor_setup_at_a_time` | two executors set up at once in one process (a background map and another map) stage the localhost runner under the same `<runner>.<pid>.tmp` name: one fails with FileNotFoundError, or installs a runner the other was still writing | test_background.py::test_two_maps_started_together_in_threads_both_complete |
 | `leave_session_to_ourselves` | a child process joins this process's Lithops session and reads its results | test_views_kernel.py::test_a_process_started_after_a_map_does_not_share_its_lithops_session |
 | `reap_cleaner`, `forget_executor_at_exit` | a zombie cleaner per session; every executor alive until exit | test_reliability_map.py::test_a_map_leaves_no_processes_threads_handles_or_job_data |
 | `quiet_lithops` | Lithops logs its own failure warnings into the cell | test_map_magic.py::test_failures_keep_other_results_and_show_remote_traceback |
@@ -91,6 +94,13 @@ def quiet_lithops() -> Iterator[None]:
 
 TASK_MODULE = "fc_magic_task"
 TASK_NAME = "__fc_magic_task__"
+#: How a task calls FUNC with its item (`--star`, `--kwargs`); constants are keywords.
+CALL_FORMS = {
+    "item": "func(item, **constants)",
+    "star": "func(*item, **constants)",
+    "kwargs": "func(**item, **constants)",
+}
+
 #: The key of the dict a task returns: {OUTPUT_KEY: (value, output)}.
 OUTPUT_KEY = "__fc_magic_output__"
 #: Characters of a task's stdout+stderr kept (its tail); the rest is cut with a marker.
@@ -140,7 +150,7 @@ def {TASK_NAME}(item):
     saved = _sys.stdout, _sys.stderr
     _sys.stdout = _sys.stderr = tail
     try:
-        value = func(item)
+        value = _CALL_FORM_
     except BaseException as exc:
         _sys.stdout, _sys.stderr = saved
         try:
@@ -153,7 +163,8 @@ def {TASK_NAME}(item):
 """
 
 
-def task_function(func: Callable) -> Callable:
+def task_function(func: Callable, call: str = "item",
+                  constants: dict[str, Any] | None = None) -> Callable:
     """Wrap ``func`` so Lithops calls it exactly like ``map()`` would, its output captured.
 
     Lithops gives some parameter names a meaning of its own: ``obj`` turns
@@ -170,9 +181,15 @@ def task_function(func: Callable) -> Callable:
     ``{OUTPUT_KEY: (value, output)}``; a raised exception carries the output
     as its ``OUTPUT_KEY`` attribute (exceptions pickle their ``__dict__``).
     `unpack_task_value` and `task_output_of` read them back.
+
+    ``call`` spreads the item (`CALL_FORMS`); ``constants`` are keyword
+    arguments every call gets. They sit in the wrapper's globals, so they are
+    pickled with the function: Lithops stores the function once per job, not
+    once per task, and its per-job data limit (the items) never sees them.
     """
-    namespace = {"__name__": TASK_MODULE, "func": func}
-    exec(compile(_TASK_SOURCE, f"<{TASK_MODULE}>", "exec"), namespace)
+    source = _TASK_SOURCE.replace("_CALL_FORM_", CALL_FORMS[call])
+    namespace = {"__name__": TASK_MODULE, "func": func, "constants": dict(constants or {})}
+    exec(compile(source, f"<{TASK_MODULE}>", "exec"), namespace)
     task = namespace[TASK_NAME]
     task.__name__ = task.__qualname__ = getattr(func, "__name__", "task")
     return task
@@ -190,6 +207,50 @@ def task_output_of(exc: BaseException | None) -> str:
     """The output a failed task printed before it raised ('' when it did not travel)."""
     output = getattr(exc, OUTPUT_KEY, "")
     return output if isinstance(output, str) else ""
+
+
+REDUCE_NAME = "__fc_magic_reduce__"
+
+
+def reduce_function(reducer: Callable) -> Callable:
+    """Wrap a `--reduce` function for Lithops' reduce job, as `task_function` wraps FUNC.
+
+    Lithops hands the reduce job's first parameter the list of map results
+    (read from storage on the worker) and gives parameter names such as
+    ``obj`` or ``id`` its own meaning; the wrapper's one neutral parameter
+    keeps ``G(results)`` exactly what the user wrote. Each result is what
+    `task_function`'s wrapper returned, so it is unpacked to FUNC's own value
+    on the worker (which has no fc_magic to import) before G sees it.
+    """
+    namespace = {"__name__": TASK_MODULE, "reducer": reducer}
+    source = (f"def _value(packed):\n"
+              f"    if isinstance(packed, dict) and len(packed) == 1 and {OUTPUT_KEY!r} in packed:\n"
+              f"        return packed[{OUTPUT_KEY!r}][0]\n"
+              f"    return packed\n"
+              f"def {REDUCE_NAME}(results):\n"
+              f"    return reducer([_value(r) for r in results])\n")
+    exec(compile(source, f"<{TASK_MODULE}>", "exec"), namespace)
+    wrapper = namespace[REDUCE_NAME]
+    wrapper.__name__ = wrapper.__qualname__ = getattr(reducer, "__name__", "reduce")
+    return wrapper
+
+
+_SETUP_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def one_executor_setup_at_a_time() -> Iterator[None]:
+    """Create Lithops executors one after another in this process.
+
+    Each new localhost executor installs its runner script by copying it to
+    ``<runner>.<pid>.tmp`` and renaming that over the runner. The staging
+    name is per process, not per thread: two maps starting together (a
+    background map and a foreground one) write the same file, and one's
+    rename fails with FileNotFoundError, or moves a half-written runner into
+    place. Setting up takes milliseconds once the package is copied.
+    """
+    with _SETUP_LOCK:
+        yield
 
 
 def forget_executor_at_exit(executor: Any) -> None:
@@ -226,8 +287,11 @@ def reap_cleaner() -> None:
 
     process = getattr(FunctionExecutor, "_cleaner_process", None)
     if process is not None and process.poll() is None:
-        threading.Thread(target=process.wait, name="fc_magic-reap-cleaner",
-                         daemon=True).start()
+        try:
+            threading.Thread(target=process.wait, name="fc_magic-reap-cleaner",
+                             daemon=True).start()
+        except RuntimeError:  # "can't create new thread at interpreter shutdown"
+            logger.debug("the process is ending: Lithops' cleaner is left to init to reap")
 
 
 # --------------------------------------------------------------------- local processes and files
@@ -398,6 +462,9 @@ def delete_job_data(executor: Any, futures: list) -> None:
 
     internal = executor.internal_storage
     prefixes = {f"{JOBS_PREFIX}/{f.job_key}/" for f in futures}
+    # The localhost runner's job description sits beside the job's folder; a
+    # job cancelled before its runner took it would leave it behind.
+    prefixes |= {f"{JOBS_PREFIX}/{f.job_key}-job.json" for f in futures}
     prefixes.add(f"{JOBS_PREFIX}/{executor.executor_id}/")
     for prefix in sorted(prefixes):
         try:

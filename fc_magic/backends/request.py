@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -36,6 +37,14 @@ class MapRequest:
     config_file: str | None = None
     #: aliyun_fc: the aliyun CLI / credentials.ini profile to take credentials from.
     profile: str | None = None
+    #: How each task calls FUNC: "item" FUNC(item), "star" FUNC(*item), "kwargs" FUNC(**item).
+    call: str = "item"
+    #: Keyword arguments every call gets (`--const`), sent once per map with the function.
+    constants: dict = field(default_factory=dict, repr=False)
+    #: `--reduce G`: run G(list of results in input order) remotely after the map.
+    reduce: Any = field(default=None, repr=False)
+    #: Run G over the successful results even when some tasks failed.
+    reduce_partial: bool = False
 
 
 def merge_sections(config: dict, extra: dict) -> dict:

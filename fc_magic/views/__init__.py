@@ -33,10 +33,11 @@ def choose_view_kind(shell, preference: str = "auto") -> str:
 
 
 def make_map_view(kind: str, *, stream: TextIO | None = None,
-                  cancel: CancelToken | None = None, stage=None, where: str = "") -> MapView:
+                  cancel: CancelToken | None = None, stage=None, where: str = "",
+                  in_own_cell: Callable[[], bool] | None = None) -> MapView:
     if kind == "widget":
         from .widgets import WidgetMapView
-        return WidgetMapView(cancel=cancel, stage=stage, where=where)
+        return WidgetMapView(cancel=cancel, stage=stage, where=where, in_own_cell=in_own_cell)
     from .text import TextMapView
     return TextMapView(stream or sys.stdout)
 
@@ -52,19 +53,35 @@ class MapDisplay:
     Pass `on_snapshot` and `should_cancel` to `engine.run_map`, then call
     `show_result` with what it returned. ``stage``: the widget box a run
     started from a control draws in (its live row at once, then its receipt).
+    ``background``: the map runs in a thread (`fc_magic.background`);
+    ``in_own_cell()`` says whether the cell that started it still runs.
     """
 
     def __init__(self, kind: str, *, progress_after: float = 1.0, quiet: bool = False,
                  stream: TextIO | None = None, interval: float = DEFAULT_INTERVAL,
                  clock: Callable[[], float] = time.monotonic,
-                 make_view: Callable[[], MapView] | None = None, stage=None, where: str = ""):
+                 make_view: Callable[[], MapView] | None = None, stage=None, where: str = "",
+                 background: bool = False, in_own_cell: Callable[[], bool] | None = None):
         self.cancel = CancelToken()
-        make = make_view or (lambda: make_map_view(kind, stream=stream, cancel=self.cancel,
-                                                   stage=stage, where=where))
+        self.kind, self.background = kind, background
+        if background and in_own_cell is None:
+            in_own_cell = lambda: False  # noqa: E731 - ended after its cell: widget state only
+        make = make_view or (lambda: make_map_view(
+            kind, stream=stream, cancel=self.cancel, stage=stage, where=where,
+            in_own_cell=in_own_cell if background else None))
         staged = stage is not None and kind == "widget"
+        if background and kind != "widget":
+            # Updated from a thread while the user types: a text line redrawn
+            # under the prompt would garble it, so only the final line is printed.
+            progress_after = float("inf")
+        elif background or staged:
+            progress_after = 0.0
         self.reporter = None if quiet and not staged else ProgressReporter(
-            make, progress_after=0.0 if staged else progress_after, interval=interval,
-            clock=clock, show_quick_success=staged)
+            make, progress_after=progress_after, interval=interval, clock=clock,
+            show_quick_success=staged or background)
+        if background and kind == "widget" and self.reporter is not None:
+            # Displayed now, from the main thread, so it lands in the map's own cell.
+            self.reporter.show_now()
 
     @property
     def on_snapshot(self):
@@ -80,8 +97,17 @@ class MapDisplay:
 
     def show_result(self, result, **actions) -> None:
         """The final panel: failures (with retry), preview, figures, hint, slider."""
+        if self.background and self.kind != "widget":
+            return  # from a thread, under the prompt: the final line says enough
         if self.view is not None:  # None: quiet, or a quick success that needed no view
             self.view.show_result(result, **actions)
+
+    def cancelling(self) -> None:
+        """Show at once that a cancel was asked for (a background map's r.cancel())."""
+        self.cancel.cancel()
+        view = self.view
+        if view is not None and hasattr(view, "_cancel_clicked"):
+            view._cancel_clicked()
 
 
 def memory_slider(memory: Setting, value: int | None = None, *, result=None,

@@ -119,6 +119,8 @@ def traceback_text(failure) -> str:
 def receipt_text(result: MapResult) -> str:
     """The receipt as text: status, failures (first with its traceback), hint."""
     lines = [status_text(result)]
+    if result.reducer:
+        lines.append(result.reduce_summary())
     failures = result.failures_not_cancelled
     if failures:
         lines.append(f"{len(failures)} of {len(result)} tasks failed (the other results are "
@@ -260,6 +262,9 @@ def receipt_html(result: MapResult) -> str:
     status = html.escape(status_text(result).removesuffix(f" [{word}]"))
     parts = [f"<div style='font-size:13px'><b style='color:{colour}'>{html.escape(word)}</b> "
              f"<span>{status}</span></div>"]
+    if result.reducer:
+        parts.append(f"<div style='font-size:12px'><code>{html.escape(result.reduce_summary())}"
+                     f"</code></div>")
     failures = result.failures_not_cancelled
     if failures:
         parts.append(f"<div style='font-size:12px;color:{BAD_COLOUR}'>{len(failures)} of "

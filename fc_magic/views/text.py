@@ -145,6 +145,8 @@ def result_summary_lines(result) -> list[str]:
     from .. import pricing
 
     lines: list[str] = []
+    if getattr(result, "reducer", ""):
+        lines.append(result.reduce_summary())
     real = result.failures_not_cancelled
     if real:
         lines.extend(failure_report(result).splitlines())

@@ -96,7 +96,8 @@ class WidgetMapView(TextFallback):
     """
 
     def __init__(self, display_now: bool = True, *, cancel: CancelToken | None = None,
-                 stage: w.Box | None = None, where: str = ""):
+                 stage: w.Box | None = None, where: str = "",
+                 in_own_cell: Callable[[], bool] | None = None):
         self.cancel_token = cancel or CancelToken()
         self.where = where
         self.bar = StackedBar(layout=w.Layout(width="30%", flex="0 0 auto"))
@@ -113,7 +114,17 @@ class WidgetMapView(TextFallback):
         self.receipt: Receipt | None = None
         self._text = ""
         self._handle = None
-        if stage is not None:
+        self._shown = self
+        #: A background map's: whether the cell that started it is still running.
+        self._in_own_cell = in_own_cell
+        if in_own_cell is not None:
+            # A background map ends from a thread, usually after its cell has
+            # finished, when only widget state still reaches the page: its row
+            # sits in a box of its own that the receipt can replace later.
+            self.stage = stage = w.VBox([self.box])
+            self._shown = _Staged(stage, self.plain_text)
+            self._handle = display(self._shown, display_id=True)
+        elif stage is not None:
             stage.children = [self.box]
         elif display_now:
             self._handle = display(self, display_id=True)
@@ -141,7 +152,7 @@ class WidgetMapView(TextFallback):
         self.draw(snapshot)
         self.cancel_button.layout.display = "none"
         if self._handle is not None:
-            self._handle.update(self)
+            self._handle.update(self._shown)
 
     # ------------------------------------------------------------------ the end
     def show_result(self, result, *, on_retry: Callable[[w.Box], None] | None = None,
@@ -151,7 +162,12 @@ class WidgetMapView(TextFallback):
         self.receipt = Receipt(result)
         self._text = self.receipt._repr_mimebundle_()["text/plain"]
         actions = MapControls.wanted(result, on_retry, memory, on_rerun)
-        if self.stage is not None:
+        # A background map that ends while its own cell still runs gets the
+        # static receipt like a foreground one; later, only widget state reaches
+        # the page, so its box shows the same receipt HTML.
+        staged = self.stage is not None and (self._in_own_cell is None
+                                             or not self._in_own_cell())
+        if staged:
             self.controls = MapControls(result, on_retry=on_retry, memory=memory,
                                         on_rerun=on_rerun, cpu=cpu) if actions else None
             self.stage.children = [w.HTML(receipt_html(result)),
@@ -173,6 +189,16 @@ class WidgetMapView(TextFallback):
         """The live row is gone from the page; its models need not stay in the kernel or notebook."""
         for widget in (self.bar, self.label, self.cancel_button, self.box):
             widget.close()
+
+
+class _Staged(TextFallback):
+    """A background map's box as displayed: its widgets, and the view's text as text/plain."""
+
+    def __init__(self, box: w.Box, text: Callable[[], str]):
+        self.box, self._text = box, text
+
+    def plain_text(self) -> str:
+        return self._text()
 
 
 class MapControls(TextFallback):
