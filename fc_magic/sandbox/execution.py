@@ -425,7 +425,8 @@ class Executor:
 
     def __init__(self, concurrency: int, cache_dir: str, work_dir: str,
                  idle_timeout_s: float = 300.0,
-                 role_credentials: Callable[[str], dict | None] | None = None):
+                 role_credentials: Callable[[str], dict | None] | None = None,
+                 isolate: bool = True):
         self.concurrency = concurrency
         #: role ARN -> temporary credentials for one invocation's context.credentials.
         self.role_credentials = role_credentials
@@ -441,7 +442,8 @@ class Executor:
         self._stopping = threading.Event()
         self._interpreters: dict[str, Future] = {}
         #: Whether instances get a filesystem of their own (checked once per process).
-        self.isolation = detect_isolation()
+        self.isolation = (detect_isolation() if isolate else
+                          Isolation(False, "Sandbox(isolate=False)"))
         self._threads = [threading.Thread(target=self._serve, daemon=True,
                                           name=f"fc-sandbox-slot-{i}")
                          for i in range(concurrency)]

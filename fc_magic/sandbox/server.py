@@ -316,7 +316,9 @@ class Sandbox:
     does while it prepares one (0: Active at once, for tests that invoke
     straight after creating). ``instance_role`` names the client machine's
     RAM role that the emulated ECS metadata service serves (`metadata`;
-    reached with ``HTTP_PROXY`` = `metadata_proxy`).
+    reached with ``HTTP_PROXY`` = `metadata_proxy`). ``isolate=False`` runs
+    instances without a filesystem and PID namespace of their own even where
+    the machine allows them (they then see the client's files and processes).
     """
 
     def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, region: str = "cn-hangzhou",
@@ -328,7 +330,8 @@ class Sandbox:
                  connection_idle_s: float = CONNECTION_IDLE_S,
                  function_pending_s: float = 0.0,
                  sts_ttl_s: float = 3600.0, role_ttl_s: float = 3600.0,
-                 keep_payloads: bool = False, instance_role: str = ""):
+                 keep_payloads: bool = False, instance_role: str = "",
+                 isolate: bool = True):
         self.region = region
         self.function_pending_s = function_pending_s
         #: Lifetime of the temporary credentials issued to clients (`issue_sts`,
@@ -336,6 +339,8 @@ class Sandbox:
         self.sts_ttl_s = sts_ttl_s
         self.role_ttl_s = role_ttl_s
         self.keep_payloads = keep_payloads
+        #: Give instances a filesystem of their own where the machine allows it.
+        self.isolate = isolate
         self.max_object_bytes = max_object_bytes
         self.max_connections = max_connections
         self.connection_idle_s = connection_idle_s
@@ -384,7 +389,8 @@ class Sandbox:
     def start(self) -> "Sandbox":
         self.executor = Executor(self.concurrency, self.cache_dir,
                                  os.path.join(self.work_dir, "instances"), self.idle_timeout_s,
-                                 role_credentials=self._role_credentials)
+                                 role_credentials=self._role_credentials,
+                                 isolate=self.isolate)
         os.makedirs(os.path.join(self.work_dir, "instances"), exist_ok=True)
         self.functions = FunctionService(self.store, self.executor,
                                          os.path.join(self.work_dir, "code"),
