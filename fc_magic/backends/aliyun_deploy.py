@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from typing import Any
 
 from .. import limits
@@ -295,7 +296,10 @@ def _role_check(executor: Any, bucket: str, name: str) -> dict | None:
     if not endpoint:
         logger.debug("no internal OSS endpoint in the executor's config: no role check")
         return None
-    return {"bucket": bucket, "endpoint": endpoint, "key": ROLE_CHECK_PREFIX + name}
+    # A key of its own per check: two kernels deploying at once must not
+    # delete each other's probe between its write and its read.
+    return {"bucket": bucket, "endpoint": endpoint,
+            "key": f"{ROLE_CHECK_PREFIX}{name}/{uuid.uuid4().hex}"}
 
 
 def _get(backend: Any, name: str, lithops_fc: Any) -> Any:
