@@ -146,12 +146,13 @@ def _cmd_sandbox(args) -> int:
     import threading
 
     from .sandbox import Faults, Sandbox
+    from .sandbox.server import DEFAULT_CONCURRENCY
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
     print("starting (the first start on a machine installs FC's preinstalled modules, "
           "about a minute)", flush=True)
-    sandbox = Sandbox(port=args.port, concurrency=args.concurrency,
+    sandbox = Sandbox(port=args.port, concurrency=args.concurrency or DEFAULT_CONCURRENCY,
                       faults=Faults(args.throttle_rate, args.error_rate)).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -223,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     sbx = sub.add_parser("sandbox", help="run a local Function Compute + OSS on 127.0.0.1 "
                                          "for the aliyun_fc backend, until Ctrl-C")
     sbx.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    sbx.add_argument("--concurrency", type=int, default=4,
-                     help="function instances running at once (default 4)")
+    sbx.add_argument("--concurrency", type=int, default=None,
+                     help="function instances running at once (default 32)")
     sbx.add_argument("--config-out", metavar="FILE",
                      help="also write the Lithops config to FILE (mode 600)")
     sbx.add_argument("--throttle-rate", type=float, default=0.0,

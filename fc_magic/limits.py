@@ -116,30 +116,53 @@ FC_FUNCTION_NAME_MAX = 64
 #: FC function names: a letter or `_` first, then letters, digits, `_`, `-` (a full match).
 FC_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
-#: Function Compute's preinstalled Python packages per runtime, as listed in
-#: Alibaba Cloud's "Python runtime / built-in modules" documentation
-#: (help.aliyun.com/document_detail/2512973.html, and 158208 for 3.9/3.10).
-#: The 3.9 table is longer than what is listed here; a package missing from
-#: this list only makes the pre-flight ask the user to declare it, which is safe.
-FC_BUILTIN_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
-    "3.12": ("oss2", "alibabacloud-ecs20140526", "alibabacloud-vpc20160428",
-             "alibabacloud-rds20140815", "alibabacloud-kms20160120",
-             "alibabacloud-mns-open20220119", "alibabacloud-cdn20180510",
-             "alibabacloud-ram20150501", "alibabacloud-sts20150401",
-             "alibabacloud-iot20180120", "alibabacloud-sls20201230", "wand", "scrapy",
-             "pymysql", "elasticsearch", "pillow", "pyopenssl", "redis", "requests"),
-    "3.10": ("oss2", "tablestore", "aliyun-fc2", "aliyun-python-sdk-ecs",
-             "aliyun-python-sdk-vpc", "aliyun-python-sdk-rds", "aliyun-python-sdk-kms",
-             "aliyun-mns", "aliyun-python-sdk-cdn", "aliyun-python-sdk-ram",
-             "aliyun-python-sdk-sts", "aliyun-python-sdk-iot", "aliyun-log-python-sdk",
-             "wand", "scrapy", "pymysql", "elasticsearch", "pillow", "pyopenssl", "redis",
-             "requests"),
-    "3.9": ("oss2", "tablestore", "aliyun-fc2", "aliyun-python-sdk-ecs",
-            "aliyun-python-sdk-vpc", "aliyun-python-sdk-rds", "aliyun-python-sdk-kms",
-            "aliyun-mns", "aliyun-python-sdk-cdn", "aliyun-python-sdk-ram",
-            "aliyun-python-sdk-sts", "aliyun-python-sdk-iot", "aliyun-log-python-sdk",
-            "wand", "opencv-python", "numpy", "scipy", "matplotlib", "scrapy"),
+#: Function Compute's preinstalled Python packages per runtime and their versions, as
+#: Alibaba Cloud's "Python runtime / built-in modules" pages list them
+#: (help.aliyun.com/document_detail/2512973.html for 3.12, 158208 for 3.10 and 3.9;
+#: read 2026). The sandbox installs exactly these versions as each runtime's base
+#: environment. "" where the page gives no version pip can install: PyMySQL "1.4.6"
+#: and alibabacloud-sts20150401 "3.1.0" (3.12; the latter is aliyun-python-sdk-sts's)
+#: and pyOpenSSL "1.0.2" (3.10, the OpenSSL version) exist on no index, and the
+#: page's 3.9 scrapy row has none; those install at their latest. The 3.9 table is
+#: longer than what is listed here; a package missing from this list only makes the
+#: pre-flight ask the user to declare it, which is safe.
+FC_BUILTIN_VERSIONS: dict[str, dict[str, str]] = {
+    "3.12": {"oss2": "2.18.6", "alibabacloud-ecs20140526": "4.1.9",
+             "alibabacloud-vpc20160428": "6.7.2", "alibabacloud-rds20140815": "6.0.1",
+             "alibabacloud-kms20160120": "2.2.1", "alibabacloud-mns-open20220119": "1.0.3",
+             "alibabacloud-cdn20180510": "4.0.0", "alibabacloud-ram20150501": "1.1.0",
+             "alibabacloud-sts20150401": "", "alibabacloud-iot20180120": "5.1.0",
+             "alibabacloud-sls20201230": "5.2.2", "wand": "0.6.11", "scrapy": "2.11.2",
+             "pymysql": "", "elasticsearch": "8.14.0", "pillow": "10.4.0",
+             "pyopenssl": "24.2.1", "redis": "5.0.7", "requests": "2.32.3"},
+    "3.10": {"oss2": "2.16.0", "tablestore": "5.4.1", "aliyun-fc2": "2.5.2",
+             "aliyun-python-sdk-ecs": "4.24.26", "aliyun-python-sdk-vpc": "3.0.27",
+             "aliyun-python-sdk-rds": "2.7.2", "aliyun-python-sdk-kms": "2.16.0",
+             "aliyun-mns": "1.1.5", "aliyun-python-sdk-cdn": "3.7.8",
+             "aliyun-python-sdk-ram": "3.2.0", "aliyun-python-sdk-sts": "3.1.0",
+             "aliyun-python-sdk-iot": "8.47.0", "aliyun-log-python-sdk": "0.8.0",
+             "wand": "0.6.10", "scrapy": "2.7.1", "pymysql": "1.0.2",
+             "elasticsearch": "8.5.2", "pillow": "9.3.0", "pyopenssl": "", "redis": "4.4.0",
+             "requests": "2.28.1"},
+    "3.9": {"oss2": "2.15.0", "tablestore": "5.2.1", "aliyun-fc2": "2.5.0",
+            "aliyun-python-sdk-ecs": "4.24.11", "aliyun-python-sdk-vpc": "3.0.15",
+            "aliyun-python-sdk-rds": "2.6.1", "aliyun-python-sdk-kms": "2.15.0",
+            "aliyun-mns": "1.1.5", "aliyun-python-sdk-cdn": "3.6.7",
+            "aliyun-python-sdk-ram": "3.2.0", "aliyun-python-sdk-sts": "3.1.0",
+            "aliyun-python-sdk-iot": "8.30.0", "aliyun-log-python-sdk": "0.7.3",
+            "wand": "0.6.7", "opencv-python": "4.5.4.58", "numpy": "1.21.4",
+            "scipy": "1.7.2", "matplotlib": "3.4.3", "scrapy": ""},
 }
+#: The distributions alone (what the pre-flight check trusts FC to have).
+FC_BUILTIN_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    python: tuple(versions) for python, versions in FC_BUILTIN_VERSIONS.items()}
+
+
+def fc_builtin_pins(python: str) -> tuple[str, ...]:
+    """pip requirements for FC's preinstalled packages on a Python, at FC's versions."""
+    return tuple(f"{name}=={version}" if version else name
+                 for name, version in FC_BUILTIN_VERSIONS.get(python, {}).items())
+
 
 def python_version() -> str:
     """This interpreter's Python as "X.Y", the form FC runtimes are named by."""

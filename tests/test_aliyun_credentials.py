@@ -282,3 +282,128 @@ def test_500_tasks_under_concurrency_have_no_task_errors(sandbox, runtime, tmp_p
                          extra_config={"lithops": {"chunksize": 10}})
     assert result.failures == []
     assert result.values == [x + 1 for x in range(500)]
+
+
+def _probe_paths():
+    def probe(path):
+        # What a task meets when it reaches for a client's file, or tries to write one.
+        import os
+        mode, _, path = path.partition(":")
+        try:
+            if mode == "read":
+                with open(path, "rb") as f:
+                    return "read " + str(len(f.read()))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write("written by a task")
+            return "wrote"
+        except OSError as exc:
+            return type(exc).__name__
+    return probe
+
+
+def test_a_task_cannot_read_the_clients_files(sandbox, runtime, clean_env, tmp_path,
+                                              lithops_cache):
+    assert sandbox.executor.isolation.available, sandbox.executor.isolation.reason
+    config = tmp_path / "lithops-config.yaml"      # the Lithops config, with the key
+    config.write_text(sandbox.config_yaml())
+    planted = clean_env / "planted-in-home.txt"    # a file in the client's home
+    planted.write_text("the client's")
+    lithops_dir = Path(lithops_cache).parent       # the client's ~/.lithops (per module)
+    (lithops_dir / "config").write_text(sandbox.config_yaml())
+    paths = [config, planted, lithops_dir / "config", Path(__file__),
+             Path(runtime.package), Path(sandbox.work_dir) / "bodies"]
+    _line, result = _run(runtime, str(config), func=_probe_paths(),
+                         items=[f"read:{p}" for p in paths])
+    assert all(p.exists() for p in paths[:-1])
+    assert result.values == ["FileNotFoundError"] * len(paths)
+
+
+def test_a_task_cannot_write_into_the_clients_folders(sandbox, runtime, clean_env, tmp_path):
+    config = tmp_path / "lithops-config.yaml"
+    config.write_text(sandbox.config_yaml())
+    cache = Path(runtime.package).parents[2]     # fc_magic's cache (runtimes)
+    targets = [cache / "from-a-task.txt", Path(sandbox.cache_dir) / "from-a-task.txt",
+               tmp_path / "from-a-task.txt", Path("/tmp/from-a-task.txt")]
+    _line, result = _run(runtime, str(config), func=_probe_paths(),
+                         items=[f"write:{p}" for p in targets])
+    # Each write lands in the instance's own /tmp (gone with it) or is refused:
+    # the client's folders are not there, and the system's are read-only.
+    assert result.values[1] == "OSError"       # read-only file system, as on FC
+    assert result.values[3] == "wrote"
+    assert not any(p.exists() for p in targets)
+
+
+def test_instance_ram_role_through_the_metadata_service_runs_a_map(
+        sandbox, runtime, keyless_config, clean_env, monkeypatch):
+    from alibabacloud_credentials.utils import auth_util
+
+    # Nothing else: no keys in the environment or the config, no profile files.
+    monkeypatch.delenv(aliyun_credentials.ENV_ECS_DISABLED)
+    monkeypatch.setattr(auth_util, "environment_ecs_metadata_disabled", "false")
+    monkeypatch.setattr(sandbox.metadata, "role", "pai-dsw-notebook")
+    # The library's only way to another metadata address: its HTTP proxy.
+    monkeypatch.setenv("HTTP_PROXY", sandbox.metadata_proxy)
+    served = sandbox.metadata.served
+    line, result = _run(runtime, keyless_config)
+    assert result.values == [0, 1, 4, 9]
+    assert line.startswith("credentials: the instance RAM role (ECS metadata service, role "
+                           "pai-dsw-notebook), EcsRamRole, AccessKey STS.")
+    assert sandbox.metadata.served > served
+
+
+def test_metadata_service_answers_as_ecs_does(sandbox):
+    import requests
+
+    proxies = {"http": sandbox.metadata_proxy}
+    base = "http://100.100.100.200/latest"
+    token = requests.put(f"{base}/api/token", proxies=proxies, timeout=5,
+                         headers={"X-aliyun-ecs-metadata-token-ttl-seconds": "60"})
+    assert token.status_code == 200 and len(token.text) > 20
+    roles = f"{base}/meta-data/ram/security-credentials/"
+    assert requests.get(roles, proxies=proxies, timeout=5).status_code == 404  # no role yet
+    sandbox.metadata.role = "ecs-role"
+    try:
+        listed = requests.get(roles, proxies=proxies, timeout=5,
+                              headers={"X-aliyun-ecs-metadata-token": token.text})
+        assert listed.text == "ecs-role"
+        bad = requests.get(roles + "ecs-role", proxies=proxies, timeout=5,
+                           headers={"X-aliyun-ecs-metadata-token": "forged"})
+        assert bad.status_code == 401
+        creds = requests.get(roles + "ecs-role", proxies=proxies, timeout=5).json()
+    finally:
+        sandbox.metadata.role = ""
+    assert creds["Code"] == "Success" and creds["AccessKeyId"].startswith("STS.")
+    auth = oss2.StsAuth(creds["AccessKeyId"], creds["AccessKeySecret"], creds["SecurityToken"])
+    oss2.Bucket(auth, sandbox.host, DEFAULT_BUCKET).put_object("metadata-probe", b"ok")
+
+
+@pytest.mark.parametrize("role, memory_mb", [("no-oss", 384), ("not-for-fc", 448)])
+def test_a_function_role_that_cannot_use_the_bucket_is_one_error_at_deploy(
+        sandbox, runtime, clean_env, tmp_path, monkeypatch, role, memory_mb):
+    config = sandbox.lithops_config()
+    role_arn = f"acs:ram::{sandbox.account_id}:role/{role}"
+    config["aliyun_fc"]["role_arn"] = role_arn
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    # A role without OSS in its policy, or one whose trust policy FC is not in.
+    monkeypatch.setattr(sandbox, "roles_without_oss", {role_arn} if role == "no-oss" else set())
+    monkeypatch.setattr(sandbox, "roles_fc_cannot_assume",
+                        {role_arn} if role == "not-for-fc" else set())
+    invocations = sandbox.functions.invocations
+    request = engine.MapRequest(backend="aliyun_fc", runtime=runtime.deploy_name,
+                                package=runtime.package, config_file=str(path),
+                                memory_mb=memory_mb, timeout_s=60)
+    with pytest.raises(aliyun_credentials.InputProblem) as err:
+        engine.run_map(_square(), [1, 2], request)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"the FC function cannot use bucket {DEFAULT_BUCKET} with role_arn {role_arn} ("
+        + (f"OSS refused the function's role on bucket {DEFAULT_BUCKET}: AccessDenied)"
+           if role == "no-oss" else "this function has no usable RAM role (FC passed no "
+           "credentials)"))
+    assert (f"allows oss:GetObject, oss:PutObject, oss:DeleteObject on acs:oss:*:*:"
+            f"{DEFAULT_BUCKET}/lithops.jobs/* and oss:ListObjects on acs:oss:*:*:"
+            f"{DEFAULT_BUCKET}") in message
+    assert sandbox.functions.invocations - invocations == 1, "only the deploy's check ran"

@@ -35,7 +35,11 @@ MAX_OBJECT = 24 * 2**20
 
 @pytest.fixture(scope="module")
 def sandbox():
-    with Sandbox(concurrency=2, connection_idle_s=IDLE_S, max_connections=MAX_CONNECTIONS,
+    # isolate=False: the process-tree tests read pids and pid files the
+    # functions write, which need the client's view of files and PIDs (an
+    # isolated instance has its own /tmp and PID namespace).
+    with Sandbox(concurrency=2, isolate=False, connection_idle_s=IDLE_S,
+                 max_connections=MAX_CONNECTIONS,
                  max_object_bytes=MAX_OBJECT) as sb:
         yield sb
 
@@ -386,7 +390,7 @@ def test_a_timeout_kills_the_whole_tree_even_what_ignores_sigterm_or_left_the_se
 
 
 def test_stop_ends_every_instance_process(attack):
-    with Sandbox(concurrency=1) as sb:
+    with Sandbox(concurrency=1, isolate=False) as sb:  # reads the function's pid
         client = _deploy(sb, "leaves-a-process", memory=256, timeout=10)
         _, out = _call(client, "leaves-a-process", {"do": "background"})
         pid = out["pid"]

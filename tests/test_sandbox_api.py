@@ -212,12 +212,14 @@ def test_sync_and_async_invoke_with_request_ids_on_warm_instances(fn, sandbox):
     assert res.status_code == 202 and res.headers["x-fc-request-id"] and body is None
 
 
-def test_function_sees_only_its_package_and_fc_builtins(fn):
+def test_function_sees_only_its_package_and_fc_builtins(fn, sandbox):
     client, name = fn
     _, out = _invoke(client, name, {})
     site = os.path.dirname(os.path.dirname(oss2.__file__))
     assert site not in out["path"], "the client's site-packages must be invisible"
-    assert not out["oss2"].startswith(site) and "/sandbox/base-py" in out["oss2"]
+    base = ("/opt/fc-base-env/" if sandbox.executor.isolation.available
+            else "/sandbox/base-py")
+    assert not out["oss2"].startswith(site) and base in out["oss2"]
     assert out["cwd"] == out["path"][0]  # the unpacked package, as FC's /code
     res, err = _invoke(client, name, {"import": "lithops"})
     assert res.headers["x-fc-error-type"] == "UnhandledInvocationError"

@@ -184,10 +184,15 @@ def _ecs_role() -> CredentialSource | None:
 
     if os.environ.get(ENV_ECS_DISABLED, "").lower() == "true":
         return None
-    # No background refresher thread: the provider refreshes when asked.
-    provider = EcsRamRoleCredentialsProvider(
-        role_name=os.environ.get(ENV_ECS_ROLE) or None, async_update_enabled=False,
-        http_options=HttpOptions(connect_timeout=ECS_TIMEOUT_MS, read_timeout=ECS_TIMEOUT_MS))
+    try:
+        # No background refresher thread: the provider refreshes when asked.
+        provider = EcsRamRoleCredentialsProvider(
+            role_name=os.environ.get(ENV_ECS_ROLE) or None, async_update_enabled=False,
+            http_options=HttpOptions(connect_timeout=ECS_TIMEOUT_MS,
+                                     read_timeout=ECS_TIMEOUT_MS))
+    except ValueError as exc:  # the library read ..._DISABLED=true when it was imported
+        logger.debug("the ECS metadata chain is disabled: %s", exc)
+        return None
     # The library logs each failed attempt with a traceback through a stderr
     # handler of its own; off ECS a failed probe is the expected answer.
     library_logger = logging.getLogger("credentials")
@@ -200,9 +205,25 @@ def _ecs_role() -> CredentialSource | None:
         return None
     finally:
         library_logger.setLevel(level)
-    role = os.environ.get(ENV_ECS_ROLE)
+    role = os.environ.get(ENV_ECS_ROLE) or _metadata_role_name(provider)
     return CredentialSource("the instance RAM role (ECS metadata service"
                             + (f", role {role})" if role else ")"), "EcsRamRole", provider)
+
+
+def _metadata_role_name(provider: Any) -> str:
+    """The role the metadata service reports, asked through the provider's own lookup.
+
+    The library finds the name (IMDSv2 token, proxy, timeouts) but keeps it to
+    itself; its lookup is reused rather than rewritten. "" when it cannot say.
+    """
+    lookup = getattr(provider, "_get_role_name", None)
+    if lookup is None:
+        return ""
+    try:
+        return str(lookup()).strip()
+    except Exception as exc:  # the library raises its own and the HTTP stack's errors
+        logger.debug("the metadata service did not name the role: %s", type(exc).__name__)
+        return ""
 
 
 def _looked() -> str:

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from typing import Any
 
 from .. import limits
@@ -27,7 +28,30 @@ class RuntimeStartProblem(InputProblem):
     """The deployed package cannot start Lithops' handler on FC (one line)."""
 
 
-def first_metadata(backend: Any, function_name: str, runtime: str) -> dict | None:
+class FunctionRoleProblem(InputProblem):
+    """The function's RAM role is missing or cannot use the bucket (one line, at deploy)."""
+
+
+#: The function role's minimal RAM policy (the README gives it in full).
+ROLE_POLICY = ("oss:GetObject, oss:PutObject, oss:DeleteObject on "
+               "acs:oss:*:*:{bucket}/lithops.jobs/* and oss:ListObjects on acs:oss:*:*:{bucket}")
+#: The metadata invocation's key asking for the role check: fc_entry_point.ROLE_CHECK
+#: (not importable here: that module imports Lithops' handler, present only on FC).
+ROLE_CHECK_KEY = "fc_magic_role_check"
+#: Where the deploy-time role check writes (inside the prefix that policy covers).
+ROLE_CHECK_PREFIX = "lithops.jobs/fc_magic-role-check/"
+
+
+def role_problem(role_arn: str | None, bucket: str, detail: str) -> FunctionRoleProblem:
+    role = f"role_arn {role_arn}" if role_arn else "no role_arn"
+    return FunctionRoleProblem(
+        f"the FC function cannot use bucket {bucket} with {role} ({detail[:160]}); set "
+        f"role_arn under 'aliyun_fc:' to a role FC (fc.aliyuncs.com) may assume whose policy "
+        f"allows {ROLE_POLICY.format(bucket=bucket)} (README: Minimal RAM policies)")
+
+
+def first_metadata(backend: Any, function_name: str, runtime: str,
+                   role_check: dict | None = None) -> dict | None:
     """One metadata invocation: the metadata, None if not ready, or a clear error.
 
     Lithops' ``_generate_runtime_meta`` retries any ``errorMessage`` 24 times,
@@ -35,12 +59,18 @@ def first_metadata(backend: Any, function_name: str, runtime: str) -> dict | Non
     whose handler cannot even be imported answers the same error every time,
     and an endpoint that does not answer at all never will, so the user would
     wait two minutes for a generic exception. Both are reported at once.
+    ``role_check`` ({"bucket", "endpoint", "key"}) has fc_magic's handler try
+    the function's role on the bucket first; a role that cannot is
+    `FunctionRoleProblem`, before any task runs.
     """
     from alibabacloud_fc20230330 import models as fc_models
     from lithops.serverless.backends.aliyun_fc import aliyun_fc as lithops_fc
     from Tea.exceptions import TeaException, UnretryableException
 
-    payload = json.dumps({"get_metadata": True, "log_level": logging.WARNING}).encode()
+    ask = {"get_metadata": True, "log_level": logging.WARNING}
+    if role_check is not None:
+        ask[ROLE_CHECK_KEY] = role_check
+    payload = json.dumps(ask).encode()
     try:
         res = backend.fc_client.invoke_function_with_options(
             function_name, fc_models.InvokeFunctionRequest(body=io.BytesIO(payload)),
@@ -64,6 +94,9 @@ def first_metadata(backend: Any, function_name: str, runtime: str) -> dict | Non
         return None
     if not isinstance(meta, dict):
         return None
+    if meta.get("errorType") == "RoleProblem" and role_check is not None:
+        raise role_problem(getattr(backend, "role_arn", None), role_check["bucket"],
+                           str(meta.get("errorMessage", ""))) from None
     if meta.get("errorType") in _START_ERRORS:
         raise RuntimeStartProblem(
             f"runtime {runtime} cannot start on Function Compute: {meta['errorType']}: "
@@ -244,7 +277,8 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
     store.touch(key)
     runtime_key = backend.get_runtime_key(request.runtime, request.memory_mb)
     if fresh or internal.get_runtime_meta(runtime_key) is None:
-        meta = first_metadata(backend, name, request.runtime)
+        meta = first_metadata(backend, name, request.runtime,
+                              _role_check(executor, internal.bucket, name))
         if meta is None:  # not answering yet: Lithops' own wait-and-retry loop
             meta = backend._generate_runtime_meta(
                 name, max_attempts=lithops_fc.ZIP_METADATA_MAX_ATTEMPTS,
@@ -253,6 +287,19 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
         internal.put_runtime_meta(runtime_key, meta)
         lithops_storage.RUNTIME_META_CACHE[internal._runtime_meta_refs(runtime_key)[1]] = meta
     return fresh
+
+
+def _role_check(executor: Any, bucket: str, name: str) -> dict | None:
+    """What the handler needs to try the role on the bucket: the endpoint the workers use."""
+    oss = (getattr(executor, "config", None) or {}).get("aliyun_oss") or {}
+    endpoint = oss.get("internal_endpoint")
+    if not endpoint:
+        logger.debug("no internal OSS endpoint in the executor's config: no role check")
+        return None
+    # A key of its own per check: two kernels deploying at once must not
+    # delete each other's probe between its write and its read.
+    return {"bucket": bucket, "endpoint": endpoint,
+            "key": f"{ROLE_CHECK_PREFIX}{name}/{uuid.uuid4().hex}"}
 
 
 def _get(backend: Any, name: str, lithops_fc: Any) -> Any:

@@ -34,9 +34,40 @@ CONFIG_KEYS = ("access_key_id", "access_key_secret", "security_token")
 ENV_KEYS = ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
             "ALIBABA_CLOUD_SECURITY_TOKEN", "ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET",
             "ALIYUN_SECURITY_TOKEN", "accessKeyID", "accessKeySecret", "securityToken")
+#: The key of the deploy-time role check (fc_magic's metadata invocation asks for it).
+ROLE_CHECK = "fc_magic_role_check"
 NO_ROLE = ("this function has no usable RAM role (FC passed no credentials): set role_arn "
            "under 'aliyun_fc:' to a role FC may assume whose policy allows oss:GetObject, "
            "oss:PutObject, oss:DeleteObject and oss:ListObjects on the Lithops bucket")
+
+
+class RoleProblem(RuntimeError):
+    """The function's role is missing or may not use the Lithops bucket (FC's errorType)."""
+
+
+def check_role(context, check: dict) -> None:
+    """At deploy: can this function's role write, read and delete under the job prefix?
+
+    FC gives the role's credentials to every invocation; a role whose policy
+    does not cover the bucket fails here, once, instead of in every task.
+    """
+    import oss2
+
+    try:
+        ROLE.update(getattr(context, "credentials", None))
+    except RuntimeError as exc:
+        raise RoleProblem(str(exc)) from None
+    bucket = oss2.Bucket(oss2.ProviderAuth(ROLE), check["endpoint"], check["bucket"])
+    key = check["key"]
+    try:
+        bucket.put_object(key, b"fc_magic role check")
+        bucket.get_object(key).read()
+        bucket.delete_object(key)
+    except oss2.exceptions.OssError as exc:
+        if exc.status in (401, 403):
+            raise RoleProblem(f"OSS refused the function's role on bucket {check['bucket']}: "
+                              f"{exc.code}") from None
+        raise
 
 
 def _field(credentials, *names: str) -> str:
@@ -125,6 +156,9 @@ def main(event, context):
     for name in ENV_KEYS:
         os.environ.pop(name, None)
     args = json.loads(event)
+    if "get_metadata" in args and isinstance(args.get(ROLE_CHECK), dict):
+        check_role(context, args.pop(ROLE_CHECK))
+        event = json.dumps(args)
     if "get_metadata" not in args:
         ROLE.update(getattr(context, "credentials", None))
         _patch_oss_backend()

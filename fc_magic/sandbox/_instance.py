@@ -15,6 +15,14 @@ started a session of their own. An allocation over the function's memory
 (the sandbox sets the address-space limit) kills the process that made it,
 as FC's out-of-memory killer does, instead of raising MemoryError, in this
 process and in the children it forks (Python 3.12+: ``sys.monitoring``).
+
+Isolation (when the sandbox found the machine allows it, see
+`fc_magic.sandbox.isolation`): started by ``unshare --mount``, the instance
+first builds a root of its own in a tmpfs (the system's /usr and /etc
+read-only, a minimal /dev, a fresh /proc, its own /tmp, its code package, the
+base environment and its Python, each read-only at its own path), pivots into
+it and detaches the old root, so the client's home, caches and work folders
+are not there at all, as on FC.
 """
 import json
 import os
@@ -26,6 +34,15 @@ import sys
 import traceback
 
 PR_SET_CHILD_SUBREAPER = 36
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+#: pivot_root(2) by machine; elsewhere chroot(2) into the same root.
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+#: Top-level system folders an instance sees (read-only), or their symlinks.
+SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 HEAD = struct.Struct("!I")
 
@@ -87,6 +104,103 @@ class Context:
         self.service = None
 
 
+class _Mounts:
+    def __init__(self):
+        import ctypes
+
+        self.libc = ctypes.CDLL(None, use_errno=True)
+
+    def mount(self, source, target, fstype, flags, data=None):
+        enc = (lambda v: v.encode() if isinstance(v, str) else v)
+        if self.libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) != 0:
+            import ctypes
+
+            err = ctypes.get_errno()
+            raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
+
+    def bind(self, source, target, read_only):
+        self.mount(source, target, None, MS_BIND | MS_REC)
+        if not read_only:
+            return
+        # Every mount under the bound tree (Docker binds /etc/hosts, ...), not
+        # just its top, or the instance could write to the machine's files.
+        for point in self.mounts_under(target):
+            self.mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
+
+    @staticmethod
+    def mounts_under(target):
+        points = []
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                point = line.split()[4].replace("\\040", " ")
+                if point == target or point.startswith(target.rstrip("/") + "/"):
+                    points.append(point)
+        return points
+
+
+def isolate(plan):
+    """Pivot into a root holding only what an FC instance has (see the module docstring).
+
+    ``plan``: {"root": an empty folder to build it in, "tmp": the instance's
+    own folder (its /tmp), "read_only": [[folder, where the instance sees it]]}.
+    """
+    m = _Mounts()
+    m.mount(None, "/", None, MS_REC | MS_PRIVATE)
+    root = plan["root"]
+    m.mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
+
+    def inside(path):
+        return os.path.join(root, path.lstrip("/"))
+
+    for name in SYSTEM_DIRS:
+        host = "/" + name
+        if os.path.islink(host):
+            os.symlink(os.readlink(host), inside(host))
+        elif os.path.isdir(host):
+            os.makedirs(inside(host))
+            m.bind(host, inside(host), read_only=True)
+    os.makedirs(inside("/tmp"))
+    m.bind(plan["tmp"], inside("/tmp"), read_only=False)
+    for source, target in plan["read_only"]:
+        if os.path.isdir(source) and not os.path.ismount(inside(target)):
+            os.makedirs(inside(target), exist_ok=True)
+            m.bind(source, inside(target), read_only=True)
+    os.makedirs(inside("/proc"))
+    m.mount("proc", inside("/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    dev = inside("/dev")
+    os.makedirs(dev)
+    m.mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755")
+    for name in DEVICES:
+        if os.path.exists("/dev/" + name):
+            open(os.path.join(dev, name), "w").close()
+            m.bind("/dev/" + name, os.path.join(dev, name), read_only=False)
+    os.makedirs(os.path.join(dev, "shm"))
+    m.mount("tmpfs", os.path.join(dev, "shm"), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, os.path.join(dev, name))
+    # As on FC, only /tmp is writable: the root's own folders are read-only too.
+    m.mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    os.chdir(root)
+    number = SYS_PIVOT_ROOT.get(os.uname().machine)
+    if number is not None and m.libc.syscall(number, b".", b".") == 0:
+        # The old root is stacked under the new one: detach it entirely.
+        if m.libc.umount2(b".", MNT_DETACH) != 0:
+            raise OSError("could not detach the old root")
+    else:
+        os.chroot(".")
+    os.chdir("/")
+
+
+def probe(plan, hidden):
+    """Isolate, then say whether ``hidden`` is gone and /tmp is writable (the sandbox's check)."""
+    isolate(plan)
+    with open("/tmp/.probe", "w") as f:
+        f.write("ok")
+    print(json.dumps({"hidden": not os.path.exists(hidden),
+                      "python": os.path.exists(sys.executable)}))
+
+
 def become_subreaper():
     """Orphans of the function's processes are re-parented here, not to init."""
     try:
@@ -115,6 +229,9 @@ def kill_on_out_of_memory(marker):
                     f.write(str(os.getpid()))
             except OSError:
                 pass
+            if os.getpid() == 1:
+                # PID 1 of its own namespace (isolated): its own SIGKILL is ignored.
+                os._exit(128 + signal.SIGKILL)
             os.kill(os.getpid(), signal.SIGKILL)
 
     for tool in (5, 4, 3):
@@ -145,8 +262,13 @@ def peak_rss_kb():
 
 
 def main():
-    code_dir, base_dir, req_fd, resp_fd = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    if sys.argv[1] == "--probe":
+        probe(json.loads(sys.argv[2]), sys.argv[3])
+        return
     meta = json.loads(sys.argv[5])
+    if meta.get("isolate"):
+        isolate(meta["isolate"])
+    code_dir, base_dir, req_fd, resp_fd = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     become_subreaper()
     kill_on_out_of_memory(meta["oom_marker"])
     sys.path[0:0] = [code_dir, base_dir]

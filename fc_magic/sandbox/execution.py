@@ -2,8 +2,10 @@
 
 Each instance is ``python -I -S _instance.py`` in the function's interpreter
 (the client's own when the versions match, else pyenv's), started in a
-session of its own, that sees only the unpacked code package and a cached
-base environment holding FC's preinstalled modules (oss2, requests).
+session of its own, that imports only from the unpacked code package and a
+cached base environment holding FC's preinstalled modules (oss2, requests).
+Where the machine allows it (`isolation`), it also sees only those, its
+Python, the system and a /tmp of its own: not the client's files.
 
 Memory, as FC's cgroup enforces it, without a cgroup (this sandbox uses none:
 see the README): each process may grow its address space by the function's
@@ -41,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import _instance
+from .isolation import BASE_MOUNT, CODE_MOUNT, Isolation, detect as detect_isolation, plan_for as isolation_plan
 
 logger = logging.getLogger(__name__)
 
@@ -84,15 +87,15 @@ _base_lock = threading.Lock()
 
 
 def fc_builtins(version: str) -> tuple[str, ...]:
-    """FC's preinstalled distributions for a Python, from Alibaba's docs.
+    """FC's preinstalled distributions for a Python at FC's versions, from Alibaba's docs.
 
     The list fc_magic's pre-flight check trusts (`fc_magic.limits`, the one
     product module the sandbox reads: Function Compute's own facts), so a
     function the check lets through finds the same modules here as on FC.
     """
-    from ..limits import FC_BUILTIN_DISTRIBUTIONS
+    from ..limits import fc_builtin_pins
 
-    return tuple(FC_BUILTIN_DISTRIBUTIONS.get(version, ())) or BASE_PACKAGES
+    return fc_builtin_pins(version) or BASE_PACKAGES
 
 
 def base_env(interpreter: str, cache_dir: str) -> str:
@@ -173,7 +176,8 @@ class Outcome:
 class Instance:
     """One warm process serving invocations of one function, one at a time."""
 
-    def __init__(self, spec: FunctionSpec, interpreter: str, base_dir: str, log_dir: str):
+    def __init__(self, spec: FunctionSpec, interpreter: str, base_dir: str, log_dir: str,
+                 isolation: Isolation | None = None):
         self.spec = spec
         self.tmp = tempfile.mkdtemp(prefix="fc-instance-", dir=log_dir)
         req_r, self._req_w = os.pipe()
@@ -181,14 +185,28 @@ class Instance:
         meta = {"name": spec.name, "handler": spec.handler, "memory": spec.memory_mb,
                 "timeout": spec.timeout_s, "region": spec.region,
                 "account_id": spec.account_id}
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.tmp, "TMPDIR": self.tmp,
+        # The instance's own /tmp (and home): a folder of its own, seen as /tmp
+        # when isolated. The log stays beside it, out of the function's reach.
+        own_tmp = os.path.join(self.tmp, "tmp")
+        os.makedirs(own_tmp)
+        command = [interpreter]
+        if isolation is not None and isolation.available:
+            # The real binary, not a venv's link to it: the venv is the client's.
+            command = [*isolation.prefix, os.path.realpath(interpreter)]
+            meta["isolate"] = isolation_plan(os.path.join(self.tmp, "root"), own_tmp,
+                                             [(spec.code_dir, CODE_MOUNT),
+                                              (base_dir, BASE_MOUNT)], interpreter)
+            seen_tmp, seen_code, seen_base = "/tmp", CODE_MOUNT, BASE_MOUNT
+        else:
+            seen_tmp, seen_code, seen_base = own_tmp, spec.code_dir, base_dir
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": seen_tmp, "TMPDIR": seen_tmp,
                "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "MALLOC_ARENA_MAX": "2",
                "FC_FUNCTION_NAME": spec.name, "FC_FUNCTION_HANDLER": spec.handler,
                "FC_FUNCTION_MEMORY_SIZE": str(spec.memory_mb), "FC_REGION": spec.region,
                "FC_ACCOUNT_ID": spec.account_id, "FC_RUNTIME": spec.runtime,
                "FC_INSTANCE_ID": os.path.basename(self.tmp), **spec.env}
-        self.oom_marker = os.path.join(self.tmp, ".out-of-memory")
-        meta["oom_marker"] = self.oom_marker
+        self.oom_marker = os.path.join(own_tmp, ".out-of-memory")
+        meta["oom_marker"] = os.path.join(seen_tmp, ".out-of-memory")
         limit = (spec.memory_mb + ADDRESS_SPACE_HEADROOM_MB) * 2**20
 
         def limit_memory():
@@ -197,12 +215,13 @@ class Instance:
         self.log_path = os.path.join(self.tmp, "instance.log")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [interpreter, "-I", "-S", _instance.__file__, spec.code_dir, base_dir,
+                [*command, "-I", "-S", _instance.__file__, seen_code, seen_base,
                  str(req_r), str(resp_w), json.dumps(meta)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=spec.code_dir,
                 pass_fds=(req_r, resp_w), start_new_session=True, preexec_fn=limit_memory)
         os.close(req_r)
         os.close(resp_w)
+        self._own_pids = bool(isolation is not None and isolation.own_pids)
         self.oom_killed = False
         self.max_memory_kb = 0
         self.last_used = time.monotonic()
@@ -219,14 +238,23 @@ class Instance:
         Measured from the ready instance's own size (the interpreter and the
         handler's imports are not the function's memory use on FC either).
         """
-        ready_kb = _status_kb(self.proc.pid, b"VmSize:")
+        pid = self.instance_pid()
+        ready_kb = _status_kb(pid, b"VmSize:")
         limit = (ready_kb // 1024 + self.spec.memory_mb + ADDRESS_SPACE_SLACK_MB) * 2**20
         try:
-            soft, hard = resource.prlimit(self.proc.pid, resource.RLIMIT_AS)
+            soft, hard = resource.prlimit(pid, resource.RLIMIT_AS)
             if ready_kb and limit < soft:
-                resource.prlimit(self.proc.pid, resource.RLIMIT_AS, (limit, limit))
+                resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
         except OSError as exc:  # the process is gone: the first invocation reports it
             logger.debug("could not lower the address-space limit: %s", exc)
+
+    def instance_pid(self) -> int:
+        """The instance's Python: the started process, or (PID namespace) its only child."""
+        if not self._own_pids:
+            return self.proc.pid
+        table = _process_table()
+        children = [pid for pid, (ppid, _) in table.items() if ppid == self.proc.pid]
+        return children[0] if children else self.proc.pid
 
     def log_tail(self, n: int = 400) -> str:
         try:
@@ -397,7 +425,8 @@ class Executor:
 
     def __init__(self, concurrency: int, cache_dir: str, work_dir: str,
                  idle_timeout_s: float = 300.0,
-                 role_credentials: Callable[[str], dict | None] | None = None):
+                 role_credentials: Callable[[str], dict | None] | None = None,
+                 isolate: bool = True):
         self.concurrency = concurrency
         #: role ARN -> temporary credentials for one invocation's context.credentials.
         self.role_credentials = role_credentials
@@ -412,6 +441,9 @@ class Executor:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._interpreters: dict[str, Future] = {}
+        #: Whether instances get a filesystem of their own (checked once per process).
+        self.isolation = (detect_isolation() if isolate else
+                          Isolation(False, "Sandbox(isolate=False)"))
         self._threads = [threading.Thread(target=self._serve, daemon=True,
                                           name=f"fc-sandbox-slot-{i}")
                          for i in range(concurrency)]
@@ -477,7 +509,7 @@ class Executor:
         for inst in stale:
             inst.close()
         interpreter, base = self.environment(spec.runtime)
-        inst = Instance(spec, interpreter, base, self.work_dir)
+        inst = Instance(spec, interpreter, base, self.work_dir, self.isolation)
         with self._lock:
             if not self._stopping.is_set():
                 self._busy.add(inst)

@@ -29,12 +29,13 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import signing
 from .body import Body, BodyError, ClientGone, declared_length, read_body
 from .execution import Executor
 from .fc import API, FunctionService, body_limit, fc_error
+from .metadata import METADATA_HOST, MetadataService
 from .oss import FileSlice, ObjectStore, Reply, oss_error
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,12 @@ CREDENTIALS_PATH = "/.sandbox/sts-credentials"
 MAX_OBJECT_BYTES = 5 * 2**30
 #: Bodies of OSS calls other than PutObject (bucket XML, batch delete lists).
 MAX_OSS_OTHER_BODY = 2 * 2**20
+#: Instances that may run at once by default. FC runs a function on as many
+#: instances as there are concurrent invocations (up to a regional quota of
+#: hundreds); a cap of 4 made a task that starts its own map wait for a slot
+#: its parent holds until the timeout. A waiting instance costs memory (about
+#: 40 MB), not CPU, so 32 let nested maps of up to 31 outer tasks run on 2 cores.
+DEFAULT_CONCURRENCY = 32
 #: Connections served at once; more wait in the listen backlog.
 MAX_CONNECTIONS = 64
 #: A connection that sends nothing for this long is closed (its thread freed).
@@ -152,6 +159,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         sandbox = self.sandbox
+        if self.path.startswith("http://"):
+            # Proxy form: the credentials library reaches the ECS metadata
+            # service only through a proxy, and then sends everything else
+            # (this sandbox's FC and OSS calls) through it too.
+            parsed = urlsplit(self.path)
+            self.path = parsed.path + (f"?{parsed.query}" if parsed.query else "")
+            if parsed.hostname == METADATA_HOST:
+                lower = {k.lower(): v for k, v in self.headers.items()}
+                self._send(sandbox.metadata.answer(self.command, parsed.path, lower))
+                return
+            if parsed.hostname not in ("127.0.0.1", "localhost"):
+                self.close_connection = True
+                self._send(Reply(502, {"Connection": "close"},
+                                 b"the sandbox proxies only itself and the ECS metadata "
+                                 b"service"))
+                return
         if self.command == "GET" and self.path == CREDENTIALS_PATH:
             # As a credentials URI answers (alibabacloud-credentials' URLCredentialsProvider).
             answer = {"Code": "Success", **sandbox.issue_sts()}
@@ -291,10 +314,14 @@ class Sandbox:
     ``max_connections`` and ``connection_idle_s`` bound the HTTP side;
     ``function_pending_s`` keeps a new function ``Pending`` that long, as FC
     does while it prepares one (0: Active at once, for tests that invoke
-    straight after creating).
+    straight after creating). ``instance_role`` names the client machine's
+    RAM role that the emulated ECS metadata service serves (`metadata`;
+    reached with ``HTTP_PROXY`` = `metadata_proxy`). ``isolate=False`` runs
+    instances without a filesystem and PID namespace of their own even where
+    the machine allows them (they then see the client's files and processes).
     """
 
-    def __init__(self, *, concurrency: int = 4, region: str = "cn-hangzhou",
+    def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, region: str = "cn-hangzhou",
                  faults: Faults | None = None, cache_dir: str | None = None,
                  work_dir: str | None = None, idle_timeout_s: float = 300.0,
                  port: int = 0, access_key_secret: str | None = None,
@@ -303,7 +330,8 @@ class Sandbox:
                  connection_idle_s: float = CONNECTION_IDLE_S,
                  function_pending_s: float = 0.0,
                  sts_ttl_s: float = 3600.0, role_ttl_s: float = 3600.0,
-                 keep_payloads: bool = False):
+                 keep_payloads: bool = False, instance_role: str = "",
+                 isolate: bool = True):
         self.region = region
         self.function_pending_s = function_pending_s
         #: Lifetime of the temporary credentials issued to clients (`issue_sts`,
@@ -311,6 +339,8 @@ class Sandbox:
         self.sts_ttl_s = sts_ttl_s
         self.role_ttl_s = role_ttl_s
         self.keep_payloads = keep_payloads
+        #: Give instances a filesystem of their own where the machine allows it.
+        self.isolate = isolate
         self.max_object_bytes = max_object_bytes
         self.max_connections = max_connections
         self.connection_idle_s = connection_idle_s
@@ -328,6 +358,16 @@ class Sandbox:
             secrets.choice(alphabet) for _ in range(30))
         self.account_id = str(secrets.randbelow(9 * 10**15) + 10**15)
         self._keys = signing.KeyRing(self.access_key_id, self.access_key_secret)
+        #: Function roles (ARNs) whose RAM policy grants no OSS access: OSS refuses
+        #: their credentials with 403 AccessDenied (a role FC may assume, but useless).
+        self.roles_without_oss: set[str] = set()
+        #: Function roles FC may not assume (their trust policy does not name
+        #: fc.aliyuncs.com): invocations get no ``context.credentials``.
+        self.roles_fc_cannot_assume: set[str] = set()
+        #: The emulated ECS metadata service: the client machine's instance RAM role
+        #: (``instance_role``; "" none), reached through the sandbox as HTTP proxy.
+        self.metadata = MetadataService(self._issue_instance_role, self.sts_ttl_s,
+                                        instance_role)
         #: Temporary credentials handed out: to clients, and to functions' roles.
         self.client_tokens: list[signing.Temporary] = []
         self.role_tokens = 0
@@ -349,7 +389,8 @@ class Sandbox:
     def start(self) -> "Sandbox":
         self.executor = Executor(self.concurrency, self.cache_dir,
                                  os.path.join(self.work_dir, "instances"), self.idle_timeout_s,
-                                 role_credentials=self._role_credentials)
+                                 role_credentials=self._role_credentials,
+                                 isolate=self.isolate)
         os.makedirs(os.path.join(self.work_dir, "instances"), exist_ok=True)
         self.functions = FunctionService(self.store, self.executor,
                                          os.path.join(self.work_dir, "code"),
@@ -432,6 +473,16 @@ class Sandbox:
         self.client_tokens.append(creds)
         return creds.as_sts()
 
+    def _issue_instance_role(self, ttl_s: float) -> signing.Temporary:
+        creds = self._keys.issue(ttl_s, "client")
+        self.client_tokens.append(creds)
+        return creds
+
+    @property
+    def metadata_proxy(self) -> str:
+        """``HTTP_PROXY`` that sends the credentials library's ECS metadata calls here."""
+        return self.endpoint
+
     @property
     def credentials_uri(self) -> str:
         """A URL serving `issue_sts` answers, for ``ALIBABA_CLOUD_CREDENTIALS_URI``."""
@@ -442,8 +493,10 @@ class Sandbox:
         """How many functions' role credentials have signed a request the sandbox accepted."""
         return len(self._keys.role_keys_used)
 
-    def _role_credentials(self, role: str) -> dict:
+    def _role_credentials(self, role: str) -> dict | None:
         """A function role's credentials for one invocation (FC's ``context.credentials``)."""
+        if role in self.roles_fc_cannot_assume:
+            return None
         self.role_tokens += 1
         return self._keys.issue(self.role_ttl_s, role).as_sts()
 
@@ -488,8 +541,15 @@ class Sandbox:
         if request.fc:
             return signing.check_acs3(request.method, request.path, request.pairs,
                                       request.headers, self._keys, self.nonces)
-        return signing.check_oss_v1(request.method, request.bucket, request.key,
-                                    request.pairs, request.headers, self._keys)
+        failure = signing.check_oss_v1(request.method, request.bucket, request.key,
+                                       request.pairs, request.headers, self._keys)
+        if failure is None and self.roles_without_oss:
+            # A function role whose RAM policy does not cover OSS: OSS's own refusal.
+            key_id = request.headers.get("authorization", "")[4:].partition(":")[0]
+            if self._keys.role_of(key_id) in self.roles_without_oss:
+                return signing.AuthFailure(403, "AccessDenied", "You have no right to access "
+                                           "this object because of bucket acl.")
+        return failure
 
     def body_limit(self, request: Request) -> int:
         if request.fc:

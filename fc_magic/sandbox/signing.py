@@ -132,6 +132,12 @@ class KeyRing:
             creds = self._temporary.get(access_key_id)
         return creds.access_key_secret if creds is not None else None
 
+    def role_of(self, access_key_id: str) -> str:
+        """The role a temporary key was issued for ("client" for clients, "" if not temporary)."""
+        with self._lock:
+            creds = self._temporary.get(access_key_id)
+        return creds.role if creds is not None else ""
+
     def token_problem(self, access_key_id: str, token: str, now: float) -> str | None:
         """None, or "missing" / "invalid" / "expired" for the presented token."""
         if access_key_id in self._permanent:
