@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ServiceUnavailable
+from ..objects import is_object_map
 from ..results import TaskFailure, TaskStats, short_repr
-from . import Backend, get, lithops_fixes
+from . import Backend, get, lithops_fixes, object_input
 from .request import MapRequest
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,9 @@ class LithopsJob:
 
     # -- the map
     def submit(self, func: Callable, items: list) -> None:
+        if is_object_map(items):  # objects as input: FUNC gets a StorageObject per part
+            self.futures = object_input.submit(self._executor, func, items, self.request)
+            return
         # Each item goes in a 1-tuple so it binds to the first parameter
         # whatever its type: Lithops would spread a tuple over the
         # parameters and take a dict as keyword arguments.
