@@ -62,6 +62,9 @@ def sandbox(lithops_cache):
         sb.store.handle("PUT", BUCKET, "", {}, {}, b"")
         for i in range(1500):
             sb.store.handle("PUT", BUCKET, f"many/{i:05d}.txt", {}, {}, f"{i}\n".encode())
+        for key, body in (("mixed/a-empty.txt", b""), ("mixed/dir/", b""),
+                          ("mixed/b.txt", b"b\n" * 3000)):
+            sb.store.handle("PUT", BUCKET, key, {}, {}, body)
         sb.store.handle("PUT", BUCKET, "big/lines.txt", {}, {},
                         _text(BIG_LINES, seed=3, final_newline=False))
         yield sb
@@ -92,6 +95,13 @@ def test_listing_1500_objects_pages_past_1000_keys(runtime, config_file, sandbox
     assert [p.key for p in parts] == [f"many/{i:05d}.txt" for i in range(1500)]
     assert [(p.size, p.range, p.parts) for p in parts] == [(len(f"{i}\n"), None, 1)
                                                           for i in range(1500)]
+    # An empty object is a task of its own; a folder marker is none; chunks tile the object.
+    mixed = list_parts(_request(runtime, config_file),
+                       parse_source(f"oss://{BUCKET}/mixed", chunk_size="2KB"), 200_000)
+    assert [(p.key, p.size, p.range, p.part, p.parts) for p in mixed] == [
+        ("mixed/a-empty.txt", 0, None, 1, 1),
+        ("mixed/b.txt", 6000, (0, 2048), 1, 3), ("mixed/b.txt", 6000, (2048, 4096), 2, 3),
+        ("mixed/b.txt", 6000, (4096, 6000), 3, 3)]
 
 
 @pytest.mark.slow

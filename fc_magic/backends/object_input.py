@@ -11,7 +11,6 @@ Lithops storage client (on FC: signed with the function role's credentials).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import types
@@ -129,6 +128,16 @@ def _oss_parts(request: MapRequest, source: ObjectSource) -> list[ObjectPart]:
     from lithops.storage.utils import StorageNoSuchKeyError
 
     storage = _oss_storage(request)
+    # The listing as the partitioner saw it: the sizes, and the empty objects it drops.
+    listed: list[dict] = []
+    list_objects = storage.list_objects
+
+    def recorded(*args, **kwargs):
+        found = list_objects(*args, **kwargs)
+        listed.extend(found)
+        return found
+
+    storage.list_objects = recorded
     prefix = source.prefix if source.prefix.endswith("/") else source.prefix + "/"
     entries = [{"obj": f"aliyun_oss://{source.bucket}/{prefix}"}]
     try:
@@ -137,10 +146,7 @@ def _oss_parts(request: MapRequest, source: ObjectSource) -> list[ObjectPart]:
         raise InputProblem(f"bucket {source.bucket!r} does not exist (or is not visible to "
                            f"these credentials); check the name in oss://{source.bucket}/") from None
     except oss2.exceptions.OssError as exc:
-        from .aliyun_fc import auth_problem
-
-        problem = auth_problem(exc, {})
-        if problem is not None or exc.status == 403:
+        if exc.status == 403:
             raise InputProblem(f"OSS refused to list oss://{source.bucket}/{prefix} "
                                f"({exc.code or exc.status}); give these credentials "
                                f"oss:ListObjects and the function role oss:GetObject on "
@@ -151,17 +157,16 @@ def _oss_parts(request: MapRequest, source: ObjectSource) -> list[ObjectPart]:
             raise
         raise InputProblem(f"no objects under oss://{source.bucket}/{prefix}; check the "
                            f"prefix (it names a folder, e.g. oss://{source.bucket}/data/)") from None
-    parts = [_part(entry, "oss", entry["obj"].key, 0, bucket=entry["obj"].bucket)
-             for entry in partitions]
-    # A partition does not carry its object's size: the last chunk ends there.
-    sizes = {part.key: (part.range[1] if part.range else _whole_size(entry))
-             for part, entry in zip(parts, partitions)}
-    return [dataclasses.replace(part, size=sizes[part.key]) for part in parts]
-
-
-def _whole_size(entry: dict) -> int:
-    """An unchunked partition's size: Lithops sets its chunk size to the object's."""
-    return entry["obj"].chunk_size
+    by_key: dict[str, list[ObjectPart]] = {}
+    sizes = {obj["Key"]: obj["Size"] for obj in listed}
+    for entry in partitions:
+        key = entry["obj"].key
+        by_key.setdefault(key, []).append(
+            _part(entry, "oss", key, sizes[key], bucket=source.bucket))
+    # Lithops makes no partition of an empty object; it is still one task.
+    return [part for key in sizes if not key.endswith("/")
+            for part in by_key.get(key) or [ObjectPart(key=key, size=0, kind="oss",
+                                                       bucket=source.bucket)]]
 
 
 def _oss_storage(request: MapRequest) -> Any:
