@@ -192,7 +192,11 @@ def test_a_local_folder_through_the_magic_receipt_failure_and_retry(ip, cell, tm
     assert result.values[2] == ("sub/c.txt", ["gamma"])
     failure = result.values[1]
     assert isinstance(failure, TaskFailure) and failure.input_repr == "b.txt"
-    assert "1 of 3 tasks failed" in cap.stdout and "b.txt" in cap.stdout
+    assert "1 of 3 tasks failed" in cap.stdout and "input b.txt:" in cap.stdout
+    from fc_magic.views.receipt import receipt_html
+
+    html = receipt_html(result)
+    assert all(f"<code>{key}</code>" in html for key in ("a.txt", "b.txt", "sub/c.txt"))
     cell("def words(obj):\n    return obj.key, obj.read().decode().split()\n")
     cell("%fc_map words --retry r")
     assert result.values[1] == ("b.txt", ["bad"]) and result.ok
