@@ -20,9 +20,9 @@ LAYERS = (
     ("fc_magic.requirements",),
     ("fc_magic.capture", "fc_magic.backends"),
     ("fc_magic.inputs", "fc_magic.progress", "fc_magic.results", "fc_magic.pricing",
-     "fc_magic.setting", "fc_magic.tracebacks"),
+     "fc_magic.setting", "fc_magic.tracebacks", "fc_magic.objects"),
     ("fc_magic.limits", "fc_magic.errors", "fc_magic.redact", "fc_magic.ansi",
-     "fc_magic.digest"),
+     "fc_magic.digest", "fc_magic.object_handle"),
 )
 #: The stand-in for Alibaba Cloud reads Function Compute's facts and nothing else of ours.
 SANDBOX = "fc_magic.sandbox"

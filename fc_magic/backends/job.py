@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ServiceUnavailable
+from ..objects import is_object_map
 from ..results import CANCELLED_TASK, REDUCED, TaskFailure, TaskStats, short_repr
-from . import Backend, get, lithops_fixes
+from . import Backend, get, lithops_fixes, object_input
 from .request import MapRequest
 
 logger = logging.getLogger(__name__)
@@ -165,8 +166,12 @@ class LithopsJob:
         # Each item goes in a 1-tuple so it binds to the first parameter
         # whatever its type: Lithops would spread a tuple over the
         # parameters and take a dict as keyword arguments.
-        task = lithops_fixes.task_function(func, self.request.call, self.request.constants)
-        iterdata = [(item,) for item in items]
+        if is_object_map(items):  # objects as input: FUNC gets a StorageObject per part
+            task = object_input.object_task(func, self.request.constants)
+            iterdata = [(part.payload(),) for part in items]
+        else:
+            task = lithops_fixes.task_function(func, self.request.call, self.request.constants)
+            iterdata = [(item,) for item in items]
         if self.request.reduce is None:
             self.futures = self._executor.map(task, iterdata,
                                               runtime_memory=self.request.memory_mb,

@@ -8,6 +8,8 @@ warning naming that range (`check_version`).
 | fix | defect | test that fails without it |
 |---|---|---|
 | `page_oss_listings` | OSS listings stop at 1000 keys: a map of > ~330 tasks never ends | test_sandbox_map.py::test_listing_pages_past_1000_keys, ::test_a_map_of_1500_tasks_completes |
+| `page_storage_listings` (object_input.py) | the same cut at 1000 keys in the listing of `%fc_map FUNC oss://bucket/prefix/` | test_object_input.py::test_1500_objects_under_a_prefix_are_1500_tasks_each_key_once |
+| `object_handle.owned_blocks` (object_input.py) | Lithops' line-split chunks (`WrappedStreamingBodyPartition`) drop the last byte of an object with no final newline, cut a line running over 128 KB past the chunk end, and cannot stream (`read(n)`, `readline` on oss2) | test_object_input.py::test_chunks_on_line_boundaries_hold_every_line_once |
 | `retry_throttled_invokes` | a 429/5xx invoke drops its call silently | test_sandbox_map.py::test_throttled_invoke_is_retried_not_raised |
 | `aliyun_endpoints` | no endpoint setting; module constants are the only hook | every map in test_sandbox_map.py |
 | `plain_http_pool` | a plain-http FC endpoint gets a 10-connection pool: "pool is full" in the cell | test_sandbox_map.py::test_injected_throttling_and_5xx_lose_no_result |
@@ -504,10 +506,15 @@ def page_oss_listings(executor: Any) -> None:
     seen as finished. ``delete_objects`` then sends at most 1000 keys per
     batch, OSS's limit.
     """
+    page_storage_listings(executor.internal_storage.storage)
+
+
+def page_storage_listings(storage: Any) -> None:
+    """`page_oss_listings` for a Lithops ``Storage`` of aliyun_oss (object-map listings too)."""
     import oss2
     from lithops.storage.utils import StorageNoSuchKeyError
 
-    handler = executor.internal_storage.storage.storage_handler
+    handler = storage.storage_handler
 
     def list_all(self, bucket_name, prefix=None):
         bucket = self._connect_bucket(bucket_name)
