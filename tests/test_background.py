@@ -23,10 +23,13 @@ def slow(cell):
     cell("import time\ndef slow(x):\n    time.sleep(0.1)\n    return x * 2")
 
 
-def test_background_map_returns_at_once_and_fills_in(ip, cell, slow):
+def test_background_map_returns_at_once_and_fills_in(ip, cell):
+    # A background map learns of finished tasks about once a second (background.py):
+    # tasks that take >= 10 s in all on two workers fill in over several rounds.
+    cell("import time\ndef slow(x):\n    time.sleep(0.5)\n    return x * 2")
     started = time.monotonic()
     r = ip.run_line_magic("fc_map", "slow range(40) --background --out r")
-    assert time.monotonic() - started < 1.5  # the tasks alone take >= 2 s on two workers
+    assert time.monotonic() - started < 5  # returned before the tasks could have run
     assert isinstance(r, MapResult) and ip.user_ns["r"] is r
     assert not r.done() and not r.ok
     assert r.values.count(PENDING) > 0 and "running in the background" in repr(r)
