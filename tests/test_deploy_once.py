@@ -218,3 +218,36 @@ def test_two_kernels_deploying_one_function_at_once_make_one_and_wait_for_active
                if (r.spec.memory_mb, r.cpu) == (2048, 0.75)]
     assert len(created) == 1
     assert not slow_loop, "deploy waited for Active instead of Lithops' 5 s retry loop"
+
+
+def test_a_changed_fc_handler_is_a_new_runtime_key_and_a_new_deploy(
+        aliyun, cell, sandbox, tmp_path, monkeypatch):
+    """fc_magic's own handler is in the package, so its digest is in the content key."""
+    from fc_magic.backends import lithops_facts
+    from fc_magic.runtime import fcpackage
+
+    old = aliyun.current_runtime
+    assert cell("%fc_map cores range(2) --memory 512").values == ["0", "1,000"]
+    changed = tmp_path / "fc_entry_point.py"
+    with open(lithops_facts.FC_HANDLER_FILE, encoding="utf-8") as fh:
+        changed.write_text(fh.read() + "\nCHANGED_HANDLER = True\n", encoding="utf-8")
+    # What upgrading fc_magic to a release with another handler does.
+    monkeypatch.setattr(lithops_facts, "FC_HANDLER_FILE", str(changed))
+    monkeypatch.setattr(fcpackage, "FC_HANDLER_FILE", str(changed))
+    lithops_facts.fc_handler_digest.cache_clear()
+    try:
+        with capture_output() as cap:
+            cell(CELL)
+        new = aliyun.current_runtime
+        assert new.key != old.key and new.deploy_name != old.deploy_name, cap.stdout
+        assert "cache hit" not in cap.stdout
+        assert cell("%fc_map cores range(2) --memory 512").values == ["0", "1,000"]
+        deployed = _functions(sandbox, new.deploy_name)
+        assert len(deployed) == 1, "the map deployed the new package as its own function"
+        (record,) = deployed.values()
+        assert new.key in record.description
+        with open(os.path.join(record.spec.code_dir, "entry_point.py"), encoding="utf-8") as fh:
+            assert "CHANGED_HANDLER = True" in fh.read(), "FC runs the changed handler"
+    finally:
+        monkeypatch.undo()
+        lithops_facts.fc_handler_digest.cache_clear()
