@@ -17,6 +17,10 @@ from .request import MapRequest
 
 logger = logging.getLogger(__name__)
 
+#: fc_magic's instance initializer in every package (`fc_entry_point.initializer`).
+INITIALIZER = "entry_point.initializer"
+#: Its hook timeout: preloading stops starting imports well before (PRELOAD_BUDGET_S).
+INITIALIZER_TIMEOUT_S = 300
 #: Errors a freshly created function answers while it is not ready yet.
 _START_ERRORS = ("ModuleNotFoundError", "ImportError", "SyntaxError", "AttributeError")
 #: HTTP statuses of a metadata call that mean "not ready yet, ask again".
@@ -225,7 +229,11 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
                                              oss_object_name=object_key),
             memory_size=request.memory_mb, cpu=cpu, disk_size=limits.DISK_MB,
             timeout=function_timeout, role=backend.role_arn, internet_access=True,
-            description=_marker(key, sha256))
+            description=_marker(key, sha256),
+            # Each instance imports the runtime's declared modules once (fc_entry_point).
+            instance_lifecycle_config=fc_models.InstanceLifecycleConfig(
+                initializer=fc_models.LifecycleHook(handler=INITIALIZER,
+                                                    timeout=INITIALIZER_TIMEOUT_S)))
         for attempt in (1, 2):
             if current is not None:
                 backend.fc_client.delete_function(name)

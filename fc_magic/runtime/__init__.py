@@ -276,7 +276,8 @@ def _build(root: str, path: str, name: str, requirements, target: str, installer
                                step=report.step, final_dir=path)
         else:
             part = fcpackage.build(build_dir, req_file, python=requirements.python,
-                                   installer=installer, log=log, step=report.step)
+                                   installer=installer, log=log, step=report.step,
+                                   preload=requirements.user_names())
         manifest = {
             "format": cache.FORMAT, "key": requirements.key, "target": target,
             "name": name, "requirements": lines,

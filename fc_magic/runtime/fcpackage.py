@@ -16,12 +16,13 @@ from ``<tempdir>/AliyunRuntimeBuild/<runtime name>.zip``; the deployer copies
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import stat
 import sys
 import zipfile
-from typing import Callable
+from typing import Callable, Iterable
 
 from .. import limits
 from ..backends.lithops_facts import FC_HANDLER_FILE
@@ -33,6 +34,9 @@ from .sizes import PackageSize, human, owner_of, owners, table
 PACKAGE = "package.zip"
 STAGE = "stage"
 HANDLER_MODULE = "entry_point.py"
+#: The preload list at the package root (``fc_entry_point.PRELOAD_FILE``, which
+#: cannot be imported here: it runs on FC beside Lithops' handler).
+PRELOAD_FILE = "fc_magic_preload.json"
 #: Lithops' own handler, renamed: fc_magic's ``entry_point.main`` wraps it.
 LITHOPS_HANDLER_MODULE = "lithops_entry_point.py"
 #: The handler FC is configured with (Lithops' aliyun_fc `_create_function`).
@@ -174,9 +178,38 @@ def check_limits(zip_bytes: int, unpacked_bytes: int,
     return []
 
 
+def preload_modules(owned: dict[str, str], distributions: Iterable[str]) -> list[str]:
+    """The importable top-level modules the given distributions install, from their RECORDs.
+
+    What fc_magic's FC initializer imports once per instance
+    (`fc_magic.backends.fc_entry_point`): packages and modules with a public
+    name, not data folders (``numpy.libs``), scripts or private helpers.
+    """
+    from packaging.utils import canonicalize_name
+
+    wanted = {canonicalize_name(d) for d in distributions}
+    found = set()
+    for rel, dist in owned.items():
+        if canonicalize_name(dist) not in wanted:
+            continue
+        top, sep, rest = rel.partition("/")
+        if sep:
+            name = top if rest == "__init__.py" else ""
+        else:
+            name = top.split(".", 1)[0] if top.endswith((".py", ".so")) else ""
+        if name.isidentifier() and not name.startswith("_"):
+            found.add(name)
+    return sorted(found)
+
+
 def build(build_dir: str, req_file: str, *, python: str, installer: str,
-          log: inst.CommandLog, step: Callable[[str], None]) -> dict:
-    """Fill ``build_dir`` with ``package.zip``; return the manifest's target part."""
+          log: inst.CommandLog, step: Callable[[str], None],
+          preload: Iterable[str] = ()) -> dict:
+    """Fill ``build_dir`` with ``package.zip``; return the manifest's target part.
+
+    ``preload``: the declared distributions whose modules each FC instance
+    imports once (`preload_modules`).
+    """
     check_python(python)
     stage = os.path.join(build_dir, STAGE)
     os.makedirs(stage)
@@ -198,6 +231,9 @@ def build(build_dir: str, req_file: str, *, python: str, installer: str,
     step("slim")
     saved = slim(stage)
     owned = owners(stage)
+    modules = preload_modules(owned, preload)
+    with open(os.path.join(stage, PRELOAD_FILE), "w", encoding="utf-8") as fh:
+        json.dump({"modules": modules}, fh)
 
     step("zip")
     package = os.path.join(build_dir, PACKAGE)
@@ -218,6 +254,7 @@ def build(build_dir: str, req_file: str, *, python: str, installer: str,
         "total_bytes": unpacked,
         "package_bytes": zip_bytes,
         "package_sha256": file_sha256(package),
+        "preload": modules,
         "slimmed_bytes": saved,
         "needs_oss_code_location": zip_bytes > limits.CODE_INLINE_MAX_BYTES,
         "notes": notes,
