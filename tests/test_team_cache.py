@@ -95,6 +95,13 @@ def test_a_second_machine_gets_a_team_hit_builds_nothing_and_maps(
         "B uploaded no package"
     assert sandbox.traffic.reads.get(f"{DEFAULT_BUCKET}/{PREFIX}{key}.zip", 0) == 0
     assert hit_s < 10, f"a team hit took {hit_s:.1f} s"
+    # Both machines' names are in the bucket, each under its own cache's id.
+    from fc_magic.backends.aliyun_store import machine_id, names_key
+    from fc_magic.runtime import cache
+    for machine in ("machine-a", "machine-b"):
+        mid = machine_id(cache.runtimes_root(str(tmp_path / machine)))
+        names = json.loads(sandbox.store.get_bytes(DEFAULT_BUCKET, names_key(mid)))
+        assert names["names"] == {"team": key}, machine
 
     with capture_output() as cap:
         cell("%fc_runtime --list")
@@ -253,3 +260,66 @@ def test_published_manifests_hold_no_url_credentials_and_are_corrected(sandbox, 
     again, uploaded = store.publish(key, str(package), {"requirements": [line]})
     assert uploaded and again.size == len(b"second build") != shared.size
     assert store.lookup(key).sha256 == again.sha256
+
+
+def test_gc_remote_keeps_what_any_machines_names_use(fc, cell, sandbox, tmp_path, monkeypatch):
+    """Two machines (two caches), one bucket: each one's gc keeps the other's runtimes."""
+    import zipfile
+
+    import oss2
+    import yaml
+
+    from fc_magic.backends import aliyun_gc
+    from fc_magic.backends.aliyun_store import NAMES_PREFIX, RuntimeStore, machine_id, names_key
+    from fc_magic.runtime import cache
+
+    bucket_name = "gc-machines"
+    config = tmp_path / "gc.yaml"
+    config.write_text(yaml.safe_dump(sandbox.lithops_config(bucket_name)))
+    bucket = oss2.Bucket(oss2.Auth(sandbox.access_key_id, sandbox.access_key_secret),
+                         sandbox.endpoint, bucket_name)
+    bucket.create_bucket()
+    store = RuntimeStore(bucket, bucket_name)
+    package = tmp_path / "p.zip"
+    with zipfile.ZipFile(package, "w") as zf:
+        zf.writestr("entry_point.py", "def main(event, context):\n    return {}\n")
+    ka, kb, orphan = "a" * 64, "b" * 64, "e" * 64
+    for key in (ka, kb, orphan):
+        store.publish(key, str(package), {"user_requirements": ["x"]})
+    fc.backend, fc.config_file = "aliyun_fc", str(config)
+    dirs = {m: str(tmp_path / m) for m in ("machine-a", "machine-b")}
+    cache.set_name(cache.runtimes_root(dirs["machine-a"]), "rt_a", "fc", ka)
+    cache.set_name(cache.runtimes_root(dirs["machine-b"]), "rt_b", "fc", kb)
+
+    def gc(machine, *flags):
+        fc.cache_dir = dirs[machine]
+        with capture_output() as cap:
+            cell("%fc_runtime --gc --remote --yes " + " ".join(flags))
+        return next(l for l in cap.stdout.splitlines() if l.startswith("remote: "))
+
+    # (FC functions are per account: other tests' functions may show up in these lines.)
+    line = gc("machine-b")   # everything was used within the hour: nothing goes
+    assert "deleted" not in line and orphan[:8] in line.split("kept")[1], line
+    mid_b = machine_id(cache.runtimes_root(dirs["machine-b"]))
+    published = json.loads(bucket.get_object(names_key(mid_b)).read())
+    assert published["names"] == {"rt_b": kb}
+
+    monkeypatch.setattr(aliyun_gc, "IDLE_S", 0.0)  # an hour later
+    line = gc("machine-a")
+    assert line.startswith("remote: deleted ") and orphan[:8] in line, line
+    assert ka[:8] not in line and kb[:8] not in line
+    assert "the names of 2 machine(s)" in line
+    assert bucket.object_exists(f"{PREFIX}{kb}.zip"), "machine B's name keeps its runtime"
+    assert bucket.object_exists(f"{PREFIX}{ka}.zip")
+    assert not bucket.object_exists(f"{PREFIX}{orphan}.zip")
+
+    # B forgets its name: B's next gc publishes that, and the runtime no one names goes.
+    fc.cache_dir = dirs["machine-b"]
+    with capture_output():
+        cell("%fc_runtime --remove rt_b")
+    line = gc("machine-b")
+    assert line.startswith("remote: deleted ") and kb[:8] in line and ka[:8] not in line, line
+    assert not bucket.object_exists(f"{PREFIX}{kb}.zip")
+    assert bucket.object_exists(f"{PREFIX}{ka}.zip"), "machine A's name keeps its runtime"
+    names = sorted(o.key for o in oss2.ObjectIterator(bucket, prefix=NAMES_PREFIX))
+    assert len(names) == 2

@@ -250,6 +250,8 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
                     break
         current = wait_active(backend, name)
     store.touch(key)
+    if request.machine:
+        store.publish_names(request.machine, request.runtime_names, unless_written=True)
     runtime_key = backend.get_runtime_key(request.runtime, request.memory_mb)
     if fresh or internal.get_runtime_meta(runtime_key) is None:
         meta = first_metadata(backend, name, request.runtime)
