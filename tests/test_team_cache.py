@@ -323,3 +323,52 @@ def test_gc_remote_keeps_what_any_machines_names_use(fc, cell, sandbox, tmp_path
     assert bucket.object_exists(f"{PREFIX}{ka}.zip"), "machine A's name keeps its runtime"
     names = sorted(o.key for o in oss2.ObjectIterator(bucket, prefix=NAMES_PREFIX))
     assert len(names) == 2
+
+
+def test_the_cli_lists_the_team_cache_too(sandbox, tmp_path):
+    """`fc-magic runtimes list --config FILE`, run as a user runs it, on the sandbox."""
+    import socket
+    import zipfile
+
+    import oss2
+    import yaml
+
+    from fc_magic.backends.aliyun_store import RuntimeStore
+
+    bucket_name = "cli-team"
+    config = tmp_path / "lithops.yaml"
+    config.write_text(yaml.safe_dump(sandbox.lithops_config(bucket_name)))
+    bucket = oss2.Bucket(oss2.Auth(sandbox.access_key_id, sandbox.access_key_secret),
+                         sandbox.endpoint, bucket_name)
+    bucket.create_bucket()
+    package = tmp_path / "p.zip"
+    with zipfile.ZipFile(package, "w") as zf:
+        zf.writestr("entry_point.py", "def main(event, context):\n    return {}\n")
+    key = "f" * 64
+    RuntimeStore(bucket, bucket_name).publish(key, str(package),
+                                              {"user_requirements": ["humanize==4.9.0"]})
+    fc_magic = os.path.join(os.path.dirname(sys.executable), "fc-magic")
+
+    def run(*args):
+        return subprocess.run([fc_magic, "runtimes", "list", "--cache-dir",
+                               str(tmp_path / "cache"), *args],
+                              capture_output=True, text=True, timeout=120)
+
+    done = run("--config", str(config))
+    assert done.returncode == 0, done.stderr
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert "no runtimes cached yet" in done.stdout
+    assert f"team cache (oss://{bucket_name}/{PREFIX})" in done.stdout
+    row = next(line for line in done.stdout.splitlines() if key[:8] in line)
+    assert f"built by {socket.gethostname()} on {today}" in row and "humanize==4.9.0" in row
+    assert sandbox.access_key_secret not in done.stdout + done.stderr
+
+    local_only = run()
+    assert local_only.returncode == 0 and "team cache" not in local_only.stdout
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"aliyun_oss": {"storage_bucket": bucket_name}}))
+    refused = run("--team", "--config", str(bad))
+    assert refused.returncode == 2 and refused.stdout.count("team cache") == 0
+    assert refused.stderr.startswith("fc-magic runtimes list: backend 'aliyun_fc' needs ")
+    assert refused.stderr.count("\n") == 1
