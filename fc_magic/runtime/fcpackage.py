@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import stat
@@ -30,6 +31,8 @@ from ..digest import file_sha256
 from ..inputs import InputProblem
 from . import installer as inst
 from .sizes import PackageSize, human, owner_of, owners, table
+
+logger = logging.getLogger(__name__)
 
 PACKAGE = "package.zip"
 STAGE = "stage"
@@ -202,6 +205,36 @@ def preload_modules(owned: dict[str, str], distributions: Iterable[str]) -> list
     return sorted(found)
 
 
+def compile_bytecode(stage: str, modules: Iterable[str]) -> None:
+    """Ship bytecode for the preloaded modules: FC's code folder is read-only.
+
+    Python cannot write ``__pycache__`` there, so without it every instance
+    compiles these packages from source before its first task (pandas: seconds
+    at FC's fractional vCPU). Unchecked-hash pycs, because FC's unzip does not
+    keep the source mtimes a timestamp pyc is checked against; the package is
+    immutable, so the check is not needed. Compiled by this interpreter, whose
+    X.Y is the function's (`check_python`), in a process of its own (compileall
+    forks workers, which a kernel's threads make unsafe here).
+    """
+    import subprocess
+
+    targets = [name if os.path.isdir(os.path.join(stage, name)) else f"{name}.py"
+               for name in modules]
+    targets = [t for t in targets if os.path.exists(os.path.join(stage, t))]
+    if not targets:
+        return   # extension modules only: nothing to compile
+    # -s: code objects name the package's own paths, not this build folder's.
+    done = subprocess.run([sys.executable, "-m", "compileall", "-qq", "-j", "0",
+                           "--invalidation-mode", "unchecked-hash", "-s", stage,
+                           *(os.path.join(stage, t) for t in targets)],
+                          cwd=stage, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, errors="replace")
+    if done.returncode:
+        # A file this Python cannot compile (a py2 leftover, a template): it is
+        # compiled on import as before, so the build goes on.
+        logger.debug("compileall exited with %d: %s", done.returncode, done.stderr[-300:])
+
+
 def build(build_dir: str, req_file: str, *, python: str, installer: str,
           log: inst.CommandLog, step: Callable[[str], None],
           preload: Iterable[str] = ()) -> dict:
@@ -234,6 +267,9 @@ def build(build_dir: str, req_file: str, *, python: str, installer: str,
     modules = preload_modules(owned, preload)
     with open(os.path.join(stage, PRELOAD_FILE), "w", encoding="utf-8") as fh:
         json.dump({"modules": modules}, fh)
+    if modules:
+        step("compile the bytecode of " + ", ".join(modules))
+        compile_bytecode(stage, modules)
 
     step("zip")
     package = os.path.join(build_dir, PACKAGE)
