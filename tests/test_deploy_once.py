@@ -337,3 +337,13 @@ def test_the_sandbox_runs_an_initializer_once_per_instance_and_fails_calls_it_fa
     assert invoke("init-fails")["inits"] == 1
     for name in ("init-ok", "init-fails"):
         client.delete_function(name)
+
+
+def test_a_new_size_reuses_the_packages_runtime_metadata(aliyun, cell, sandbox):
+    """Lithops' metadata call is made once per package, not once per function."""
+    key = aliyun.current_runtime.key
+    assert cell("%fc_map cores range(2) --memory 512").values == ["0", "1,000"]
+    assert sandbox.store.get_bytes(DEFAULT_BUCKET, f"{PREFIX}{key}.meta.json") is not None
+    before = sandbox.functions.invocations
+    assert cell("%fc_map cores range(2) --memory 3072 --cpu 1.0").values == ["0", "1,000"]
+    assert sandbox.functions.invocations - before == 2, "the two tasks, no metadata call"

@@ -15,6 +15,7 @@ import time
 import pytest
 from IPython.utils.capture import capture_output
 
+from fc_magic.backends.aliyun_deploy import STAGED_PREFIX
 from fc_magic.backends.aliyun_store import PREFIX
 from fc_magic.sandbox import DEFAULT_BUCKET, Sandbox
 
@@ -71,7 +72,7 @@ def test_a_second_machine_gets_a_team_hit_builds_nothing_and_maps(
     fc.backend, fc.config_file = "aliyun_fc", config_file
     fc.cache_dir = str(tmp_path / "machine-b")
     assert fc.current_runtime is None
-    put_before = sandbox.traffic.put_bytes(f"{DEFAULT_BUCKET}/{PREFIX}")
+    put_before = sandbox.traffic.put_bytes(f"{DEFAULT_BUCKET}/{PREFIX}{key}.zip")
     started = time.monotonic()
     with capture_output() as cap:
         cell(CELL)
@@ -91,8 +92,9 @@ def test_a_second_machine_gets_a_team_hit_builds_nothing_and_maps(
     cell(FUNC)
     result = cell("%fc_map fmt range(4) --memory 512")
     assert result.values == ["0", "1,000", "2,000", "3,000"]
-    assert sandbox.traffic.put_bytes(f"{DEFAULT_BUCKET}/{PREFIX}") == put_before, \
+    assert sandbox.traffic.put_bytes(f"{DEFAULT_BUCKET}/{PREFIX}{key}.zip") == put_before, \
         "B uploaded no package"
+    assert not sandbox.traffic.put_bytes(f"{DEFAULT_BUCKET}/{STAGED_PREFIX}"), "nor staged one"
     assert sandbox.traffic.reads.get(f"{DEFAULT_BUCKET}/{PREFIX}{key}.zip", 0) == 0
     assert hit_s < 10, f"a team hit took {hit_s:.1f} s"
     # Both machines' names are in the bucket, each under its own cache's id.

@@ -254,11 +254,18 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
         store.publish_names(request.machine, request.runtime_names, unless_written=True)
     runtime_key = backend.get_runtime_key(request.runtime, request.memory_mb)
     if fresh or internal.get_runtime_meta(runtime_key) is None:
-        meta = first_metadata(backend, name, request.runtime)
-        if meta is None:  # not answering yet: Lithops' own wait-and-retry loop
-            meta = backend._generate_runtime_meta(
-                name, max_attempts=lithops_fc.ZIP_METADATA_MAX_ATTEMPTS,
-                retry_sleep=lithops_fc.ZIP_METADATA_RETRY_SLEEP)
+        # The metadata (Python, FC's preinstalled modules) is the package's on FC's
+        # runtime, whatever the size or machine: asked of a function once per key.
+        running = sha256 if fresh else marker_digest(current.description) or ""
+        meta = store.runtime_meta(key, running)
+        if meta is None:
+            meta = first_metadata(backend, name, request.runtime)
+            if meta is None:  # not answering yet: Lithops' own wait-and-retry loop
+                meta = backend._generate_runtime_meta(
+                    name, max_attempts=lithops_fc.ZIP_METADATA_MAX_ATTEMPTS,
+                    retry_sleep=lithops_fc.ZIP_METADATA_RETRY_SLEEP)
+            if fresh:
+                store.publish_runtime_meta(key, sha256, meta)
         meta["runtime_timeout"] = current.timeout if current is not None else function_timeout
         internal.put_runtime_meta(runtime_key, meta)
         lithops_storage.RUNTIME_META_CACHE[internal._runtime_meta_refs(runtime_key)[1]] = meta

@@ -5,6 +5,9 @@ Layout in the configured bucket (the one Lithops uses for job data)::
     fc_magic/runtimes/<key>.zip    the FC code package; x-oss-meta-sha256 / -built-by / -created
     fc_magic/runtimes/<key>.json   its manifest (requirements, sizes, digest, who built it), last
     fc_magic/runtimes/<key>.used   empty; its Last-Modified is the last map that used it
+    fc_magic/runtimes/<key>.meta.json  Lithops' runtime metadata, from the first function
+                                       that ran the package (every later deploy skips
+                                       the metadata invocation)
 
     fc_magic/names/<machine>.json  one machine's runtime names -> keys (remote gc keeps them)
 
@@ -61,6 +64,15 @@ def package_key(key: str) -> str:
 
 def manifest_key(key: str) -> str:
     return f"{PREFIX}{key}.json"
+
+
+#: The digest of the package a published runtime metadata was answered by.
+META_DIGEST = "fc_magic_package_sha256"
+
+
+def meta_key(key: str) -> str:
+    """Lithops' runtime metadata of the package (Python, preinstalled modules)."""
+    return f"{PREFIX}{key}.meta.json"
 
 
 def used_key(key: str) -> str:
@@ -337,6 +349,38 @@ class RuntimeStore:
             raise StoreError(f"the team-cache manifest of {key[:12]}… did not read back; "
                              f"check the bucket's permissions (oss:GetObject)")
         return published, uploaded
+
+    def runtime_meta(self, key: str, sha256: str) -> dict | None:
+        """Lithops' runtime metadata of the package whose digest starts with ``sha256``.
+
+        None unless a deploy of exactly that package published it.
+        """
+        import oss2
+
+        try:
+            data = self.bucket.get_object(meta_key(key)).read(MAX_MANIFEST_BYTES + 1)
+        except (oss2.exceptions.NoSuchKey, oss2.exceptions.NoSuchBucket):
+            return None
+        try:
+            meta = json.loads(data) if len(data) <= MAX_MANIFEST_BYTES else None
+        except ValueError:
+            meta = None
+        if not (isinstance(meta, dict) and isinstance(meta.get("preinstalls"), list)
+                and isinstance(meta.get("python_version"), str)
+                and isinstance(meta.get(META_DIGEST), str)):
+            logger.warning("ignoring the runtime metadata of %s: not one fc_magic wrote",
+                           key[:12])
+            return None
+        if not (sha256 and meta.pop(META_DIGEST).startswith(sha256)):
+            return None   # another package under this key (a rebuild that came out different)
+        return meta
+
+    def publish_runtime_meta(self, key: str, sha256: str, meta: dict) -> None:
+        """Keep what the package's first function answered, for every later deploy."""
+        shared = {k: v for k, v in meta.items() if k != "runtime_timeout"}  # per function
+        shared[META_DIGEST] = sha256
+        self.bucket.put_object(meta_key(key), json.dumps(shared).encode(),
+                               headers={"Content-Type": "application/json"})
 
     def touch(self, key: str) -> None:
         """Mark ``key`` used now (remote gc never deletes a runtime used in the last hour)."""
