@@ -210,8 +210,10 @@ def _run(work_dir: str) -> None:
         t = results[way]["times"]
         said = " | " + results[way]["said"][0] if results[way].get("said") else ""
         parts = (f"; kernel start {t['imports']:.1f} s, %%fc_runtime cell {t['cell']:.1f} s, "
-                 f"deploy {t[f'deploy{SIZES[0]}']:.1f} s (function, first instance, metadata), "
-                 f"then the map {t[str(SIZES[0])] - t['imports'] - t['cell'] - t[f'deploy{SIZES[0]}']:.1f} s"
+                 f"deploy {t[f'deploy{SIZES[0]}']:.1f} s (FC function from the package in OSS; "
+                 f"the metadata call on a package's first function only), "
+                 f"then the map {t[str(SIZES[0])] - t['imports'] - t['cell'] - t[f'deploy{SIZES[0]}']:.1f} s "
+                 f"(pre-flight, then instances starting cold)"
                  if "cell" in t else "")
         print(f"{way:8s} first result {t[str(SIZES[0])]:6.1f} s; second size +"
               f"{t[str(SIZES[1])]:5.1f} s{parts}{said}")
