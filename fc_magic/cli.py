@@ -35,6 +35,8 @@ def _cmd_runtimes(args) -> int:
     try:
         if args.action == "list":
             print(runtime_list_text(list_runtimes(cache_dir)))
+            if args.team or args.config:
+                print("\n" + _team_list_text(args))
         elif args.action == "remove":
             if not args.name:
                 print("fc-magic runtimes remove: NAME is required", file=sys.stderr)
@@ -46,6 +48,30 @@ def _cmd_runtimes(args) -> int:
         print(f"fc-magic runtimes {args.action}: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _team_list_text(args) -> str:
+    """The team cache's runtimes in the bucket of the Lithops config, as %fc_runtime --list."""
+    import oss2
+
+    from .backends.aliyun_store import PREFIX, open_store
+    from .backends.request import MapRequest
+    from .errors import InputProblem
+    from .runtime.shared import list_shared
+    from .views.build import shared_list_text
+
+    request = MapRequest(backend="aliyun_fc", config_file=args.config, profile=args.profile)
+    try:
+        store = open_store(request)
+        rows = list_shared(store)
+    except oss2.exceptions.RequestError:
+        raise InputProblem("OSS did not answer; check the network and the Lithops config's "
+                           "aliyun_oss endpoint") from None
+    except oss2.exceptions.OssError as exc:
+        answer = f"{exc.status} {exc.code or ''}".strip()
+        raise InputProblem(f"the team cache could not be listed (OSS answered {answer}); "
+                           f"check the bucket and the oss:ListObjects permission") from None
+    return shared_list_text(rows, f"oss://{store.bucket_name}/{PREFIX}")
 
 
 def _notebook_declared(path: str, name: str) -> str:
@@ -207,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     rts.add_argument("action", choices=("list", "remove", "gc"))
     rts.add_argument("name", nargs="?", help="runtime name (for remove)")
     rts.add_argument("--cache-dir", help="runtime cache (default ~/.cache/fc_magic)")
+    rts.add_argument("--team", action="store_true",
+                     help="list: also the team cache (runtimes shared in the Lithops "
+                          "config's OSS bucket), as %%fc_runtime --list does on aliyun_fc")
+    rts.add_argument("--config", metavar="FILE",
+                     help="the Lithops config with the aliyun_fc settings (implies --team; "
+                          "default: Lithops' own lookup)")
+    rts.add_argument("--profile", help="aliyun credentials profile (as FCMagic.profile)")
     rts.set_defaults(handler=_cmd_runtimes)
 
     build = sub.add_parser("build", help="build (or find cached) the runtime of a notebook's "

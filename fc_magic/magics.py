@@ -765,6 +765,7 @@ class FCMagic(Magics):
         from .backends.aliyun_gc import delete, plan
         from .backends.aliyun_store import open_store
         from .runtime import named_keys
+        from .runtime.shared import publish_names
         from .runtime.sizes import human
         from .views import build as build_views
 
@@ -773,6 +774,8 @@ class FCMagic(Magics):
                                "= 'aliyun_fc' first")
         request = self._settings_request()
         store = open_store(request)
+        # This machine's names as they are now: a name removed here stops keeping its key.
+        publish_names(store, self.cache_dir)
         executor = backends.get("aliyun_fc").executor(request)
         try:
             backend = executor.compute_handler.backend

@@ -97,6 +97,10 @@ class RequirementSet:
         payload = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
+    def user_names(self) -> list[str]:
+        """Canonical names of the declared and captured distributions (not Lithops' own)."""
+        return [e.name for e in self.entries if e.source != LITHOPS]
+
     def names(self) -> set[str]:
         return {e.name for e in self.entries}
 

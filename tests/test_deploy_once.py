@@ -218,3 +218,132 @@ def test_two_kernels_deploying_one_function_at_once_make_one_and_wait_for_active
                if (r.spec.memory_mb, r.cpu) == (2048, 0.75)]
     assert len(created) == 1
     assert not slow_loop, "deploy waited for Active instead of Lithops' 5 s retry loop"
+
+
+def test_a_changed_fc_handler_is_a_new_runtime_key_and_a_new_deploy(
+        aliyun, cell, sandbox, tmp_path, monkeypatch):
+    """fc_magic's own handler is in the package, so its digest is in the content key."""
+    from fc_magic.backends import lithops_facts
+    from fc_magic.runtime import fcpackage
+
+    old = aliyun.current_runtime
+    assert cell("%fc_map cores range(2) --memory 512").values == ["0", "1,000"]
+    changed = tmp_path / "fc_entry_point.py"
+    with open(lithops_facts.FC_HANDLER_FILE, encoding="utf-8") as fh:
+        changed.write_text(fh.read() + "\nCHANGED_HANDLER = True\n", encoding="utf-8")
+    # What upgrading fc_magic to a release with another handler does.
+    monkeypatch.setattr(lithops_facts, "FC_HANDLER_FILE", str(changed))
+    monkeypatch.setattr(fcpackage, "FC_HANDLER_FILE", str(changed))
+    lithops_facts.fc_handler_digest.cache_clear()
+    try:
+        with capture_output() as cap:
+            cell(CELL)
+        new = aliyun.current_runtime
+        assert new.key != old.key and new.deploy_name != old.deploy_name, cap.stdout
+        assert "cache hit" not in cap.stdout
+        assert cell("%fc_map cores range(2) --memory 512").values == ["0", "1,000"]
+        deployed = _functions(sandbox, new.deploy_name)
+        assert len(deployed) == 1, "the map deployed the new package as its own function"
+        (record,) = deployed.values()
+        assert new.key in record.description
+        with open(os.path.join(record.spec.code_dir, "entry_point.py"), encoding="utf-8") as fh:
+            assert "CHANGED_HANDLER = True" in fh.read(), "FC runs the changed handler"
+    finally:
+        monkeypatch.undo()
+        lithops_facts.fc_handler_digest.cache_clear()
+
+
+def test_each_instance_preloads_the_declared_modules_once_for_every_task(
+        aliyun, cell, sandbox):
+    """FC's initializer imports the runtime's packages; Lithops' forked tasks inherit them."""
+    entry = aliyun.current_runtime
+    assert entry.manifest["preload"] == ["humanize"]
+    cell("def preloaded(x):\n"
+         "    import os, sys\n"
+         "    return ('humanize' in sys.modules, os.getppid())\n")
+    result = cell("%fc_map preloaded range(6) --memory 512")
+    assert all(seen for seen, _parent in result.values), "the task found humanize loaded"
+    parents = {parent for _seen, parent in result.values}
+    assert len(parents) <= sandbox.concurrency, "tasks forked from a few warm instances"
+    (record,) = [r for r in _functions(sandbox, entry.deploy_name).values()
+                 if r.spec.memory_mb == 512 and r.cpu == 0.15]
+    assert record.spec.initializer == "entry_point.initializer"
+
+
+def test_the_sandbox_runs_an_initializer_once_per_instance_and_fails_calls_it_fails(
+        sandbox, tmp_path):
+    """instanceLifecycleConfig.initializer over HTTP with the FC SDK, as FC runs it."""
+    import io
+    import zipfile
+
+    from alibabacloud_fc20230330 import models as fc_models
+    from alibabacloud_fc20230330.client import Client
+    from alibabacloud_tea_openapi import models as open_models
+    from Tea.exceptions import TeaException
+
+    client = Client(open_models.Config(
+        access_key_id=sandbox.access_key_id, access_key_secret=sandbox.access_key_secret,
+        endpoint=sandbox.host, protocol="http", region_id=sandbox.region))
+    code = ("import os, sys\n"
+            "INITS = []\n"
+            "def init(context):\n"
+            "    if os.path.exists('fail'):\n"
+            "        raise RuntimeError('init refused')\n"
+            "    INITS.append(context.request_id)\n"
+            "def main(event, context):\n"
+            "    return {'inits': len(INITS), 'pid': os.getpid()}\n")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("index.py", code)
+    sandbox.store.handle("PUT", DEFAULT_BUCKET, "", {}, {}, b"")
+    sandbox.store.handle("PUT", DEFAULT_BUCKET, "code/init.zip", {}, {}, buf.getvalue())
+
+    def create(name, hook):
+        client.create_function(fc_models.CreateFunctionRequest(body=fc_models.CreateFunctionInput(
+            function_name=name, runtime="python3.12", handler="index.main", timeout=30,
+            memory_size=256, code=fc_models.InputCodeLocation(
+                oss_bucket_name=DEFAULT_BUCKET, oss_object_name="code/init.zip"),
+            instance_lifecycle_config=fc_models.InstanceLifecycleConfig(initializer=hook))))
+
+    def invoke(name):
+        import json
+        import time
+        for _ in range(50):
+            try:
+                res = client.invoke_function(name, fc_models.InvokeFunctionRequest(
+                    body=io.BytesIO(b"{}")))
+                return json.loads(res.body.read())
+            except TeaException as exc:
+                if exc.statusCode != 412:   # Pending
+                    raise
+                time.sleep(0.1)
+        raise AssertionError("never Active")
+
+    with pytest.raises(TeaException) as err:
+        create("init-bad", fc_models.LifecycleHook(handler="noperiod", timeout=10))
+    assert err.value.statusCode == 400 and "module.function" in err.value.message
+    create("init-ok", fc_models.LifecycleHook(handler="index.init", timeout=10))
+    got = client.get_function("init-ok", fc_models.GetFunctionRequest()).body
+    assert got.instance_lifecycle_config.initializer.handler == "index.init"
+    first, second = invoke("init-ok"), invoke("init-ok")
+    assert first == second and first["inits"] == 1, "once per instance, before the first call"
+    create("init-fails", fc_models.LifecycleHook(handler="index.init", timeout=10))
+    failing = sandbox.functions._functions["init-fails"]
+    open(os.path.join(failing.spec.code_dir, "fail"), "w").close()
+    for _ in range(2):   # each call gets a new instance, whose initializer fails again
+        answer = invoke("init-fails")
+        assert answer["errorMessage"] == "init refused" and answer["errorType"] == "RuntimeError"
+    os.unlink(os.path.join(failing.spec.code_dir, "fail"))
+    assert invoke("init-fails")["inits"] == 1
+    for name in ("init-ok", "init-fails"):
+        client.delete_function(name)
+
+
+def test_a_new_size_reuses_the_packages_runtime_metadata(aliyun, cell, sandbox):
+    """Lithops' metadata call is made once per package, not once per function."""
+    key = aliyun.current_runtime.key
+    assert cell("%fc_map cores range(2) --memory 512").values == ["0", "1,000"]
+    assert sandbox.store.get_bytes(DEFAULT_BUCKET, f"{PREFIX}{key}.meta.json") is not None
+    before = sandbox.functions.invocations
+    assert cell("%fc_map cores range(2) --memory 3072 --cpu 1.0").values == ["0", "1,000"]
+    assert sandbox.functions.invocations - before == 2, "the two tasks, no metadata call"

@@ -418,7 +418,16 @@ def test_fc_package_runs_lithops_handler_under_fc_python(fc_build, tmp_path, fc_
     with zipfile.ZipFile(entry.package) as zf:
         names = zf.namelist()
     assert "entry_point.py" in names and "lithops/worker/handler.py" in names
-    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    # Bytecode only for the declared packages each instance preloads (FC's code
+    # folder is read-only), hash-based and unchecked: FC's unzip keeps no mtimes.
+    pycs = [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert entry.manifest["preload"] == ["humanize"]
+    assert pycs and all(n.startswith("humanize/") for n in pycs), pycs[:5]
+    assert "humanize/__pycache__/__init__.cpython-312.pyc" in pycs
+    with zipfile.ZipFile(entry.package) as zf:
+        header = zf.read("humanize/__pycache__/__init__.cpython-312.pyc")[:16]
+        assert json.loads(zf.read("fc_magic_preload.json")) == {"modules": ["humanize"]}
+    assert int.from_bytes(header[4:8], "little") == 0b01, "hash-based, source not checked"
     assert not [n for n in names if n.startswith(("bin/", "."))]
     final = seen[-1]
     assert final.package_bytes == os.path.getsize(entry.package)

@@ -15,6 +15,7 @@ import time
 import pytest
 from IPython.utils.capture import capture_output
 
+from fc_magic.backends.aliyun_deploy import STAGED_PREFIX
 from fc_magic.backends.aliyun_store import PREFIX
 from fc_magic.sandbox import DEFAULT_BUCKET, Sandbox
 
@@ -71,7 +72,7 @@ def test_a_second_machine_gets_a_team_hit_builds_nothing_and_maps(
     fc.backend, fc.config_file = "aliyun_fc", config_file
     fc.cache_dir = str(tmp_path / "machine-b")
     assert fc.current_runtime is None
-    put_before = sandbox.traffic.put_bytes(f"{DEFAULT_BUCKET}/{PREFIX}")
+    put_before = sandbox.traffic.put_bytes(f"{DEFAULT_BUCKET}/{PREFIX}{key}.zip")
     started = time.monotonic()
     with capture_output() as cap:
         cell(CELL)
@@ -91,10 +92,18 @@ def test_a_second_machine_gets_a_team_hit_builds_nothing_and_maps(
     cell(FUNC)
     result = cell("%fc_map fmt range(4) --memory 512")
     assert result.values == ["0", "1,000", "2,000", "3,000"]
-    assert sandbox.traffic.put_bytes(f"{DEFAULT_BUCKET}/{PREFIX}") == put_before, \
+    assert sandbox.traffic.put_bytes(f"{DEFAULT_BUCKET}/{PREFIX}{key}.zip") == put_before, \
         "B uploaded no package"
+    assert not sandbox.traffic.put_bytes(f"{DEFAULT_BUCKET}/{STAGED_PREFIX}"), "nor staged one"
     assert sandbox.traffic.reads.get(f"{DEFAULT_BUCKET}/{PREFIX}{key}.zip", 0) == 0
     assert hit_s < 10, f"a team hit took {hit_s:.1f} s"
+    # Both machines' names are in the bucket, each under its own cache's id.
+    from fc_magic.backends.aliyun_store import machine_id, names_key
+    from fc_magic.runtime import cache
+    for machine in ("machine-a", "machine-b"):
+        mid = machine_id(cache.runtimes_root(str(tmp_path / machine)))
+        names = json.loads(sandbox.store.get_bytes(DEFAULT_BUCKET, names_key(mid)))
+        assert names["names"] == {"team": key}, machine
 
     with capture_output() as cap:
         cell("%fc_runtime --list")
@@ -253,3 +262,115 @@ def test_published_manifests_hold_no_url_credentials_and_are_corrected(sandbox, 
     again, uploaded = store.publish(key, str(package), {"requirements": [line]})
     assert uploaded and again.size == len(b"second build") != shared.size
     assert store.lookup(key).sha256 == again.sha256
+
+
+def test_gc_remote_keeps_what_any_machines_names_use(fc, cell, sandbox, tmp_path, monkeypatch):
+    """Two machines (two caches), one bucket: each one's gc keeps the other's runtimes."""
+    import zipfile
+
+    import oss2
+    import yaml
+
+    from fc_magic.backends import aliyun_gc
+    from fc_magic.backends.aliyun_store import NAMES_PREFIX, RuntimeStore, machine_id, names_key
+    from fc_magic.runtime import cache
+
+    bucket_name = "gc-machines"
+    config = tmp_path / "gc.yaml"
+    config.write_text(yaml.safe_dump(sandbox.lithops_config(bucket_name)))
+    bucket = oss2.Bucket(oss2.Auth(sandbox.access_key_id, sandbox.access_key_secret),
+                         sandbox.endpoint, bucket_name)
+    bucket.create_bucket()
+    store = RuntimeStore(bucket, bucket_name)
+    package = tmp_path / "p.zip"
+    with zipfile.ZipFile(package, "w") as zf:
+        zf.writestr("entry_point.py", "def main(event, context):\n    return {}\n")
+    ka, kb, orphan = "a" * 64, "b" * 64, "e" * 64
+    for key in (ka, kb, orphan):
+        store.publish(key, str(package), {"user_requirements": ["x"]})
+    fc.backend, fc.config_file = "aliyun_fc", str(config)
+    dirs = {m: str(tmp_path / m) for m in ("machine-a", "machine-b")}
+    cache.set_name(cache.runtimes_root(dirs["machine-a"]), "rt_a", "fc", ka)
+    cache.set_name(cache.runtimes_root(dirs["machine-b"]), "rt_b", "fc", kb)
+
+    def gc(machine, *flags):
+        fc.cache_dir = dirs[machine]
+        with capture_output() as cap:
+            cell("%fc_runtime --gc --remote --yes " + " ".join(flags))
+        return next(l for l in cap.stdout.splitlines() if l.startswith("remote: "))
+
+    # (FC functions are per account: other tests' functions may show up in these lines.)
+    line = gc("machine-b")   # everything was used within the hour: nothing goes
+    assert "deleted" not in line and orphan[:8] in line.split("kept")[1], line
+    mid_b = machine_id(cache.runtimes_root(dirs["machine-b"]))
+    published = json.loads(bucket.get_object(names_key(mid_b)).read())
+    assert published["names"] == {"rt_b": kb}
+
+    monkeypatch.setattr(aliyun_gc, "IDLE_S", 0.0)  # an hour later
+    line = gc("machine-a")
+    assert line.startswith("remote: deleted ") and orphan[:8] in line, line
+    assert ka[:8] not in line and kb[:8] not in line
+    assert "the names of 2 machine(s)" in line
+    assert bucket.object_exists(f"{PREFIX}{kb}.zip"), "machine B's name keeps its runtime"
+    assert bucket.object_exists(f"{PREFIX}{ka}.zip")
+    assert not bucket.object_exists(f"{PREFIX}{orphan}.zip")
+
+    # B forgets its name: B's next gc publishes that, and the runtime no one names goes.
+    fc.cache_dir = dirs["machine-b"]
+    with capture_output():
+        cell("%fc_runtime --remove rt_b")
+    line = gc("machine-b")
+    assert line.startswith("remote: deleted ") and kb[:8] in line and ka[:8] not in line, line
+    assert not bucket.object_exists(f"{PREFIX}{kb}.zip")
+    assert bucket.object_exists(f"{PREFIX}{ka}.zip"), "machine A's name keeps its runtime"
+    names = sorted(o.key for o in oss2.ObjectIterator(bucket, prefix=NAMES_PREFIX))
+    assert len(names) == 2
+
+
+def test_the_cli_lists_the_team_cache_too(sandbox, tmp_path):
+    """`fc-magic runtimes list --config FILE`, run as a user runs it, on the sandbox."""
+    import socket
+    import zipfile
+
+    import oss2
+    import yaml
+
+    from fc_magic.backends.aliyun_store import RuntimeStore
+
+    bucket_name = "cli-team"
+    config = tmp_path / "lithops.yaml"
+    config.write_text(yaml.safe_dump(sandbox.lithops_config(bucket_name)))
+    bucket = oss2.Bucket(oss2.Auth(sandbox.access_key_id, sandbox.access_key_secret),
+                         sandbox.endpoint, bucket_name)
+    bucket.create_bucket()
+    package = tmp_path / "p.zip"
+    with zipfile.ZipFile(package, "w") as zf:
+        zf.writestr("entry_point.py", "def main(event, context):\n    return {}\n")
+    key = "f" * 64
+    RuntimeStore(bucket, bucket_name).publish(key, str(package),
+                                              {"user_requirements": ["humanize==4.9.0"]})
+    fc_magic = os.path.join(os.path.dirname(sys.executable), "fc-magic")
+
+    def run(*args):
+        return subprocess.run([fc_magic, "runtimes", "list", "--cache-dir",
+                               str(tmp_path / "cache"), *args],
+                              capture_output=True, text=True, timeout=120)
+
+    done = run("--config", str(config))
+    assert done.returncode == 0, done.stderr
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert "no runtimes cached yet" in done.stdout
+    assert f"team cache (oss://{bucket_name}/{PREFIX})" in done.stdout
+    row = next(line for line in done.stdout.splitlines() if key[:8] in line)
+    assert f"built by {socket.gethostname()} on {today}" in row and "humanize==4.9.0" in row
+    assert sandbox.access_key_secret not in done.stdout + done.stderr
+
+    local_only = run()
+    assert local_only.returncode == 0 and "team cache" not in local_only.stdout
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"aliyun_oss": {"storage_bucket": bucket_name}}))
+    refused = run("--team", "--config", str(bad))
+    assert refused.returncode == 2 and refused.stdout.count("team cache") == 0
+    assert refused.stderr.startswith("fc-magic runtimes list: backend 'aliyun_fc' needs ")
+    assert refused.stderr.count("\n") == 1

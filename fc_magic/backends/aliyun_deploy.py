@@ -18,6 +18,10 @@ from .request import MapRequest
 
 logger = logging.getLogger(__name__)
 
+#: fc_magic's instance initializer in every package (`fc_entry_point.initializer`).
+INITIALIZER = "entry_point.initializer"
+#: Its hook timeout: preloading stops starting imports well before (PRELOAD_BUDGET_S).
+INITIALIZER_TIMEOUT_S = 300
 #: Errors a freshly created function answers while it is not ready yet.
 _START_ERRORS = ("ModuleNotFoundError", "ImportError", "SyntaxError", "AttributeError")
 #: HTTP statuses of a metadata call that mean "not ready yet, ask again".
@@ -258,7 +262,11 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
                                              oss_object_name=object_key),
             memory_size=request.memory_mb, cpu=cpu, disk_size=limits.DISK_MB,
             timeout=function_timeout, role=backend.role_arn, internet_access=True,
-            description=_marker(key, sha256))
+            description=_marker(key, sha256),
+            # Each instance imports the runtime's declared modules once (fc_entry_point).
+            instance_lifecycle_config=fc_models.InstanceLifecycleConfig(
+                initializer=fc_models.LifecycleHook(handler=INITIALIZER,
+                                                    timeout=INITIALIZER_TIMEOUT_S)))
         for attempt in (1, 2):
             if current is not None:
                 backend.fc_client.delete_function(name)
@@ -275,14 +283,26 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
                     break
         current = wait_active(backend, name)
     store.touch(key)
+    if request.machine:
+        store.publish_names(request.machine, request.runtime_names, unless_written=True)
     runtime_key = backend.get_runtime_key(request.runtime, request.memory_mb)
     if fresh or internal.get_runtime_meta(runtime_key) is None:
-        meta = first_metadata(backend, name, request.runtime,
-                              _role_check(executor, internal.bucket, name))
-        if meta is None:  # not answering yet: Lithops' own wait-and-retry loop
-            meta = backend._generate_runtime_meta(
-                name, max_attempts=lithops_fc.ZIP_METADATA_MAX_ATTEMPTS,
-                retry_sleep=lithops_fc.ZIP_METADATA_RETRY_SLEEP)
+        # The metadata (Python, FC's preinstalled modules) is the package's on FC's
+        # runtime, whatever the size or machine: asked of a function once per key.
+        # The role check rides on that one invocation: a later size or a team hit
+        # reuses a checked package (a role that cannot use the bucket then fails
+        # the first task with the same advice).
+        running = sha256 if fresh else marker_digest(current.description) or ""
+        meta = store.runtime_meta(key, running)
+        if meta is None:
+            meta = first_metadata(backend, name, request.runtime,
+                                  _role_check(executor, internal.bucket, name))
+            if meta is None:  # not answering yet: Lithops' own wait-and-retry loop
+                meta = backend._generate_runtime_meta(
+                    name, max_attempts=lithops_fc.ZIP_METADATA_MAX_ATTEMPTS,
+                    retry_sleep=lithops_fc.ZIP_METADATA_RETRY_SLEEP)
+            if fresh:
+                store.publish_runtime_meta(key, sha256, meta)
         meta["runtime_timeout"] = current.timeout if current is not None else function_timeout
         internal.put_runtime_meta(runtime_key, meta)
         lithops_storage.RUNTIME_META_CACHE[internal._runtime_meta_refs(runtime_key)[1]] = meta

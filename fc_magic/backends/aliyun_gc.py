@@ -3,10 +3,11 @@
 A runtime's cloud side is its package (``fc_magic/runtimes/<key>.zip`` and
 manifest) and its functions (one per memory/vCPU size, their description
 naming the key). Every map marks its key used (``<key>.used``, an empty
-object whose Last-Modified is the last use). Garbage is a key no runtime
-name in the local cache points to and that nothing touched within the last
-hour (a map, a deploy, a publish): another kernel or a colleague using it
-right now keeps it. The plan is shown first; nothing is deleted without a
+object whose Last-Modified is the last use). Every machine publishes its
+runtime names (``fc_magic/names/<machine>.json``, `aliyun_store`). Garbage
+is a key no runtime name points to, in the local cache or in any machine's
+published names, and that nothing touched within the last hour (a map, a
+deploy, a publish): another kernel or a colleague using it right now keeps it. The plan is shown first; nothing is deleted without a
 yes or ``--yes``.
 """
 from __future__ import annotations
@@ -47,6 +48,8 @@ class RemotePlan:
     objects: list[str] = field(default_factory=list)
     freed: int = 0
     recent: list[str] = field(default_factory=list)
+    #: How many machines' published names were kept.
+    machines: int = 0
 
     def describe(self, human: Callable[[int], str] = lambda n: f"{n:,} bytes") -> str:
         """One line; ``human`` formats a byte count (the views' own)."""
@@ -60,18 +63,24 @@ class RemotePlan:
         if self.recent:
             text += (f"; kept {len(self.recent)} used in the last hour: "
                      + ", ".join(k[:8] for k in self.recent))
+        if self.machines:
+            text += f"; kept what the names of {self.machines} machine(s) use"
         return text
 
 
 def plan(store: RuntimeStore, backend: Any, in_use: Iterable[str],
          now: float | None = None) -> RemotePlan:
-    """The remote garbage of a bucket and an FC account, given the keys names point to."""
+    """The remote garbage of a bucket and an FC account, given the keys local names point to.
+
+    Every machine's published names count too (`RuntimeStore.machine_names`).
+    """
     import oss2
 
     from .aliyun_deploy import marker_key
 
     now = time.time() if now is None else now
-    in_use = set(in_use)
+    machines = store.machine_names()
+    in_use = set(in_use).union(*(m.names.values() for m in machines))
     last: dict[str, float] = {}
     objects: dict[str, list[tuple[str, int]]] = {}
     for info in oss2.ObjectIterator(store.bucket, prefix=PREFIX, max_keys=1000):
@@ -89,7 +98,7 @@ def plan(store: RuntimeStore, backend: Any, in_use: Iterable[str],
         functions.setdefault(key, []).append(fn.function_name)
         last[key] = max(last.get(key, 0.0), _epoch(getattr(fn, "last_modified_time", "")),
                         _epoch(getattr(fn, "created_time", "")))
-    out = RemotePlan(store.bucket_name)
+    out = RemotePlan(store.bucket_name, machines=len(machines))
     for key in sorted(set(objects) | set(functions)):
         if key in in_use:
             continue

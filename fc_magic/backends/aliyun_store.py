@@ -5,6 +5,16 @@ Layout in the configured bucket (the one Lithops uses for job data)::
     fc_magic/runtimes/<key>.zip    the FC code package; x-oss-meta-sha256 / -built-by / -created
     fc_magic/runtimes/<key>.json   its manifest (requirements, sizes, digest, who built it), last
     fc_magic/runtimes/<key>.used   empty; its Last-Modified is the last map that used it
+    fc_magic/runtimes/<key>.meta.json  Lithops' runtime metadata, from the first function
+                                       that ran the package (every later deploy skips
+                                       the metadata invocation)
+
+    fc_magic/names/<machine>.json  one machine's runtime names -> keys (remote gc keeps them)
+
+``<machine>`` stands for one runtime cache on one host (`machine_id`); its
+names are written when a runtime becomes current there through the team
+cache and by the maps that use them, so `%fc_runtime --gc --remote` on any
+machine keeps what every machine's names point to.
 
 ``<key>`` is the runtime's content key (requirements, target Python, Lithops
 version, backend), so every FC function of a runtime (one per memory/vCPU
@@ -23,15 +33,20 @@ import logging
 import os
 import re
 import socket
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 from ..digest import file_sha256
+from ..limits import FC_NAME_RE
 from ..errors import InputProblem
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "fc_magic/runtimes/"
+NAMES_PREFIX = "fc_magic/names/"
+_MACHINE_RE = re.compile(r"[0-9a-f]{16}")
+
 FORMAT = 1
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
@@ -51,9 +66,46 @@ def manifest_key(key: str) -> str:
     return f"{PREFIX}{key}.json"
 
 
+#: The digest of the package a published runtime metadata was answered by.
+META_DIGEST = "fc_magic_package_sha256"
+
+
+def meta_key(key: str) -> str:
+    """Lithops' runtime metadata of the package (Python, preinstalled modules)."""
+    return f"{PREFIX}{key}.meta.json"
+
+
 def used_key(key: str) -> str:
     """An empty object whose Last-Modified is the runtime's last use (remote gc reads it)."""
     return f"{PREFIX}{key}.used"
+
+
+#: (bucket, machine) -> the names this process last wrote there.
+_names_written: dict[tuple[str, str], dict] = {}
+_names_lock = threading.Lock()
+
+
+def names_key(machine: str) -> str:
+    """The object holding one machine's runtime names."""
+    return f"{NAMES_PREFIX}{machine}.json"
+
+
+def machine_id(cache_root: str) -> str:
+    """A stable id of one runtime cache on one host (two caches on one host: two ids)."""
+    import hashlib
+
+    text = f"{socket.gethostname()}\0{os.path.realpath(cache_root)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class MachineNames:
+    """One machine's published runtime names."""
+
+    machine: str
+    host: str
+    updated: str
+    names: dict
 
 
 def _now_iso() -> str:
@@ -174,7 +226,67 @@ class RuntimeStore:
             return []
         return out
 
+    def machine_names(self) -> list[MachineNames]:
+        """Every machine's published names (entries that are not fc_magic's are skipped)."""
+        import oss2
+
+        out = []
+        try:
+            for info in oss2.ObjectIterator(self.bucket, prefix=NAMES_PREFIX, max_keys=1000):
+                machine = info.key[len(NAMES_PREFIX):].removesuffix(".json")
+                if not (info.key.endswith(".json") and _MACHINE_RE.fullmatch(machine)):
+                    continue
+                if int(info.size or 0) > MAX_MANIFEST_BYTES:
+                    logger.warning("ignoring %s: too large", info.key)
+                    continue
+                try:
+                    data = json.loads(self.bucket.get_object(info.key).read())
+                except oss2.exceptions.NoSuchKey:
+                    continue   # that machine's names were deleted meanwhile
+                except ValueError:
+                    logger.warning("ignoring %s: not JSON", info.key)
+                    continue
+                names = data.get("names") if isinstance(data, dict) else None
+                if not isinstance(names, dict):
+                    logger.warning("ignoring %s: not one fc_magic wrote", info.key)
+                    continue
+                out.append(MachineNames(
+                    machine, str(data.get("host", "")), str(data.get("updated", "")),
+                    {n: k for n, k in names.items() if isinstance(n, str)
+                     and FC_NAME_RE.fullmatch(n) and isinstance(k, str) and _KEY_RE.fullmatch(k)}))
+        except oss2.exceptions.NoSuchBucket:
+            return []
+        return out
+
+    def named_keys(self) -> set[str]:
+        """The keys any machine's published names point to."""
+        return {k for m in self.machine_names() for k in m.names.values()}
+
     # ----------------------------------------------------------- writing
+    def publish_names(self, machine: str, names: dict, unless_written: bool = False) -> None:
+        """Write ``machine``'s runtime names (name -> key), replacing what it wrote before.
+
+        ``unless_written``: skip it when this process last wrote exactly these
+        (every map asks; the names rarely change).
+        """
+        if not _MACHINE_RE.fullmatch(machine):
+            raise ValueError(f"not a machine id: {machine!r}")
+        memo = (self.bucket_name, machine)
+        if unless_written:
+            with _names_lock:
+                if _names_written.get(memo) == names:
+                    return
+        if self._prepare is not None:
+            self._prepare()
+            self._prepare = None
+        data = {"format": FORMAT, "machine": machine, "host": socket.gethostname(),
+                "updated": _now_iso(), "names": dict(sorted(names.items()))}
+        self.bucket.put_object(names_key(machine), json.dumps(data).encode(),
+                               headers={"Content-Type": "application/json"})
+        with _names_lock:
+            _names_written[memo] = dict(names)
+
+
     def publish(self, key: str, package: str, local_manifest: dict,
                 sha256: str | None = None) -> tuple[SharedRuntime, bool]:
         """(the published runtime of ``key``, whether this call uploaded the package).
@@ -238,6 +350,38 @@ class RuntimeStore:
                              f"check the bucket's permissions (oss:GetObject)")
         return published, uploaded
 
+    def runtime_meta(self, key: str, sha256: str) -> dict | None:
+        """Lithops' runtime metadata of the package whose digest starts with ``sha256``.
+
+        None unless a deploy of exactly that package published it.
+        """
+        import oss2
+
+        try:
+            data = self.bucket.get_object(meta_key(key)).read(MAX_MANIFEST_BYTES + 1)
+        except (oss2.exceptions.NoSuchKey, oss2.exceptions.NoSuchBucket):
+            return None
+        try:
+            meta = json.loads(data) if len(data) <= MAX_MANIFEST_BYTES else None
+        except ValueError:
+            meta = None
+        if not (isinstance(meta, dict) and isinstance(meta.get("preinstalls"), list)
+                and isinstance(meta.get("python_version"), str)
+                and isinstance(meta.get(META_DIGEST), str)):
+            logger.warning("ignoring the runtime metadata of %s: not one fc_magic wrote",
+                           key[:12])
+            return None
+        if not (sha256 and meta.pop(META_DIGEST).startswith(sha256)):
+            return None   # another package under this key (a rebuild that came out different)
+        return meta
+
+    def publish_runtime_meta(self, key: str, sha256: str, meta: dict) -> None:
+        """Keep what the package's first function answered, for every later deploy."""
+        shared = {k: v for k, v in meta.items() if k != "runtime_timeout"}  # per function
+        shared[META_DIGEST] = sha256
+        self.bucket.put_object(meta_key(key), json.dumps(shared).encode(),
+                               headers={"Content-Type": "application/json"})
+
     def touch(self, key: str) -> None:
         """Mark ``key`` used now (remote gc never deletes a runtime used in the last hour)."""
         self.bucket.put_object(used_key(key), b"")
@@ -285,3 +429,6 @@ class lazy_store:  # noqa: N801 - used like the store it stands for
 
     def publish(self, *args, **kwargs) -> tuple[SharedRuntime, bool]:
         return self._open().publish(*args, **kwargs)
+
+    def publish_names(self, machine: str, names: dict) -> None:
+        self._open().publish_names(machine, names)

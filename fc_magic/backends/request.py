@@ -27,6 +27,11 @@ class MapRequest:
     #: and no local package.
     package_key: str | None = None
     package_manifest: dict = field(default_factory=dict)
+    #: aliyun_fc: this runtime cache's names -> keys and its machine id
+    #: (`aliyun_store.machine_id`), published in the bucket so every machine's
+    #: remote gc keeps what these names use.
+    runtime_names: dict = field(default_factory=dict)
+    machine: str | None = None
     #: aliyun_fc: vCPU of the function (None: the least FC allows for memory_mb).
     cpu: float | None = None
     #: aliyun_fc settings; None takes the Lithops config file's, then Lithops' defaults.

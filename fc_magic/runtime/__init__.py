@@ -116,7 +116,11 @@ def map_fields(entry: RuntimeEntry, backend: str) -> dict:
                            f"rebuild it")
     fields = {}
     if entry.target == "fc":
-        fields = {"package_key": entry.key, "package_manifest": entry.manifest}
+        from ..backends.aliyun_store import machine_id
+
+        root = os.path.dirname(entry.path)
+        fields = {"package_key": entry.key, "package_manifest": entry.manifest,
+                  "runtime_names": fc_names(root), "machine": machine_id(root)}
     return {"runtime": entry.interpreter or entry.deploy_name, "package": entry.package,
             **fields, "extra_config": {"lithops": {"exclude_modules": kernel_site_modules()}}}
 
@@ -276,7 +280,8 @@ def _build(root: str, path: str, name: str, requirements, target: str, installer
                                step=report.step, final_dir=path)
         else:
             part = fcpackage.build(build_dir, req_file, python=requirements.python,
-                                   installer=installer, log=log, step=report.step)
+                                   installer=installer, log=log, step=report.step,
+                                   preload=requirements.user_names())
         manifest = {
             "format": cache.FORMAT, "key": requirements.key, "target": target,
             "name": name, "requirements": lines,
@@ -338,6 +343,12 @@ def _row(name, target, key, manifest, complete) -> RuntimeRow:
     size = m.get("package_bytes") or m.get("total_bytes")
     return RuntimeRow(name, target, key, tuple(m.get("user_requirements", ())), size,
                       m.get("created", ""), complete)
+
+
+def fc_names(root: str) -> dict[str, str]:
+    """name -> key of every fc runtime name in the cache at ``root`` (its runtimes folder)."""
+    return {name: targets["fc"] for name, targets in cache.read_index(root).items()
+            if "fc" in targets}
 
 
 def named_keys(cache_dir: str, target: str) -> set[str]:

@@ -16,12 +16,14 @@ from ``<tempdir>/AliyunRuntimeBuild/<runtime name>.zip``; the deployer copies
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
 import os
 import shutil
 import stat
 import sys
 import zipfile
-from typing import Callable
+from typing import Callable, Iterable
 
 from .. import limits
 from ..backends.lithops_facts import FC_HANDLER_FILE
@@ -30,9 +32,14 @@ from ..inputs import InputProblem
 from . import installer as inst
 from .sizes import PackageSize, human, owner_of, owners, table
 
+logger = logging.getLogger(__name__)
+
 PACKAGE = "package.zip"
 STAGE = "stage"
 HANDLER_MODULE = "entry_point.py"
+#: The preload list at the package root (``fc_entry_point.PRELOAD_FILE``, which
+#: cannot be imported here: it runs on FC beside Lithops' handler).
+PRELOAD_FILE = "fc_magic_preload.json"
 #: Lithops' own handler, renamed: fc_magic's ``entry_point.main`` wraps it.
 LITHOPS_HANDLER_MODULE = "lithops_entry_point.py"
 #: The handler FC is configured with (Lithops' aliyun_fc `_create_function`).
@@ -174,9 +181,68 @@ def check_limits(zip_bytes: int, unpacked_bytes: int,
     return []
 
 
+def preload_modules(owned: dict[str, str], distributions: Iterable[str]) -> list[str]:
+    """The importable top-level modules the given distributions install, from their RECORDs.
+
+    What fc_magic's FC initializer imports once per instance
+    (`fc_magic.backends.fc_entry_point`): packages and modules with a public
+    name, not data folders (``numpy.libs``), scripts or private helpers.
+    """
+    from packaging.utils import canonicalize_name
+
+    wanted = {canonicalize_name(d) for d in distributions}
+    found = set()
+    for rel, dist in owned.items():
+        if canonicalize_name(dist) not in wanted:
+            continue
+        top, sep, rest = rel.partition("/")
+        if sep:
+            name = top if rest == "__init__.py" else ""
+        else:
+            name = top.split(".", 1)[0] if top.endswith((".py", ".so")) else ""
+        if name.isidentifier() and not name.startswith("_"):
+            found.add(name)
+    return sorted(found)
+
+
+def compile_bytecode(stage: str, modules: Iterable[str]) -> None:
+    """Ship bytecode for the preloaded modules: FC's code folder is read-only.
+
+    Python cannot write ``__pycache__`` there, so without it every instance
+    compiles these packages from source before its first task (pandas: seconds
+    at FC's fractional vCPU). Unchecked-hash pycs, because FC's unzip does not
+    keep the source mtimes a timestamp pyc is checked against; the package is
+    immutable, so the check is not needed. Compiled by this interpreter, whose
+    X.Y is the function's (`check_python`), in a process of its own (compileall
+    forks workers, which a kernel's threads make unsafe here).
+    """
+    import subprocess
+
+    targets = [name if os.path.isdir(os.path.join(stage, name)) else f"{name}.py"
+               for name in modules]
+    targets = [t for t in targets if os.path.exists(os.path.join(stage, t))]
+    if not targets:
+        return   # extension modules only: nothing to compile
+    # -s: code objects name the package's own paths, not this build folder's.
+    done = subprocess.run([sys.executable, "-m", "compileall", "-qq", "-j", "0",
+                           "--invalidation-mode", "unchecked-hash", "-s", stage,
+                           *(os.path.join(stage, t) for t in targets)],
+                          cwd=stage, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, errors="replace")
+    if done.returncode:
+        # A file this Python cannot compile (a py2 leftover, a template): it is
+        # compiled on import as before, so the build goes on.
+        logger.debug("compileall exited with %d: %s", done.returncode, done.stderr[-300:])
+
+
 def build(build_dir: str, req_file: str, *, python: str, installer: str,
-          log: inst.CommandLog, step: Callable[[str], None]) -> dict:
-    """Fill ``build_dir`` with ``package.zip``; return the manifest's target part."""
+          log: inst.CommandLog, step: Callable[[str], None],
+          preload: Iterable[str] = ()) -> dict:
+    """Fill ``build_dir`` with ``package.zip``; return the manifest's target part.
+
+    ``preload``: the declared distributions whose modules each FC instance
+    imports once (`preload_modules`).
+    """
     check_python(python)
     stage = os.path.join(build_dir, STAGE)
     os.makedirs(stage)
@@ -198,6 +264,12 @@ def build(build_dir: str, req_file: str, *, python: str, installer: str,
     step("slim")
     saved = slim(stage)
     owned = owners(stage)
+    modules = preload_modules(owned, preload)
+    with open(os.path.join(stage, PRELOAD_FILE), "w", encoding="utf-8") as fh:
+        json.dump({"modules": modules}, fh)
+    if modules:
+        step("compile the bytecode of " + ", ".join(modules))
+        compile_bytecode(stage, modules)
 
     step("zip")
     package = os.path.join(build_dir, PACKAGE)
@@ -218,6 +290,7 @@ def build(build_dir: str, req_file: str, *, python: str, installer: str,
         "total_bytes": unpacked,
         "package_bytes": zip_bytes,
         "package_sha256": file_sha256(package),
+        "preload": modules,
         "slimmed_bytes": saved,
         "needs_oss_code_location": zip_bytes > limits.CODE_INLINE_MAX_BYTES,
         "notes": notes,

@@ -62,6 +62,7 @@ def team_runtime(name: str, requirements, *, store: Any, cache_dir: str,
             skipped = ""
         if shared is not None:
             entry = _adopt(root, path, name, shared)
+            _publish_names(store, root)
             report = _Reporter(name, "fc", key, on_snapshot, clock)
             report.emit(status=SUCCESS, cache_hit=True, origin=shared.origin(),
                         sizes=tuple(entry.sizes), total_bytes=entry.manifest.get("total_bytes"),
@@ -84,10 +85,31 @@ def team_runtime(name: str, requirements, *, store: Any, cache_dir: str,
         logger.debug("team cache publish failed: %s", exc)
         return TeamOutcome(entry, f"not published to the team cache ({_why(exc)}); the first "
                                   f"map uploads the package")
+    _publish_names(store, root)
     where = f"oss://{shared.bucket}/{shared.object_key}"
     if uploaded:
         return TeamOutcome(entry, f"published to the team cache: {where}")
     return TeamOutcome(entry, f"the team cache already had it ({shared.origin()}): {where}")
+
+
+def publish_names(store: Any, cache_dir: str) -> None:
+    """Write this cache's fc runtime names to the bucket (what other machines' gc keeps)."""
+    from ..backends.aliyun_store import machine_id
+    from . import fc_names
+
+    root = cache.runtimes_root(cache_dir)
+    store.publish_names(machine_id(root), fc_names(root))
+
+
+def _publish_names(store: Any, root: str) -> None:
+    """`publish_names` where the store is open anyway; a failure is left to the first map."""
+    from ..backends.aliyun_store import machine_id
+    from . import fc_names
+
+    try:
+        store.publish_names(machine_id(root), fc_names(root))
+    except _store_errors() as exc:
+        logger.debug("publishing the runtime names failed (the first map retries): %s", exc)
 
 
 def _why(exc: BaseException) -> str:

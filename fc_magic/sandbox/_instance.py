@@ -275,12 +275,12 @@ def main():
     for folder in (code_dir, base_dir):
         site.addsitedir(folder)  # .pth files, without the client's site-packages
     os.chdir(code_dir)
-    module_name, _, func_name = meta["handler"].rpartition(".")
-    handler = None
+    handler = initializer = None
     load_error = None
     try:
-        module = __import__(module_name, fromlist=[func_name])
-        handler = getattr(module, func_name)
+        handler = _load(meta["handler"])
+        if meta.get("initializer"):
+            initializer = _load(meta["initializer"])
     except BaseException as exc:  # reported on every invocation, as FC does
         load_error = exc, traceback.format_exc()
     write_frame(resp_fd, {"ready": True})
@@ -291,7 +291,15 @@ def main():
             return
         reply = {"request_id": header["request_id"]}
         body = b""
-        if load_error is not None:
+        if header.get("initialize") and load_error is None:
+            # FC's initializer hook: ``initializer(context)``, once, before the first call.
+            try:
+                initializer(Context(header["request_id"], meta, header.get("credentials")))
+                reply["initialized"] = True
+            except BaseException as exc:
+                reply["error"] = {"errorMessage": str(exc), "errorType": type(exc).__name__,
+                                  "stackTrace": traceback.format_exc().splitlines()}
+        elif load_error is not None:
             exc, text = load_error
             reply["error"] = {"errorMessage": str(exc), "errorType": type(exc).__name__,
                               "stackTrace": text.splitlines()}
@@ -313,6 +321,13 @@ def main():
         reap_orphans()
         reply["peak_rss_kb"] = peak_rss_kb()
         write_frame(resp_fd, reply, body)
+
+
+def _load(dotted):
+    """The function ``module.function`` names, imported from the code package."""
+    module_name, _, func_name = dotted.rpartition(".")
+    module = __import__(module_name, fromlist=[func_name])
+    return getattr(module, func_name)
 
 
 def reap_orphans():

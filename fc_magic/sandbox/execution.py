@@ -160,6 +160,8 @@ class FunctionSpec:
     region: str = "cn-hangzhou"
     account_id: str = "0"
     role: str = ""          # the function's RAM role ARN ("" : none)
+    initializer: str = ""   # instanceLifecycleConfig.initializer handler ("" : none)
+    initializer_timeout_s: int = 3
 
 
 @dataclass
@@ -182,7 +184,8 @@ class Instance:
         self.tmp = tempfile.mkdtemp(prefix="fc-instance-", dir=log_dir)
         req_r, self._req_w = os.pipe()
         self._resp_r, resp_w = os.pipe()
-        meta = {"name": spec.name, "handler": spec.handler, "memory": spec.memory_mb,
+        meta = {"name": spec.name, "handler": spec.handler, "initializer": spec.initializer,
+                "memory": spec.memory_mb,
                 "timeout": spec.timeout_s, "region": spec.region,
                 "account_id": spec.account_id}
         # The instance's own /tmp (and home): a folder of its own, seen as /tmp
@@ -230,7 +233,10 @@ class Instance:
             self.close()
             raise SandboxSetupError(f"instance of {spec.name} did not start: "
                                     f"{self.log_tail()}")
-        self._limit_address_space()
+        #: FC runs the initializer once, before the instance's first invocation.
+        self.initialized = not spec.initializer
+        if self.initialized:
+            self._limit_address_space()
 
     def _limit_address_space(self) -> None:
         """From now on, a process may grow by the function's memory, no more.
@@ -276,6 +282,10 @@ class Instance:
         """Run one invocation; ``credentials`` become its ``context.credentials`` (the role's)."""
         self.max_memory_kb = 0
         self.oom_killed = False
+        if not self.initialized:
+            failed = self._initialize(request_id, credentials)
+            if failed is not None:
+                return failed
         start = time.monotonic()
         header = {"request_id": request_id}
         if credentials:
@@ -317,6 +327,40 @@ class Instance:
             return Outcome(error=header["error"], error_kind="Unhandled",
                            duration_ms=duration, max_memory_mb=mem)
         return Outcome(body=body, duration_ms=duration, max_memory_mb=mem)
+
+    def _initialize(self, request_id: str, credentials: dict | None) -> Outcome | None:
+        """Run the function's initializer hook (None: it succeeded).
+
+        As FC does: once per instance, before its first invocation, within the
+        hook's own timeout; a failure fails that invocation and the instance
+        is discarded (the next invocation gets a new one). Once it ran, the
+        address-space limit is set from the instance's size, as after start.
+        """
+        start = time.monotonic()
+        header = {"request_id": request_id, "initialize": True}
+        if credentials:
+            header["credentials"] = credentials
+        try:
+            _instance.write_frame(self._req_w, header)
+            reply, _ = self._read(self.spec.initializer_timeout_s)
+        except OSError:
+            reply = {"eof": True}
+        duration = (time.monotonic() - start) * 1000
+        if reply is not None and not reply.get("eof") and "error" not in reply:
+            self.initialized = True
+            self._limit_address_space()
+            return None
+        self.close()
+        if reply is None:
+            error = {"errorMessage": f"Function initialization timed out after "
+                                     f"{self.spec.initializer_timeout_s} seconds",
+                     "errorType": "InitializationError"}
+        elif reply.get("eof"):
+            error = {"errorMessage": "Process exited unexpectedly during initialization",
+                     "errorType": "InitializationError"}
+        else:
+            error = dict(reply["error"])
+        return Outcome(error=error, error_kind="Unhandled", duration_ms=duration)
 
     @property
     def alive(self) -> bool:

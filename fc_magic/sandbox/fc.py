@@ -44,6 +44,8 @@ MAX_ASYNC_PAYLOAD = 128 * 2**10
 MAX_UNPACKED = 10 * 2**30
 CPU_STEP, CPU_MIN, CPU_MAX = 0.05, 0.05, 16.0
 DISK_SIZES = (512, 10240)
+#: A lifecycle hook's timeout when CreateFunction gives none (FC's LifecycleHook default).
+INITIALIZER_DEFAULT_TIMEOUT_S = 3
 
 
 def cpu_problem(cpu, memory_mb: int) -> str | None:
@@ -138,7 +140,11 @@ class FunctionRecord:
                 "state": state[0], "stateReason": state[1],
                 "lastUpdateStatus": "Successful",
                 "instanceConcurrency": 1, "diskSize": self.disk_mb, "cpu": self.cpu,
-                "logConfig": dict(self.log_config)}
+                "logConfig": dict(self.log_config),
+                "instanceLifecycleConfig": (
+                    {"initializer": {"handler": s.initializer,
+                                     "timeout": s.initializer_timeout_s}}
+                    if s.initializer else {})}
 
 
 def _checksum(data: bytes) -> str:
@@ -233,6 +239,28 @@ class FunctionService:
         handler = data.get("handler") or ""
         if "." not in handler:
             return fc_error(400, "InvalidArgument", f"handler {handler!r} must be module.function")
+        lifecycle = data.get("instanceLifecycleConfig")
+        if lifecycle is not None and not isinstance(lifecycle, dict):
+            return fc_error(400, "InvalidArgument", "instanceLifecycleConfig must be an object")
+        hook = (lifecycle or {}).get("initializer")
+        init_handler, init_timeout = "", INITIALIZER_DEFAULT_TIMEOUT_S
+        if hook is not None:
+            if not isinstance(hook, dict):
+                return fc_error(400, "InvalidArgument",
+                                "instanceLifecycleConfig.initializer must be an object")
+            if hook.get("command"):
+                return fc_error(400, "InvalidArgument", "the sandbox runs handler initializers "
+                                "only (instanceLifecycleConfig.initializer.command is for "
+                                "custom runtimes)")
+            init_handler = hook.get("handler") or ""
+            if not isinstance(init_handler, str) or (init_handler and "." not in init_handler):
+                return fc_error(400, "InvalidArgument", f"initializer handler {init_handler!r} "
+                                "must be module.function")
+            init_timeout = hook.get("timeout", INITIALIZER_DEFAULT_TIMEOUT_S)
+            if (not isinstance(init_timeout, int) or isinstance(init_timeout, bool)
+                    or not 1 <= init_timeout <= 86400):
+                return fc_error(400, "InvalidArgument", f"initializer timeout {init_timeout} "
+                                "must be 1..86400 seconds")
         if code.get("zipFile"):
             if len(code["zipFile"]) > MAX_INLINE_ZIP:
                 return fc_error(400, "CodeSizeExceeded", "inline code is limited to 100 MB; "
@@ -270,7 +298,8 @@ class FunctionService:
         spec = FunctionSpec(uid=uid, name=name, handler=handler, runtime=runtime,
                             memory_mb=memory, timeout_s=timeout, code_dir=code_dir, env=env,
                             region=self.region, account_id=self.account_id,
-                            role=data.get("role") or "")
+                            role=data.get("role") or "", initializer=init_handler,
+                            initializer_timeout_s=init_timeout)
         now = time.time()
         record = FunctionRecord(spec, data.get("description") or "", len(package),
                                 _checksum(package), now, data.get("role") or "",
