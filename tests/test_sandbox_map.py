@@ -252,11 +252,26 @@ def test_aliyun_notebook_runs_against_the_sandbox(config_file, demo_runtime, xdg
 
     home = tmp_path / "home"
     home.mkdir()
+    # The notebook's objects-as-input cell reads text files the user put under a prefix of
+    # their bucket: here three objects of 60,001 lines in all (14 B, 1.2 MB and 2.5 MB:
+    # 1 + 2 + 3 chunks of 1 MB).
+    bucket = yaml.safe_load(Path(config_file).read_text())["aliyun_oss"]["storage_bucket"]
+    sandbox.store.handle("PUT", bucket, "", {}, {}, b"")  # the user's bucket exists
+    for key, lines in (("a.log", 1), ("b.log", 20_000), ("c.log", 40_000)):
+        body = "".join(f"{key} line {i} {'x' * (i % 90)}\n" for i in range(lines)).encode()
+        sandbox.store.handle("PUT", bucket, f"fc-magic-demo/{key}", {}, {}, body)
+    notebook = tmp_path / "aliyun_fc.ipynb"
+    notebook.write_text((ROOT / "notebooks" / "aliyun_fc.ipynb").read_text()
+                        .replace("YOUR-BUCKET", bucket))
     out = tmp_path / "aliyun_fc.executed.ipynb"
-    nb = execute(ROOT / "notebooks" / "aliyun_fc.ipynb", out, timeout=300,
+    nb = execute(notebook, out, timeout=300,
                  env={"LITHOPS_CONFIG_FILE": config_file, "XDG_CACHE_HOME": xdg_cache,
                       "HOME": str(home)})
     texts = {first: text for _, first, text in cell_texts(nb)}
+    assert "started; done yet?" in texts["bg = %fc_map count_primes range(0, 30000, 300) -b"]
+    assert texts["%fc_wait bg"].rstrip().endswith("True True")
+    assert texts["def count_lines(obj):"].rstrip().endswith("6 tasks, 60001 lines"), \
+        texts["def count_lines(obj):"]
     assert "cache hit" in texts["%%fc_runtime demo"]
     assert texts["def add_seven(x):"].endswith("[7, 8, 9, 10, 11, 12, 13, 14, 15, 16]")
     where = texts["def where(x):"]
