@@ -390,6 +390,13 @@ def test_a_function_role_that_cannot_use_the_bucket_is_one_error_at_deploy(
     monkeypatch.setattr(sandbox, "roles_without_oss", {role_arn} if role == "no-oss" else set())
     monkeypatch.setattr(sandbox, "roles_fc_cannot_assume",
                         {role_arn} if role == "not-for-fc" else set())
+    # The package has already run with the usual role (its metadata is in the bucket, so a
+    # new size needs no metadata call): a role never seen on the bucket is still checked.
+    good = tmp_path / "good.yaml"
+    good.write_text(sandbox.config_yaml())
+    assert engine.run_map(_square(), [3], engine.MapRequest(
+        backend="aliyun_fc", runtime=runtime.deploy_name, package=runtime.package,
+        config_file=str(good), timeout_s=60)).values == [9]
     invocations = sandbox.functions.invocations
     request = engine.MapRequest(backend="aliyun_fc", runtime=runtime.deploy_name,
                                 package=runtime.package, config_file=str(path),

@@ -13,7 +13,7 @@ from typing import Any
 from .. import limits
 from ..digest import file_sha256
 from ..errors import InputProblem, ServiceUnavailable
-from .aliyun_store import RuntimeStore, SharedRuntime, package_key
+from .aliyun_store import CHECKED_ROLES, RuntimeStore, SharedRuntime, package_key
 from .request import MapRequest
 
 logger = logging.getLogger(__name__)
@@ -289,20 +289,24 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
     if fresh or internal.get_runtime_meta(runtime_key) is None:
         # The metadata (Python, FC's preinstalled modules) is the package's on FC's
         # runtime, whatever the size or machine: asked of a function once per key.
-        # The role check rides on that one invocation: a later size or a team hit
-        # reuses a checked package (a role that cannot use the bucket then fails
-        # the first task with the same advice).
+        # The role check rides on that invocation, so a new function whose role
+        # was not yet seen to work on the bucket asks again (one invocation).
         running = sha256 if fresh else marker_digest(current.description) or ""
         meta = store.runtime_meta(key, running)
-        if meta is None:
-            meta = first_metadata(backend, name, request.runtime,
-                                  _role_check(executor, internal.bucket, name))
+        checked = list(meta.pop(CHECKED_ROLES, None) or ()) if meta is not None else []
+        role = ((getattr(executor, "config", None) or {}).get("aliyun_fc") or {}).get(
+            "role_arn", "")
+        if meta is None or (fresh and role not in checked):
+            role_check = _role_check(executor, internal.bucket, name)
+            meta = first_metadata(backend, name, request.runtime, role_check)
             if meta is None:  # not answering yet: Lithops' own wait-and-retry loop
                 meta = backend._generate_runtime_meta(
                     name, max_attempts=lithops_fc.ZIP_METADATA_MAX_ATTEMPTS,
                     retry_sleep=lithops_fc.ZIP_METADATA_RETRY_SLEEP)
+            elif role_check is not None and role:
+                checked.append(role)
             if fresh:
-                store.publish_runtime_meta(key, sha256, meta)
+                store.publish_runtime_meta(key, sha256, meta, checked)
         meta["runtime_timeout"] = current.timeout if current is not None else function_timeout
         internal.put_runtime_meta(runtime_key, meta)
         lithops_storage.RUNTIME_META_CACHE[internal._runtime_meta_refs(runtime_key)[1]] = meta

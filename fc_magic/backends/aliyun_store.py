@@ -68,6 +68,9 @@ def manifest_key(key: str) -> str:
 
 #: The digest of the package a published runtime metadata was answered by.
 META_DIGEST = "fc_magic_package_sha256"
+#: The function roles a deploy of the package already tried on the bucket: a new
+#: size or a team hit with one of them needs no role check (no invocation).
+CHECKED_ROLES = "fc_magic_checked_roles"
 
 
 def meta_key(key: str) -> str:
@@ -375,10 +378,13 @@ class RuntimeStore:
             return None   # another package under this key (a rebuild that came out different)
         return meta
 
-    def publish_runtime_meta(self, key: str, sha256: str, meta: dict) -> None:
-        """Keep what the package's first function answered, for every later deploy."""
+    def publish_runtime_meta(self, key: str, sha256: str, meta: dict,
+                             checked_roles: list[str] = ()) -> None:
+        """Keep what the package's first function answered, for every later deploy,
+        with the RAM roles already seen to work on the bucket (`CHECKED_ROLES`)."""
         shared = {k: v for k, v in meta.items() if k != "runtime_timeout"}  # per function
         shared[META_DIGEST] = sha256
+        shared[CHECKED_ROLES] = sorted(set(checked_roles))
         self.bucket.put_object(meta_key(key), json.dumps(shared).encode(),
                                headers={"Content-Type": "application/json"})
 
