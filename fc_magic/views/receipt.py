@@ -263,7 +263,7 @@ def receipt_class(key: str) -> str:
 
 
 def receipt_html(result: MapResult, key: str | None = None) -> str:
-    """The receipt as HTML; ``key`` adds the class `receipt_class(key)` (see `widgets.MapControls`)."""
+    """The receipt as HTML; ``key`` adds the class `receipt_class(key)` (`widgets.MapControls`)."""
     word, colour = verdict(result)
     status = html.escape(status_text(result).removesuffix(f" [{word}]"))
     parts = [f"<div style='font-size:13px'><b style='color:{colour}'>{html.escape(word)}</b> "
