@@ -3,8 +3,12 @@
 One browser session (about a minute): run all cells, check the progress
 widgets reached their final state (green for the prime count, red for the
 map with failures), press "retry failed" on the failing map, drag
-the memory slider and check the kernel's FCMagic.memory followed, then start a long map and press its Cancel button
-while the cell runs. Screenshots go to test-artifacts/ (git-ignored).
+the memory slider and check the kernel's FCMagic.memory followed, retry a map
+whose failures then succeed and check the map shows one panel (the stale
+receipt hidden, the merged one visible), then start a long map and press its
+Cancel button while the cell runs; last, save the notebook and reopen a copy
+(a fresh kernel, no widget state): the first run's receipt is the record shown.
+Screenshots go to test-artifacts/ (git-ignored).
 
 `make test` installs chromium (apt, as root), Playwright and JupyterLab; the
 test is skipped only when /usr/bin/chromium is absent, and says why.
@@ -80,7 +84,7 @@ def lab(tmp_path_factory):
                 raise AssertionError("JupyterLab did not start:\n"
                                      + (base / "lab.log").read_text(errors="replace")[-3000:])
             time.sleep(0.5)
-    yield url, token
+    yield url, token, notebooks
     proc.terminate()
     try:
         proc.wait(timeout=20)
@@ -122,6 +126,18 @@ JS_CELL_TEXT = """(index) => {
 }"""
 
 
+JS_RECEIPTS = """(index) => {
+  // Every receipt in a cell: the static one (cell output) and those drawn in widgets.
+  const cell = window.jupyterapp.shell.currentWidget.content.widgets[index].node;
+  return [...cell.querySelectorAll('.fc-magic-receipt')].map(e => ({
+    display: getComputedStyle(e).display, shown: e.getClientRects().length > 0,
+    inWidget: e.closest('.widget-html') !== null, text: e.textContent.trim()}));
+}"""
+
+JS_CELL_INDEX = """(needle) => window.jupyterapp.shell.currentWidget.content.widgets
+  .findIndex(c => c.model.sharedModel.getSource().includes(needle))"""
+
+
 def _wait(page, fn, arg=None, timeout=120.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -146,7 +162,7 @@ def _run_cell(page, source: str, timeout=120.0) -> tuple[int, str]:
 def test_quickstart_in_jupyterlab(lab):
     from playwright.sync_api import sync_playwright
 
-    url, token = lab
+    url, token, notebooks = lab
     ARTIFACTS.mkdir(exist_ok=True)
     profile = Path(os.environ.get("TMPDIR", "/tmp")) / f"chromium-{secrets.token_hex(4)}"
     with sync_playwright() as pw:
@@ -187,6 +203,12 @@ def test_quickstart_in_jupyterlab(lab):
             _, text = _run_cell(page, "print('retried:', len(inv), [f.index for f in inv.failures],"
                                       " inv.failures[0] is not before)")
             assert "retried: 7 [3] True" in text, text
+            # One panel for the map: the stale static receipt is hidden, the merged one shows.
+            inv_cell = page.evaluate(JS_CELL_INDEX, "inv = %fc_map")
+            failing.scroll_into_view_if_needed()
+            receipts = page.evaluate(JS_RECEIPTS, inv_cell)
+            assert [(r["inWidget"], r["display"], r["shown"]) for r in receipts] == [
+                (False, "none", False), (True, "block", True)], receipts
 
             # 3. Drag the memory slider (the %fc_memory cell's, the last one).
             slider = page.locator(".widget-hslider .slider").last
@@ -205,6 +227,35 @@ def test_quickstart_in_jupyterlab(lab):
             page.locator(".jp-Cell:has(.widget-hslider)").last.screenshot(
                 path=str(ARTIFACTS / "browser-2-slider.png"))
 
+            # 3b. A map whose 3 failures succeed when retried: the click hides the red
+            # receipt, the live row then the merged "ok" receipt stand in its place.
+            once_cell, _ = _run_cell(
+                page, "import os, pathlib\nFLAG = str(pathlib.Path('fail-once').resolve())\n"
+                      "pathlib.Path(FLAG).write_text('')\ndef once(x):\n"
+                      "    if x % 3 == 1 and os.path.exists(FLAG):\n"
+                      "        raise ValueError(f'first run {x}')\n    return x\n"
+                      "once_r = %fc_map once range(9)")
+            cell = page.locator(".jp-Notebook .jp-Cell").nth(once_cell)
+            cell.scroll_into_view_if_needed()
+            first = page.evaluate(JS_RECEIPTS, once_cell)
+            assert len(first) == 1 and first[0]["shown"], first
+            assert first[0]["text"].startswith("FAILED") and "3 failed" in first[0]["text"], first
+            cell.screenshot(path=str(ARTIFACTS / "browser-2b-before-retry.png"))
+            _run_cell(page, "os.remove(FLAG)")
+            cell.locator("button", has_text="Retry 3 failed").click()
+            cell.locator(".widget-html .fc-magic-receipt:has-text('9/9 done')").wait_for(
+                timeout=60_000)
+            cell.scroll_into_view_if_needed()
+            receipts = page.evaluate(JS_RECEIPTS, once_cell)
+            assert [(r["inWidget"], r["display"], r["shown"]) for r in receipts] == [
+                (False, "none", False), (True, "block", True)], receipts
+            assert receipts[1]["text"].startswith("ok") and "9/9 done" in receipts[1]["text"]
+            assert "failed" not in receipts[1]["text"], receipts[1]
+            assert cell.get_by_text("this panel replaces the map's first receipt").is_visible()
+            cell.screenshot(path=str(ARTIFACTS / "browser-2b-retried-one-panel.png"))
+            _, text = _run_cell(page, "print('once ok:', once_r.ok, once_r.values)")
+            assert "once ok: True [0, 1, 2, 3, 4, 5, 6, 7, 8]" in text, text
+
             # 4. A long map; press Cancel while the cell runs.
             index = page.evaluate(JS_ADD_CELL, "import time\ndef slow(x):\n    time.sleep(0.25)\n"
                                                "    return x\nr_long = %fc_map slow range(400)")
@@ -220,6 +271,36 @@ def test_quickstart_in_jupyterlab(lab):
                                       "0 < len(r_long.results) < 400)")
             assert "cancelled: True True" in text, text
             cell.screenshot(path=str(ARTIFACTS / "browser-4-cancelled.png"))
+
+            # 5. Saved and reopened with a fresh kernel and no widget state: the hiding
+            # style lived in widget state, so the first run's receipt is what shows. The
+            # original stays open in a hidden tab: its live row hides only its own cell's
+            # receipt, not the copy's (same class, other cell).
+            page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+            saved = notebooks / "quickstart.ipynb"
+            deadline = time.monotonic() + 30
+            while "once_r = %fc_map" not in saved.read_text() or \
+                    "os.remove(FLAG)" not in saved.read_text():
+                assert time.monotonic() < deadline, "the notebook was not saved"
+                time.sleep(0.3)
+            shutil.copy(saved, notebooks / "reopened.ipynb")
+            page.goto(f"{url}/lab/tree/reopened.ipynb?token={token}")
+            _wait(page, "() => { const s = (" + JS_STATE + ")(); return s && s.status === 'idle'"
+                        " && window.jupyterapp.shell.currentWidget.title.label"
+                        " === 'reopened.ipynb'; }", timeout=90, what="the reopened notebook")
+            once_cell = page.evaluate(JS_CELL_INDEX, "once_r = %fc_map")
+            # The restored workspace may hold the first notebook too (hidden): this tab's cells.
+            panel = page.evaluate("() => window.jupyterapp.shell.currentWidget.id")
+            cell = page.locator(f"[id='{panel}'] .jp-Notebook .jp-Cell").nth(once_cell)
+            cell.scroll_into_view_if_needed()
+            cell.locator(".fc-magic-receipt").first.wait_for(timeout=30_000)
+            receipts = page.evaluate(JS_RECEIPTS, once_cell)
+            statics = [r for r in receipts if not r["inWidget"]]
+            assert len(statics) == 1 and statics[0]["shown"], receipts
+            assert statics[0]["display"] == "block", receipts
+            assert statics[0]["text"].startswith("FAILED") and "3 failed" in statics[0]["text"]
+            assert "first run 1" in statics[0]["text"]  # the failure, readable with no kernel
+            cell.screenshot(path=str(ARTIFACTS / "browser-5-reopened.png"))
         finally:
             context.close()
             shutil.rmtree(profile, ignore_errors=True)

@@ -108,6 +108,28 @@ def test_final_panel_is_a_static_receipt_and_a_row_of_live_controls(ip):
     assert view.bar.comm is None  # the live row's models are closed
     view.controls.retry_button.click()
     assert retried == [view.controls.box] and view.controls.retry_button.disabled
+    # The retry started: the controls row hides this map's receipt (its own class) and says so.
+    name = f"fc-magic-receipt-{view.receipt.key}"
+    assert f"class='fc-magic-receipt {name}'" in body
+    assert view.controls.stand_in.value.startswith(
+        f"<style>.jp-Cell:has(.{name}-stand-in) .{name}{{display:none !important}}")
+    assert f"<div class='{name}-stand-in'" in view.controls.stand_in.value
+    assert view.controls.panel.children == (view.controls.stand_in, view.controls.box)
+
+
+def test_a_retry_that_cannot_start_leaves_the_receipt_shown(ip):
+    view = WidgetMapView(display_now=False)
+    view.finish(MapSnapshot(total=30, done=28, failed=2, elapsed_s=3, status=ERROR))
+
+    def refused(stage):
+        raise UsageError("%fc_map: credentials refused")
+
+    with capture_output():
+        view.show_result(scripted_result(), on_retry=refused)
+    view.controls.retry_button.click()
+    assert view.controls.stand_in.value == ""  # nothing merged: the receipt above still holds
+    assert "credentials refused" in view.controls.message.value
+    assert not view.controls.retry_button.disabled
 
 
 def test_final_panel_is_bounded_for_huge_maps():
@@ -252,20 +274,38 @@ def test_a_retried_task_that_fails_again_keeps_its_original_index(ip, fc, cell, 
     assert [s.index for s in result.stats] == list(range(10))
 
 
-def test_retry_button_in_the_widget_view(ip, fc, cell, flaky):
+def test_retry_button_in_the_widget_view(ip, fc, cell, flaky, monkeypatch):
+    import re
+
     fc.view = "widget"
-    with capture_output():
+    with capture_output() as first:
         result = ip.run_line_magic("fc_map", "flaky range(7)")
     assert len(result.failures) == 3
+    static = [o.data["text/html"] for o in first.outputs if "text/html" in o.data]
+    assert len(static) == 1  # the map's static receipt, named by a class of its own
+    name = re.search(r"class='fc-magic-receipt (fc-magic-receipt-[0-9a-f]{12})'", static[0])[1]
     button = newest(w.Button, description="Retry 3 failed")
     flaky.write_text("")
+    hiding = []  # what the controls row held when the retry's first snapshot was drawn
+    original = WidgetMapView.draw
+
+    def draw(view, snapshot):
+        hiding.append([x.value for x in live_widgets()
+                       if isinstance(x, w.HTML) and f" .{name}{{display:none" in x.value])
+        return original(view, snapshot)
+
+    monkeypatch.setattr(WidgetMapView, "draw", draw)
     with capture_output() as shown:
         button.click()
     assert result.ok and result.values == [x * 10 for x in range(7)]
     assert not shown.outputs  # nothing lands elsewhere: the controls' row shows it all
+    # Hidden from the start of the retry (not only at its end), and saying so.
+    assert hiding and all(len(h) == 1 for h in hiding), hiding
+    assert "this panel replaces the map&#x27;s first receipt" in hiding[0][0]
     receipts = [x for x in live_widgets() if isinstance(x, w.HTML)
                 and "fc-magic-receipt" in x.value and "7/7 done" in x.value]
     assert receipts and "[ok]" not in receipts[-1].value and ">ok<" in receipts[-1].value
+    assert name not in receipts[-1].value  # the merged receipt is not the one hidden
 
 
 def test_rerun_with_this_memory_replaces_the_map_in_place(ip, fc, cell):

@@ -257,7 +257,13 @@ def details_html(result: MapResult) -> str:
             f"durations, memory, cost</summary>{inner}</details>")
 
 
-def receipt_html(result: MapResult) -> str:
+def receipt_class(key: str) -> str:
+    """The class that names one map's static receipt, so its live controls can hide it."""
+    return f"fc-magic-receipt-{key}"
+
+
+def receipt_html(result: MapResult, key: str | None = None) -> str:
+    """The receipt as HTML; ``key`` adds the class `receipt_class(key)` (`widgets.MapControls`)."""
     word, colour = verdict(result)
     status = html.escape(status_text(result).removesuffix(f" [{word}]"))
     parts = [f"<div style='font-size:13px'><b style='color:{colour}'>{html.escape(word)}</b> "
@@ -279,14 +285,16 @@ def receipt_html(result: MapResult) -> str:
     if hint:
         parts.append(f"<div style='font-size:12px'>{html.escape(hint)}</div>")
     parts.append(details_html(result))
-    return "<div class='fc-magic-receipt'>" + "".join(parts) + "</div>"
+    classes = "fc-magic-receipt" + (f" {receipt_class(key)}" if key else "")
+    return f"<div class='{classes}'>" + "".join(parts) + "</div>"
 
 
 class Receipt:
     """A finished map as a display object: text/html and text/plain, nothing live."""
 
-    def __init__(self, result: MapResult):
-        self.result = result
+    def __init__(self, result: MapResult, key: str | None = None):
+        self.result, self.key = result, key
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        return {"text/html": receipt_html(self.result), "text/plain": receipt_text(self.result)}
+        return {"text/html": receipt_html(self.result, self.key),
+                "text/plain": receipt_text(self.result)}

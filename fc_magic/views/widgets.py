@@ -12,12 +12,16 @@ A run started from a control (retry, re-run) is drawn inside that controls
 row: its live row (cancellable) replaces the buttons, then its receipt and
 fresh controls take its place. That is widget state, so it updates in place
 even though the cell that showed the map has long finished (a frontend
-routes display updates only to the cell still executing).
+routes display updates only to the cell still executing). The static receipt
+above cannot be updated from there, so once such a run starts the controls
+row hides it (a ``<style>`` naming the receipt's own class, `receipt_class`)
+and becomes the map's one panel; the notebook file keeps that first receipt.
 """
 from __future__ import annotations
 
 import html
 import logging
+import secrets
 from typing import Callable
 
 import ipywidgets as w
@@ -26,7 +30,7 @@ from IPython.display import display
 from ..progress import CANCELLED, ERROR, RUNNING, SUCCESS, CancelToken, MapSnapshot
 from .bar import bar_html
 from .fallback import TextFallback
-from .receipt import Receipt, receipt_html
+from .receipt import MUTED, Receipt, receipt_class, receipt_html
 from .text import status_line
 
 logger = logging.getLogger(__name__)
@@ -159,7 +163,8 @@ class WidgetMapView(TextFallback):
                     memory=None, on_rerun: Callable[[int, w.Box], None] | None = None,
                     cpu=None) -> None:
         """Replace the live row by the static receipt, then the live controls (if any)."""
-        self.receipt = Receipt(result)
+        # A per-map class on the static receipt, so its controls can hide it later.
+        self.receipt = Receipt(result, key=secrets.token_hex(6))
         self._text = self.receipt._repr_mimebundle_()["text/plain"]
         actions = MapControls.wanted(result, on_retry, memory, on_rerun)
         # A background map that ends while its own cell still runs gets the
@@ -181,7 +186,8 @@ class WidgetMapView(TextFallback):
                 display(self.receipt)
             if actions:
                 self.controls = MapControls(result, on_retry=on_retry, memory=memory,
-                                            on_rerun=on_rerun, cpu=cpu)
+                                            on_rerun=on_rerun, cpu=cpu,
+                                            replaces=self.receipt.key)
                 display(self.controls)
         self._close_live_row()
 
@@ -206,17 +212,27 @@ class MapControls(TextFallback):
 
     One compact row ("Retry 7 failed", "Memory…"); the slider opens below it.
     A run started here draws its live row in this box, then its receipt.
+    ``replaces``: the key of the static receipt shown above (`receipt_class`);
+    when a run starts here, that receipt is hidden and this row, headed by a
+    line saying so, stands in for it: one panel, updated in place.
     """
+
+    #: Heads the controls row once it stands in for the static receipt above it.
+    STANDS_IN = ("Updated in place from its controls while the kernel runs: this panel replaces "
+                 "the map's first receipt; the notebook file keeps that receipt as its "
+                 "kernel-free record.")
 
     @staticmethod
     def wanted(result, on_retry, memory, on_rerun) -> bool:
         return bool((on_retry is not None and result.failures)
                     or (memory is not None and result.stats))
 
-    def __init__(self, result, *, on_retry=None, memory=None, on_rerun=None, cpu=None):
+    def __init__(self, result, *, on_retry=None, memory=None, on_rerun=None, cpu=None,
+                 replaces: str | None = None):
         from .memory import MemorySlider
 
         self.result = result
+        self.replaces = replaces
         self.retry_button: w.Button | None = None
         self.memory_button: w.Button | None = None
         self.slider: MemorySlider | None = None
@@ -249,9 +265,32 @@ class MapControls(TextFallback):
             row.append(self.memory_button)
             parts.append(self.slider.box)
         self.box = w.VBox([w.HBox(row), *parts, self.message])
+        # Runs started here redraw self.box; the style that hides the receipt
+        # above sits outside it, so it lasts through every later run here.
+        self.stand_in = w.HTML() if replaces else None
+        self.panel = w.VBox([self.stand_in, self.box]) if replaces else self.box
 
     def plain_text(self) -> str:
         return ""  # the receipt above is the record; these are live only
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = self.panel._repr_mimebundle_(**kwargs) or {}
+        bundle["text/plain"] = self.plain_text()
+        return bundle
+
+    def stand_in_html(self) -> str:
+        """Hides the receipt above and its output row, in this cell only; says so.
+
+        Scoped to the cell that holds this row (JupyterLab's and Notebook 7's
+        ``.jp-Cell``, CSS ``:has``): a copy of the notebook open next to it
+        carries the same receipt class and must keep showing its receipt.
+        """
+        name = receipt_class(self.replaces)
+        here = f".jp-Cell:has(.{name}-stand-in)"
+        return (f"<style>{here} .{name}{{display:none !important}}"
+                f"{here} .jp-OutputArea-child:has(.{name}){{display:none}}</style>"
+                f"<div class='{name}-stand-in' style='font-size:11px;color:{MUTED}'>"
+                f"{html.escape(self.STANDS_IN)}</div>")
 
     def _toggle_memory(self) -> None:
         box = self.slider.box
@@ -262,10 +301,16 @@ class MapControls(TextFallback):
         for button in (self.retry_button, self.memory_button):
             if button is not None:
                 button.disabled = True
+        # The static receipt above goes before the live row appears, not after the run.
+        hid = self.stand_in is not None and not self.stand_in.value
+        if hid:
+            self.stand_in.value = self.stand_in_html()
         try:
             action(*args, self.box)
         except Exception as exc:  # shown where the user clicked, not in the log console
             logger.debug("action from the map controls failed", exc_info=True)
+            if hid:  # nothing merged: the receipt above is still the map's state
+                self.stand_in.value = ""
             self.message.value = (f"<span style='color:var(--jp-error-color1, #c62828)'>"
                                   f"{html.escape(f'{type(exc).__name__}: {exc}')}</span>")
             if self.message not in self.box.children:
