@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -413,21 +414,35 @@ def test_an_fc_endpoint_that_does_not_answer_is_one_line(aliyun, cell, tally):
                               "check the network and FCMagic.fc_endpoint"), message
 
 
-# About 10 s: two small maps; the lost task is given up 5 s after its 2 s timeout (less
-# would count a slow cold start of the other tasks' instances on a busy machine as lost).
+# About 15 s: two small maps; the lost task is given up 5 s after its 5 s timeout (less
+# would count a slow cold start of the other tasks' instances on a busy machine as lost;
+# the timeout leaves the sandbox time to lose the instance before Lithops' own timeout).
 @pytest.mark.timeout(120)
 def test_failures_carry_fc_request_ids_and_the_receipt_says_where_the_logs_are(
         aliyun, cell, sandbox, monkeypatch, caplog):
     monkeypatch.setattr(engine, "STALL_GRACE_S", 5.0)
     cell("def wobbly(x):\n"
-         "    import os, signal\n"
+         "    import time\n"
          "    if x == 'raise':\n"
          "        raise ValueError('bad ' + x)\n"
-         "    if x == 'crash':\n"
-         "        os.kill(os.getppid(), signal.SIGKILL)  # the instance dies: no status\n"
+         "    if x == 'crash':  # asks the sandbox to lose this instance, as a host failure\n"
+         "        open('/tmp/crash-me', 'w').close()\n"
+         "        time.sleep(60)\n"
          "    return x\n")
-    with capture_output() as cap:
-        result = cell("%fc_map wobbly [1, 'raise', 'crash'] --timeout 2")
+    stop = threading.Event()
+
+    def host_failure():  # the instance dies mid-call: the task writes no status
+        while not stop.is_set() and not sandbox.executor.crash_instances_holding("crash-me"):
+            stop.wait(0.1)
+
+    crasher = threading.Thread(target=host_failure, daemon=True)
+    crasher.start()
+    try:
+        with capture_output() as cap:
+            result = cell("%fc_map wobbly [1, 'raise', 'crash'] --timeout 5")
+    finally:
+        stop.set()
+        crasher.join()
     raised, lost = result.values[1], result.values[2]
     assert raised.exc_type == "ValueError" and lost.exc_type == "TaskLost"
     assert re.fullmatch(r"[0-9a-f]{32}", raised.request_id)  # what FC (the sandbox) issued

@@ -606,6 +606,20 @@ class Executor:
         for inst in old:
             inst.close()
 
+    def crash_instances_holding(self, name: str) -> int:
+        """Kill every busy instance whose /tmp holds a file ``name``: a host failure.
+
+        FC loses an instance (and the call it runs) when its host fails; the
+        call then writes no result. A task asks for that by creating the file,
+        and a test calls this. Returns how many instances were killed.
+        """
+        with self._lock:
+            doomed = [inst for inst in self._busy
+                      if os.path.exists(os.path.join(inst.tmp, "tmp", name))]
+        for inst in doomed:
+            kill_tree(inst.proc.pid)
+        return len(doomed)
+
     def drop_function(self, uid: str) -> None:
         """Close the idle instances of a deleted or replaced function, in the background.
 
