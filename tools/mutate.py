@@ -31,20 +31,65 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 LINE_PREFIX = "- make mutate:"
 _FIGURE = re.compile(r"([\w.]+) (\d+)/(\d+)")
 
-#: module -> (source file, the fast tests that exercise it). Slow tests (builds,
-#: sandbox, kernels, browser) are left out: mutmut runs the covering tests per mutant.
-MODULES: dict[str, tuple[str, list[str]]] = {
-    "limits": ("fc_magic/limits.py", ["test_limits.py", "test_config.py"]),
-    "pricing": ("fc_magic/pricing.py", ["test_pricing.py", "test_views_widgets.py"]),
-    "progress": ("fc_magic/progress.py", ["test_views.py", "test_views_widgets.py"]),
-    "results": ("fc_magic/results.py", ["test_results.py", "test_views.py"]),
-    "retry": ("fc_magic/retry.py", ["test_retry.py", "test_views_widgets.py"]),
-    "capture": ("fc_magic/capture.py", ["test_capture.py", "test_cli_requirements.py"]),
-    "preflight": ("fc_magic/preflight.py", ["test_preflight.py"]),
-    "requirements": ("fc_magic/requirements.py", ["test_requirements.py",
-                                                  "test_cli_requirements.py"]),
-    "runtime.cache": ("fc_magic/runtime/cache.py", ["test_runtime_cache.py",
-                                                     "test_runtime_units.py"]),
+#: Fixtures of the tests that take seconds (an IPython kernel, a sandbox, a runtime
+#: build): a module marked `fast_only` runs without them, since mutmut runs every
+#: covering test once per mutant.
+SLOW_FIXTURES = ("ip", "_shell", "fc", "cell", "fake_build", "sandbox", "config_file",
+                 "lithops_cache")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A module to mutate and the fast tests that exercise it."""
+
+    source: str
+    tests: tuple[str, ...]
+    #: Leave out the tests that use one of SLOW_FIXTURES.
+    fast_only: bool = False
+    #: Imported once in mutmut's fork server, not in every mutant's worker (the
+    #: third-party packages a test's notebook imports; none of them is mutated).
+    preload: tuple[str, ...] = ()
+    #: Python run once in the fork server after the preloads: fills caches of modules
+    #: not under mutation (installed distributions' metadata takes seconds to read).
+    warm: str = ""
+    #: Tests (FILE::NAME) left out: they check another module and cost seconds.
+    deselect: tuple[str, ...] = ()
+
+
+#: Reads every installed distribution's module layout once (fc_magic.requirements
+#: caches them; a cold read costs seconds of CPU in every mutant's worker). Only
+#: for modules whose tests never call resolve_requirements, which re-reads them
+#: when a folder on sys.path changed (mutmut writes into its own).
+_WARM_LAYOUTS = (
+    "from fc_magic import requirements as _r\n"
+    "for _backend in ('localhost', 'aliyun_fc'):\n"
+    "    _r.lithops_worker_requirements(_backend)\n"
+    "for _dists in _r._packages_distributions().values():\n"
+    "    for _dist in _dists:\n"
+    "        _r._distribution_layout(_dist)\n")
+
+#: Slow tests (builds, sandbox, kernels, browser, CLI subprocesses, which import the
+#: unmutated package) are left out.
+MODULES: dict[str, Target] = {
+    "limits": Target("fc_magic/limits.py", ("test_limits.py", "test_config.py")),
+    "pricing": Target("fc_magic/pricing.py", ("test_pricing.py", "test_views_widgets.py")),
+    "progress": Target("fc_magic/progress.py", ("test_views.py", "test_views_widgets.py")),
+    "results": Target("fc_magic/results.py", ("test_results.py", "test_views.py")),
+    "retry": Target("fc_magic/retry.py", ("test_retry.py", "test_views_widgets.py")),
+    "capture": Target("fc_magic/capture.py", ("test_capture.py", "test_capture_units.py"),
+                      fast_only=True, deselect=(
+                          # requirements' module -> distribution mapping, tested there
+                          "test_capture.py::test_notebook_to_requirements_names_mismatched_"
+                          "distributions",
+                          "test_capture.py::test_local_modules_next_to_the_notebook_are_left_out")),
+    "preflight": Target("fc_magic/preflight.py", ("test_preflight.py", "test_preflight_units.py"),
+                        fast_only=True,
+                        preload=("numpy", "sklearn.linear_model", "yaml", "bs4", "nacl.secret",
+                                 "Crypto.Cipher"), warm=_WARM_LAYOUTS),
+    "requirements": Target("fc_magic/requirements.py", ("test_requirements.py",),
+                           fast_only=True),
+    "runtime.cache": Target("fc_magic/runtime/cache.py", ("test_runtime_cache.py",
+                                                          "test_runtime_units.py")),
 }
 KILLED = {"killed", "timeout"}
 _RESULT = re.compile(r"^\s*(\S+__mutmut_\d+): (.+)$")
@@ -69,17 +114,27 @@ class ModuleScore:
 
 
 def equivalents() -> set[str]:
-    """Mutant names explained as equivalent: every backticked name in a list item, where
-    a bare `_N` after a full name means that function's mutant N."""
+    """Mutant names explained as equivalent: every backticked name in a list item.
+
+    A name without its module (`x_f__mutmut_3`) belongs to the module of the
+    `## MODULE` heading above it; a bare `_N` after a name means that function's
+    mutant N.
+    """
     if not EQUIVALENTS.exists():
         return set()
     names: set[str] = set()
+    prefix = "fc_magic."
     for line in EQUIVALENTS.read_text().splitlines():
+        if line.startswith("## "):
+            prefix = f"fc_magic.{line[3:].strip()}."
+            continue
         if not line.startswith("- "):
             continue
         last = None
         for token in re.findall(r"`([^`]+)`", line):
             if "__mutmut_" in token:
+                if not token.startswith("fc_magic."):
+                    token = prefix + token
                 last = token.rsplit("_", 1)[0]
                 names.add(token)
             elif last and re.fullmatch(r"_\d+", token):
@@ -87,8 +142,32 @@ def equivalents() -> set[str]:
     return names
 
 
+def _selection_conftest(target: Target) -> str:
+    """A root conftest for the mutmut run: preloads and warms once (pytest imports a
+    conftest again in every mutant's session: the fork server's import is the one
+    that counts) and leaves out the slow tests."""
+    slow = SLOW_FIXTURES if target.fast_only else ()
+    deselect = [f"tests/{test}" for test in target.deselect]
+    return (f'"""Written by tools/mutate.py for {target.source}."""\n'
+            "import importlib\nimport sys\n\n"
+            "if not getattr(sys, '_fc_mutate_warm', False):\n"
+            "    sys._fc_mutate_warm = True\n"
+            f"    for _name in {list(target.preload)!r}:\n"
+            "        importlib.import_module(_name)\n"
+            + "".join(f"    {line}\n" for line in target.warm.splitlines()) + "\n"
+            f"SLOW_FIXTURES = set({list(slow)!r})\n"
+            f"DESELECT = {deselect!r}\n\n\n"
+            "def pytest_collection_modifyitems(config, items):\n"
+            "    slow = [i for i in items if SLOW_FIXTURES & set(getattr(i, 'fixturenames', ()))\n"
+            "            or any(i.nodeid.startswith(d) for d in DESELECT)]\n"
+            "    if slow:\n"
+            "        config.hook.pytest_deselected(items=slow)\n"
+            "        items[:] = [i for i in items if i not in slow]\n")
+
+
 def run_module(name: str) -> ModuleScore:
-    source, tests = MODULES[name]
+    target = MODULES[name]
+    source, tests = target.source, target.tests
     work = WORK / name
     shutil.rmtree(work, ignore_errors=True)
     (work / "tests").mkdir(parents=True)
@@ -107,12 +186,22 @@ def run_module(name: str) -> ModuleScore:
         # Maps run Lithops' threads in the process that ran the tests; a worker forked
         # from it can inherit a held lock, so workers fork from a clean server.
         'process_isolation = "forkserver"\n'
+        # The root conftest that selects the fast tests (_selection_conftest).
+        'also_copy = ["conftest.py"]\n'
+        # A worker's wall-clock limit is (estimate + constant) * 15 s: on a loaded shared
+        # machine a worker for a 10 ms test can take 15 s to start, and a timeout counts
+        # as killed, so the constant leaves a minute.
+        'timeout_constant = 4.0\n'
         "[tool.pytest.ini_options]\n"
         'markers = ["slow: end-to-end cases"]\n'
         "timeout = 300\n")
+    (work / "conftest.py").write_text(_selection_conftest(target))
     started = time.monotonic()
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    run = subprocess.run([sys.executable, "-m", "mutmut", "run"], cwd=work, env=env,
+    # The machine is shared: MUTATE_JOBS caps mutmut's parallel workers (default 2).
+    jobs = os.environ.get("MUTATE_JOBS", "2")
+    run = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", jobs],
+                         cwd=work, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if run.returncode != 0:
         raise SystemExit(f"mutate: mutmut run failed for {name}:\n{run.stderr[-3000:]}")
@@ -172,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{score.seconds:.0f} s)", flush=True)
         for mutant, verdict in sorted(unexplained.items()):
             print(f"    {verdict}: {mutant}", flush=True)
+        # A listed name that no longer survives is stale (killed, or renumbered by a change).
+        module_prefix = "fc_magic." + name + ".x"
+        for mutant in sorted(m for m in known_equivalent if m.startswith(module_prefix)
+                             and m not in equivalent):
+            print(f"    listed as equivalent but {score.verdicts.get(mutant, 'no such mutant')}: "
+                  f"{mutant}", flush=True)
     unexplained = sum(len(set(s.survivors()) - known_equivalent) for s in scores)
     print(record(scores, unexplained).removeprefix(LINE_PREFIX).strip())
     killed = sum(s.killed for s in scores)
