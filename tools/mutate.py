@@ -11,6 +11,7 @@ tests/mutation_equivalents.md, then the overall score as its last line.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import logging
 import os
 import re
@@ -86,7 +87,8 @@ MODULES: dict[str, Target] = {
                         fast_only=True,
                         preload=("numpy", "sklearn.linear_model", "yaml", "bs4", "nacl.secret",
                                  "Crypto.Cipher"), warm=_WARM_LAYOUTS),
-    "requirements": Target("fc_magic/requirements.py", ("test_requirements.py",),
+    "requirements": Target("fc_magic/requirements.py", ("test_requirements.py",
+                                                        "test_requirements_units.py"),
                            fast_only=True),
     "runtime.cache": Target("fc_magic/runtime/cache.py", ("test_runtime_cache.py",
                                                           "test_runtime_units.py")),
@@ -165,10 +167,56 @@ def _selection_conftest(target: Target) -> str:
             "        items[:] = [i for i in items if i not in slow]\n")
 
 
-def run_module(name: str) -> ModuleScore:
+def _verdicts(work: Path, env: dict[str, str]) -> dict[str, str]:
+    listed = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"],
+                            cwd=work, env=env, capture_output=True, text=True, check=True)
+    verdicts = {}
+    for line in listed.stdout.splitlines():
+        match = _RESULT.match(line)
+        if match:
+            verdicts[match.group(1)] = match.group(2).strip()
+    return verdicts
+
+
+def _same_package(work: Path) -> bool:
+    """Whether the copy in `work` holds the package as it is now (same files, same bytes)."""
+    if not (work / "mutants").is_dir():
+        return False
+    here = {p.relative_to(ROOT): p for p in (ROOT / "fc_magic").rglob("*.py")}
+    there = {p.relative_to(work): p for p in (work / "fc_magic").rglob("*.py")}
+    return here.keys() == there.keys() and all(
+        filecmp.cmp(here[k], there[k], shallow=False) for k in here)
+
+
+def run_module(name: str, survivors_only: bool = False) -> ModuleScore:
     target = MODULES[name]
     source, tests = target.source, target.tests
     work = WORK / name
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # The machine is shared: MUTATE_JOBS caps mutmut's parallel workers (default 2).
+    jobs = os.environ.get("MUTATE_JOBS", "2")
+    if survivors_only and _same_package(work):
+        # Only the last run's survivors again, against the tests as they are now: mutmut
+        # keeps every other verdict and maps the new tests to the functions they reach.
+        started = time.monotonic()
+        for test in ["conftest.py", *tests]:
+            shutil.copy2(ROOT / "tests" / test, work / "tests" / test)
+        (work / "conftest.py").write_text(_selection_conftest(target))
+        # mutmut maps a test to the functions it reaches only when the test is new:
+        # drop the map so that changed tests are mapped again.
+        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+        again = sorted(m for m, v in _verdicts(work, env).items()
+                       if v not in KILLED and v != "skipped")
+        if again:
+            run = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", jobs,
+                                  *again], cwd=work, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+            if run.returncode != 0:
+                raise SystemExit(f"mutate: mutmut run failed for {name}:\n{run.stderr[-3000:]}")
+        return ModuleScore(name, _verdicts(work, env), time.monotonic() - started)
+    if survivors_only:
+        print(f"{name}: the package changed since the last run (or there was none): "
+              f"running every mutant", flush=True)
     shutil.rmtree(work, ignore_errors=True)
     (work / "tests").mkdir(parents=True)
     shutil.copytree(ROOT / "fc_magic", work / "fc_magic",
@@ -197,21 +245,12 @@ def run_module(name: str) -> ModuleScore:
         "timeout = 300\n")
     (work / "conftest.py").write_text(_selection_conftest(target))
     started = time.monotonic()
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    # The machine is shared: MUTATE_JOBS caps mutmut's parallel workers (default 2).
-    jobs = os.environ.get("MUTATE_JOBS", "2")
     run = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", jobs],
                          cwd=work, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if run.returncode != 0:
         raise SystemExit(f"mutate: mutmut run failed for {name}:\n{run.stderr[-3000:]}")
-    listed = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"],
-                            cwd=work, env=env, capture_output=True, text=True, check=True)
-    score = ModuleScore(name, seconds=time.monotonic() - started)
-    for line in listed.stdout.splitlines():
-        match = _RESULT.match(line)
-        if match:
-            score.verdicts[match.group(1)] = match.group(2).strip()
+    score = ModuleScore(name, _verdicts(work, env), time.monotonic() - started)
     if not score.verdicts:
         raise SystemExit(f"mutate: mutmut reported no mutants for {name}")
     return score
@@ -244,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", metavar="MODULE",
                         help=f"modules to mutate (default: all of {', '.join(MODULES)})")
+    parser.add_argument("--survivors", action="store_true",
+                        help="rerun only the last run's surviving mutants against the current "
+                             "tests (a full run when the package changed since)")
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -252,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     known_equivalent = equivalents()
     scores = []
     for name in names:
-        score = run_module(name)
+        score = run_module(name, survivors_only=args.survivors)
         scores.append(score)
         equivalent = {m for m in score.survivors() if m in known_equivalent}
         unexplained = {m: v for m, v in score.survivors().items() if m not in known_equivalent}
