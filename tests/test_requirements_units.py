@@ -83,6 +83,8 @@ def test_vcs_urls_need_a_full_commit():
     for good in (f"git+https://h/r.git@{COMMIT}", f"git+ssh://git@h/r.git@{COMMIT.upper()}",
                  f"hg+https://h/r@{COMMIT}"):
         assert pinned_url(good, "here") == good
+    # Only the last path segment carries the revision.
+    assert pinned_url(f"git+https://h/team@corp/r.git@{COMMIT}", "here").endswith(COMMIT)
     for bad in ("git+https://h/r.git", "git+https://h/r.git@main", f"git+https://h/r.git@{COMMIT[:12]}",
                 f"git+https://h@{COMMIT}/r.git"):
         with pytest.raises(RequirementProblem, match=r"^here: a VCS URL needs a full commit id"):
@@ -138,6 +140,12 @@ def test_duplicate_lines_merge_extras_and_specifiers():
     assert user("requests[socks]>=2\nRequests[security]<3\n") == [
         "requests[security,socks]<3,>=2"]
     assert user("six==1.16.*\nsix>=1.16\n") == ["six==1.16.*,>=1.16"]
+
+
+def test_exact_pins_merge_when_the_other_line_allows_them():
+    assert user("six==1.16.0\nsix>=1.0\n") == ["six==1.16.0,>=1.0"]
+    assert user("pkg==2.0rc1\npkg>=1\n") == ["pkg==2.0rc1,>=1"]     # a pre-release pin
+    assert problem("pkg===1.0\npkg>=2\n").startswith("line 2: pkg>=2 contradicts line 1")
 
 
 def test_contradicting_lines_name_both_origins():
@@ -235,6 +243,8 @@ def test_notebook_requirements_merge_notebooks_and_their_warnings(tmp_path):
     assert rs.lines() == ["pyyaml", "six"]
     [warning] = rs.warnings
     assert warning.startswith("a.ipynb code cell 2 skipped: invalid syntax")
+    pinned = notebook_requirements([str(tmp_path / "b.ipynb")])      # pinned by default
+    assert pinned.lines() == [f"six=={md.version('six')}"]
 
 
 # ------------------------------------------------------------------ names
@@ -275,6 +285,8 @@ def test_text_table_columns_line_up():
 
 
 def test_html_table_escapes_every_cell_and_codes_the_first_two():
+    two = format_table_html([("a", "1", "x"), ("b", "2", "y")])
+    assert "</tr><tr>" in two and two.count("<tr>") == 3
     html = format_table_html([("a<b", "<2", "de&clared")])
     assert html == (
         "<table class='fc-magic-requirements'><thead><tr>"
@@ -283,3 +295,18 @@ def test_html_table_escapes_every_cell_and_codes_the_first_two():
         "<td style='text-align:left'><code>a&lt;b</code></td>"
         "<td style='text-align:left'><code>&lt;2</code></td>"
         "<td style='text-align:left'>de&amp;clared</td></tr></tbody></table>")
+
+
+def test_local_file_names_are_taken_literally_and_fragments_kept(tmp_path, monkeypatch):
+    odd = tmp_path / "p%41 x-1.0-py3-none-any.whl"      # a '%' and a space in the name
+    odd.write_bytes(b"odd")
+    digest = hashlib.sha256(b"odd").hexdigest()
+    monkeypatch.chdir(tmp_path)
+    # A bare path is the file's own name, with or without a fragment.
+    assert pinned_url(odd.name, "w") == f"file://{odd}#sha256={digest}"
+    assert pinned_url(f"{odd.name}#sha256={digest}", "w") == f"file://{odd}#sha256={digest}"
+    # A file:// URL is percent-encoded, and stays as written.
+    quoted = f"file://{tmp_path}/p%2541%20x-1.0-py3-none-any.whl"
+    assert pinned_url(quoted, "w") == f"{quoted}#sha256={digest}"
+    assert pinned_url(f"{quoted}#egg=p&subdirectory=a/b", "w") == (
+        f"{quoted}#egg=p&sha256={digest}&subdirectory=a/b")

@@ -55,6 +55,9 @@ class Target:
     warm: str = ""
     #: Tests (FILE::NAME) left out: they check another module and cost seconds.
     deselect: tuple[str, ...] = ()
+    #: Python run before every test: clears a cache of the mutated module, without which
+    #: mutmut maps the cached function to the first test that called it only.
+    per_test: str = ""
 
 
 #: Reads every installed distribution's module layout once (fc_magic.requirements
@@ -89,7 +92,9 @@ MODULES: dict[str, Target] = {
                                  "Crypto.Cipher"), warm=_WARM_LAYOUTS),
     "requirements": Target("fc_magic/requirements.py", ("test_requirements.py",
                                                         "test_requirements_units.py"),
-                           fast_only=True),
+                           fast_only=True,
+                           per_test="from fc_magic import requirements as _r\n"
+                                    "_r._worker_requirements.cache_clear()"),
     "runtime.cache": Target("fc_magic/runtime/cache.py", ("test_runtime_cache.py",
                                                           "test_runtime_units.py")),
 }
@@ -157,7 +162,10 @@ def _selection_conftest(target: Target) -> str:
             f"    for _name in {list(target.preload)!r}:\n"
             "        importlib.import_module(_name)\n"
             + "".join(f"    {line}\n" for line in target.warm.splitlines()) + "\n"
-            f"SLOW_FIXTURES = set({list(slow)!r})\n"
+            + ("import pytest\n\n\n@pytest.fixture(autouse=True)\ndef _mutate_per_test():\n"
+               + "".join(f"    {line}\n" for line in target.per_test.splitlines())
+               + "    yield\n\n\n" if target.per_test else "")
+            + f"SLOW_FIXTURES = set({list(slow)!r})\n"
             f"DESELECT = {deselect!r}\n\n\n"
             "def pytest_collection_modifyitems(config, items):\n"
             "    slow = [i for i in items if SLOW_FIXTURES & set(getattr(i, 'fixturenames', ()))\n"
