@@ -192,8 +192,11 @@ def test_target_environment_is_the_workers():
 def test_fc_refuses_an_unknown_backend_and_python():
     with pytest.raises(RequirementProblem, match=r"^backend 'gcp' is not one of localhost"):
         resolve_requirements("six", backend="gcp")
-    with pytest.raises(RequirementProblem, match=r"^backend 'gcp' is not one of"):
+    with pytest.raises(RequirementProblem) as err:
         lithops_worker_requirements("gcp")
+    from fc_magic.backends import BACKENDS
+
+    assert str(err.value) == f"backend 'gcp' is not one of {', '.join(BACKENDS)}"
     with pytest.raises(RequirementProblem):
         resolve_requirements("six", backend="aliyun_fc", python="2.7")
 
@@ -207,8 +210,22 @@ def test_worker_packages_can_be_left_out():
 
 # ------------------------------------------------------------------ captured modules
 def test_captured_modules_skip_stdlib_main_relative_client_only_and_blank():
-    assert user("", ["json", "__main__", ".rel", "", "  ", "IPython.display", "ipywidgets",
-                     "lithops", "jupyter_client", "yaml"]) == ["pyyaml"]
+    rs = resolve_requirements("", ["json", "__main__", "__main__.helper", ".rel", "", "  ",
+                                   "IPython.display", "ipywidgets", "lithops", "jupyter_client",
+                                   "fc_magic.capture", "yaml"],
+                              backend="localhost", pin=False)
+    assert rs.user_lines() == ["pyyaml"] and rs.warnings == ()
+
+
+def test_canonical_lines_keep_markers_apart_from_urls():
+    from packaging.requirements import Requirement
+
+    from fc_magic.requirements import canonical_line
+
+    assert canonical_line(Requirement("Six>=1 ; python_version<'3.11'")) == (
+        "six>=1; python_version < \"3.11\"")
+    assert canonical_line(Requirement(f"pkg @ git+https://h/r.git@{COMMIT} ; os_name=='nt'")) == (
+        f"pkg @ git+https://h/r.git@{COMMIT} ; os_name == \"nt\"")
 
 
 def test_a_declared_version_the_kernel_does_not_run_is_a_warning():
@@ -218,6 +235,8 @@ def test_a_declared_version_the_kernel_does_not_run_is_a_warning():
     assert rs.warnings == (f"six: line 1 asks for <1.0 but this kernel imports six from six "
                            f"{six}; the declared <1.0 is used, so results may differ from the "
                            f"notebook's",)
+    sub = resolve_requirements("six<1.0\n", ["six.moves"], backend="localhost", pin=False)
+    assert "this kernel imports six from six" in sub.warnings[0]
     agreeing = resolve_requirements(f"six=={six}\n", ["six"], backend="localhost", pin=False)
     assert agreeing.warnings == ()
 
@@ -225,6 +244,7 @@ def test_a_declared_version_the_kernel_does_not_run_is_a_warning():
 def test_modules_nobody_installs_are_named_once_sorted():
     rs = resolve_requirements("", ["zz_absent_q.sub", "aa_absent_q", "yaml"],
                               backend="localhost", pin=False)
+    assert rs.user_lines() == ["pyyaml"]
     assert rs.warnings == ("no installed distribution provides aa_absent_q, zz_absent_q; "
                            "not added (install it here or declare its package in "
                            "%%fc_runtime)",)
