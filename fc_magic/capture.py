@@ -78,14 +78,14 @@ class _ImportVisitor(ast.NodeVisitor):
     """Collects (module, optional) pairs and nested Python of known magics."""
 
     def __init__(self) -> None:
-        self.found: list[tuple[str, bool, int]] = []
+        self.found: list[tuple[str, bool]] = []
         self.nested: list[tuple[str, int]] = []
         self.dynamic: list[int] = []
         self._guarded = 0
 
-    def _add(self, name: str, line: int) -> None:
+    def _add(self, name: str) -> None:
         if name and not name.startswith("."):
-            self.found.append((name, self._guarded > 0, line))
+            self.found.append((name, self._guarded > 0))
 
     def visit_Try(self, node) -> None:
         guarded = any(_handler_catches_import_error(h) for h in node.handlers)
@@ -100,14 +100,13 @@ class _ImportVisitor(ast.NodeVisitor):
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            self._add(alias.name, node.lineno)
+            self._add(alias.name)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         if node.level or not node.module:
             return  # relative imports are the notebook's own package
         for alias in node.names:
-            self._add(node.module if alias.name == "*" else f"{node.module}.{alias.name}",
-                      node.lineno)
+            self._add(node.module if alias.name == "*" else f"{node.module}.{alias.name}")
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
@@ -117,7 +116,7 @@ class _ImportVisitor(ast.NodeVisitor):
             if literal is None:
                 self.dynamic.append(node.lineno)
             else:
-                self._add(literal, node.lineno)
+                self._add(literal)
         elif (name in ("run_cell_magic", "run_line_magic") and len(node.args) >= 2
               and _literal(node.args[0]) in PYTHON_MAGICS):
             # `%%time` / `%time` cells arrive as strings: their Python is an argument.
@@ -155,7 +154,7 @@ def _scan(source: str, label: str, transform, report: CaptureReport,
         return
     visitor = _ImportVisitor()
     visitor.visit(tree)
-    found.extend((name, optional) for name, optional, _ in visitor.found)
+    found.extend(visitor.found)
     for line in visitor.dynamic:
         report.warnings.append(f"{label} line {line}: a module imported by a computed "
                                f"name cannot be captured; declare its package in "

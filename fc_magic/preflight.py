@@ -263,23 +263,28 @@ def function_needs(func: Callable, *, local_dir: str | None = None) -> list[Need
 
 
 # ------------------------------------------------------------------ what a runtime has
-def _closure(names: Iterable[str], env: dict[str, str]) -> set[str]:
-    """Names plus their dependencies, as far as this interpreter's metadata knows them."""
-    return set(_closure_cached(tuple(sorted({canonicalize_name(n) for n in names})),
+def _closure(requirements: Iterable[Requirement], env: dict[str, str]) -> set[str]:
+    """The named distributions plus their dependencies (with the extras asked for),
+    as far as this interpreter's metadata knows them."""
+    wanted = {(canonicalize_name(r.name), frozenset(r.extras)) for r in requirements}
+    return set(_closure_cached(tuple(sorted(wanted, key=lambda w: (w[0], sorted(w[1])))),
                                tuple(sorted(env.items()))))
 
 
 @functools.lru_cache(maxsize=32)
-def _closure_cached(names: tuple[str, ...], env_items: tuple) -> frozenset[str]:
+def _closure_cached(wanted: tuple[tuple[str, frozenset[str]], ...],
+                    env_items: tuple) -> frozenset[str]:
     import importlib.metadata as md
 
     env = dict(env_items)
-    todo = [(n, frozenset()) for n in names]
+    todo = list(wanted)
     have: set[str] = set()
+    done: set[tuple[str, frozenset[str]]] = set()
     while todo:
         name, extras = todo.pop()
-        if name in have:
+        if (name, extras) in done:
             continue
+        done.add((name, extras))
         have.add(name)
         try:
             requires = md.requires(name) or []
@@ -311,20 +316,20 @@ def runtime_distributions(runtime: Any, *, backend: str) -> tuple[set[str] | Non
         python = limits.python_version()
         base = [*lithops_worker_requirements("aliyun_fc"), *FC_BUILTIN_DISTRIBUTIONS.get(python, ())]
         env = target_environment("aliyun_fc", python)
-        return _closure([Requirement(line).name for line in base], env), \
+        return _closure([Requirement(line) for line in base], env), \
             "the default Function Compute runtime"
     python = getattr(runtime, "python", "") or limits.python_version()
     target = getattr(runtime, "target", "local")
     env = target_environment("aliyun_fc" if target == "fc" else "localhost", python)
-    names = []
+    declared = []
     for line in getattr(runtime, "requirements", ()) or ():
         try:
-            names.append(Requirement(line).name)
+            declared.append(Requirement(line))
         except InvalidRequirement:
             continue
     if target == "fc":
-        names.extend(FC_BUILTIN_DISTRIBUTIONS.get(python, ()))
-    have = _closure(names, env)
+        declared.extend(Requirement(name) for name in FC_BUILTIN_DISTRIBUTIONS.get(python, ()))
+    have = _closure(declared, env)
     manifest = getattr(runtime, "manifest", None) or {}
     have |= {canonicalize_name(row[0]) for row in manifest.get("sizes", ()) if row}
     return have, f"runtime {getattr(runtime, 'name', '?')!r}"
