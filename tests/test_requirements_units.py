@@ -158,7 +158,7 @@ def test_contradicting_lines_name_both_origins():
 def test_url_lines_for_one_package_must_agree():
     url = f"git+https://h/r.git@{COMMIT}"
     assert user(f"pkg @ {url}\nPKG @ {url}\n") == [f"pkg @ {url}"]
-    for second in (f"pkg>=1", f"pkg @ git+https://h/other.git@{COMMIT}"):
+    for second in ("pkg>=1", f"pkg @ git+https://h/other.git@{COMMIT}"):
         assert problem(f"pkg @ {url}\n{second}\n") == (
             "line 2: pkg is already declared on line 1 differently; keep one line per package")
 
