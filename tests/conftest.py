@@ -122,6 +122,32 @@ def config_file(sandbox, tmp_path_factory) -> str:
     return str(path)
 
 
+#: What `aliyun_notebook` seeds under the user's prefix: (key, lines); 60,001 lines in
+#: 14 B, 1.2 MB and 2.5 MB objects, that is 1 + 2 + 3 chunks of 1 MB.
+DEMO_OBJECTS = (("a.log", 1), ("b.log", 20_000), ("c.log", 40_000))
+
+
+def aliyun_notebook(sandbox, config_file: str, folder) -> str:
+    """notebooks/aliyun_fc.ipynb as a user runs it against ``sandbox``: their bucket named.
+
+    Its objects-as-input cell reads text files the user put under a prefix of
+    their bucket: they are seeded here (`DEMO_OBJECTS`). Returns the copy's path.
+    """
+    import yaml
+
+    bucket = yaml.safe_load(open(config_file).read())["aliyun_oss"]["storage_bucket"]
+    sandbox.store.handle("PUT", bucket, "", {}, {}, b"")  # the user's bucket exists
+    for key, lines in DEMO_OBJECTS:
+        body = "".join(f"{key} line {i} {'x' * (i % 90)}\n" for i in range(lines)).encode()
+        sandbox.store.handle("PUT", bucket, f"fc-magic-demo/{key}", {}, {}, body)
+    source = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "notebooks", "aliyun_fc.ipynb")
+    notebook = os.path.join(str(folder), "aliyun_fc.ipynb")
+    with open(source, encoding="utf-8") as f, open(notebook, "w", encoding="utf-8") as out:
+        out.write(f.read().replace("YOUR-BUCKET", bucket))
+    return notebook
+
+
 @pytest.fixture(scope="session")
 def _shell():
     return InteractiveShell.instance()

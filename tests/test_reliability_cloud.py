@@ -21,9 +21,8 @@ from IPython.utils.capture import capture_output
 
 from fc_magic.sandbox import Sandbox
 
-from conftest import assert_no_secret
+from conftest import aliyun_notebook, assert_no_secret
 
-ROOT = Path(__file__).resolve().parent.parent
 #: Random-looking, so that none of its 6-character pieces occurs by chance in
 #: ordinary output (a run of digits or a word would, and the scan looks for pieces).
 KNOWN_SECRET = "q7WvZ3kTn9XbR2mYf8LpH4sJd6GcE1aU"
@@ -108,7 +107,7 @@ def test_the_secret_appears_nowhere(ip, fc, cell, tmp_path, xdg, lithops_cache, 
             out = tmp_path / "aliyun_fc.executed.ipynb"
             home = tmp_path / "home"
             home.mkdir()
-            execute(ROOT / "notebooks" / "aliyun_fc.ipynb", out, timeout=300,
+            execute(aliyun_notebook(sandbox, config_file, tmp_path), out, timeout=300,
                     env={"LITHOPS_CONFIG_FILE": config_file, "XDG_CACHE_HOME": xdg,
                          "HOME": str(home)})
             places["saved notebook"] = out.read_text()

@@ -27,7 +27,7 @@ from fc_magic.backends.aliyun_fc import function_timeout_s
 from fc_magic.sandbox import DEFAULT_BUCKET, Faults, Sandbox
 from fc_magic.views.receipt import Receipt
 
-from conftest import assert_no_secret
+from conftest import DEMO_OBJECTS, aliyun_notebook, assert_no_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_CELL = "%%fc_runtime demo\nhumanize\n"
@@ -253,17 +253,7 @@ def test_aliyun_notebook_runs_against_the_sandbox(config_file, demo_runtime, xdg
 
     home = tmp_path / "home"
     home.mkdir()
-    # The notebook's objects-as-input cell reads text files the user put under a prefix of
-    # their bucket: here three objects of 60,001 lines in all (14 B, 1.2 MB and 2.5 MB:
-    # 1 + 2 + 3 chunks of 1 MB).
-    bucket = yaml.safe_load(Path(config_file).read_text())["aliyun_oss"]["storage_bucket"]
-    sandbox.store.handle("PUT", bucket, "", {}, {}, b"")  # the user's bucket exists
-    for key, lines in (("a.log", 1), ("b.log", 20_000), ("c.log", 40_000)):
-        body = "".join(f"{key} line {i} {'x' * (i % 90)}\n" for i in range(lines)).encode()
-        sandbox.store.handle("PUT", bucket, f"fc-magic-demo/{key}", {}, {}, body)
-    notebook = tmp_path / "aliyun_fc.ipynb"
-    notebook.write_text((ROOT / "notebooks" / "aliyun_fc.ipynb").read_text()
-                        .replace("YOUR-BUCKET", bucket))
+    notebook = aliyun_notebook(sandbox, config_file, tmp_path)
     out = tmp_path / "aliyun_fc.executed.ipynb"
     nb = execute(notebook, out, timeout=300,
                  env={"LITHOPS_CONFIG_FILE": config_file, "XDG_CACHE_HOME": xdg_cache,
@@ -271,7 +261,8 @@ def test_aliyun_notebook_runs_against_the_sandbox(config_file, demo_runtime, xdg
     texts = {first: text for _, first, text in cell_texts(nb)}
     assert "started; done yet?" in texts["bg = %fc_map count_primes range(0, 30000, 300) -b"]
     assert texts["%fc_wait bg"].rstrip().endswith("True True")
-    assert texts["def count_lines(obj):"].rstrip().endswith("6 tasks, 60001 lines"), \
+    assert texts["def count_lines(obj):"].rstrip().endswith(
+        f"6 tasks, {sum(lines for _, lines in DEMO_OBJECTS)} lines"), \
         texts["def count_lines(obj):"]
     assert "cache hit" in texts["%%fc_runtime demo"]
     assert texts["def add_seven(x):"].endswith("[7, 8, 9, 10, 11, 12, 13, 14, 15, 16]")
