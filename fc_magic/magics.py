@@ -393,13 +393,7 @@ class FCMagic(Magics):
         from .engine import run_map
 
         kind = views.choose_view_kind(self.shell, self.view)
-        backend = backends.get(request.backend)
-        try:
-            note = backend.note(request)
-        except FCMagicError as exc:
-            raise UsageError(f"%fc_map: {exc}") from None
-        if note and not quiet:
-            views.show_note(note)
+        backend = self._backend_with_note(request, quiet)
         display = views.MapDisplay(kind, progress_after=self.progress_after, quiet=quiet,
                                    stage=stage, where=backend.describe(request))
         try:
@@ -425,6 +419,20 @@ class FCMagic(Magics):
             result.receipt_shown = lambda: self.shell.execution_count == count
         return result
 
+    @staticmethod
+    def _backend_with_note(request, quiet: bool):
+        """The request's backend, after showing its one-line note (where, credentials)."""
+        from . import views
+
+        backend = backends.get(request.backend)
+        try:
+            note = backend.note(request)
+        except FCMagicError as exc:
+            raise UsageError(f"%fc_map: {exc}") from None
+        if note and not quiet:
+            views.show_note(note)
+        return backend
+
     def _cell_name(self, filename: str) -> str | None:
         """'Cell In[3]' for a file name the kernel compiled a cell under (IPython's own naming)."""
         compiler = getattr(self.shell, "compile", None)
@@ -439,13 +447,7 @@ class FCMagic(Magics):
         from .tracebacks import name_cells
 
         kind = views.choose_view_kind(self.shell, self.view)
-        backend = backends.get(request.backend)
-        try:
-            note = backend.note(request)
-        except FCMagicError as exc:
-            raise UsageError(f"%fc_map: {exc}") from None
-        if note and not quiet:
-            views.show_note(note)
+        backend = self._backend_with_note(request, quiet)
         count = self.shell.execution_count
         display = views.MapDisplay(kind, quiet=quiet, background=True,
                                    where=backend.describe(request),

@@ -30,47 +30,34 @@ def short_repr(value: Any, limit: int = 60) -> str:
 CANCELLED_TASK = "Cancelled"
 
 
-class _Pending:
-    """The slot of a background map's task that has not finished yet."""
+class _Slot:
+    """A marker in `MapResult.values` for a task whose value is not here (one per kind).
 
-    _instance = None
+    One instance per text, kept through pickling, so ``value is PENDING`` holds
+    in a copy of a result too.
+    """
 
-    def __new__(cls):
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
+    _instances: dict[str, _Slot] = {}
+
+    def __new__(cls, text: str):
+        if text not in cls._instances:
+            slot = super().__new__(cls)
+            slot.text = text
+            cls._instances[text] = slot
+        return cls._instances[text]
 
     def __repr__(self) -> str:
-        return "<pending>"
+        return self.text
 
     def __reduce__(self):
-        return (_Pending, ())
+        return (_Slot, (self.text,))
 
 
 #: What `MapResult.values` holds for a background map's unfinished tasks.
-PENDING = _Pending()
-
-
-class _Reduced:
-    """The slot of a task whose value stayed in storage for a remote reduce (`--reduce`)."""
-
-    _instance = None
-
-    def __new__(cls):
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "<reduced remotely>"
-
-    def __reduce__(self):
-        return (_Reduced, ())
-
-
+PENDING = _Slot("<pending>")
 #: What `MapResult.values` holds for a `--reduce` map's successful tasks: their
 #: values went to the reducer on a worker and never came back to the notebook.
-REDUCED = _Reduced()
+REDUCED = _Slot("<reduced remotely>")
 
 
 @dataclass

@@ -147,6 +147,17 @@ class FunctionRecord:
                     if s.initializer else {})}
 
 
+def _json_object(body: bytes) -> dict | Reply:
+    """A request body as the JSON object FC expects, or the 400 FC answers instead."""
+    try:
+        data = json.loads(body or b"{}")
+    except (ValueError, RecursionError):
+        return fc_error(400, "InvalidArgument", "request body is not valid JSON")
+    if not isinstance(data, dict):
+        return fc_error(400, "InvalidArgument", "request body must be a JSON object")
+    return data
+
+
 def _checksum(data: bytes) -> str:
     # FC reports a CRC-64 here; a 64-bit digest serves the same purpose (a
     # pure-Python CRC-64 would take seconds on a large package).
@@ -195,12 +206,9 @@ class FunctionService:
 
     # ----------------------------------------------------------- management
     def create(self, body: bytes) -> Reply:
-        try:
-            data = json.loads(body or b"{}")
-        except (ValueError, RecursionError):
-            return fc_error(400, "InvalidArgument", "request body is not valid JSON")
-        if not isinstance(data, dict):
-            return fc_error(400, "InvalidArgument", "request body must be a JSON object")
+        data = _json_object(body)
+        if isinstance(data, Reply):
+            return data
         wrong = [f"{k} must be {what}" for k, kind, what in (
             ("functionName", str, "a string"), ("runtime", str, "a string"),
             ("handler", str, "a string"), ("description", str, "a string"),
@@ -346,12 +354,9 @@ class FunctionService:
 
     def update(self, name: str, body: bytes) -> Reply:
         """UpdateFunction, for the log configuration only (what a user turns on in the console)."""
-        try:
-            data = json.loads(body or b"{}")
-        except (ValueError, RecursionError):
-            return fc_error(400, "InvalidArgument", "request body is not valid JSON")
-        if not isinstance(data, dict):
-            return fc_error(400, "InvalidArgument", "request body must be a JSON object")
+        data = _json_object(body)
+        if isinstance(data, Reply):
+            return data
         other = sorted(set(data) - {"logConfig"})
         if other:
             return fc_error(400, "InvalidArgument", f"the sandbox updates only logConfig, "
