@@ -204,8 +204,11 @@ def test_fc_refuses_an_unknown_backend_and_python():
 def test_worker_packages_can_be_left_out():
     with_worker = resolve_requirements("", backend="localhost", pin=False)
     alone = resolve_requirements("", backend="localhost", pin=False, worker_packages=False)
-    assert alone.lines() == [] and with_worker.lines() == with_worker.lines() != []
+    assert alone.lines() == [] and with_worker.lines() != []
     assert {e.source for e in with_worker.entries} == {"lithops"}
+    both = resolve_requirements("PyYAML\n", ["six"], backend="localhost", pin=False)
+    assert both.user_names() == ["pyyaml", "six"]
+    assert set(both.names()) == {"pyyaml", "six", *with_worker.names()}
 
 
 # ------------------------------------------------------------------ captured modules
