@@ -279,6 +279,11 @@ def test_a_build_folder_records_its_builder_and_its_installers(tmp_path, monkeyp
     cache.record_installer(build, os.getppid())
     with open(record) as fh:
         assert json.load(fh) == {"builder": procs.stamp(), "groups": [procs.stamp(os.getppid())]}
+    with open(record, "w") as fh:                      # a record without its list
+        json.dump({"builder": procs.stamp()}, fh)
+    cache.record_installer(build, os.getppid())
+    with open(record) as fh:
+        assert json.load(fh) == {"builder": procs.stamp(), "groups": [procs.stamp(os.getppid())]}
     final = cache.entry_dir(root, "fc", KEY)
     cache.publish(build, final)
     assert os.listdir(final) == []                     # the record stays behind
@@ -333,7 +338,8 @@ def test_a_lease_names_this_process_and_is_replaced_and_dropped(tmp_path):
     cache.drop_lease(root, b)                          # none: nothing to do
 
 
-def test_leases_of_ended_processes_and_of_other_caches_count_for_nothing(tmp_path):
+def test_leases_of_ended_processes_and_of_other_caches_count_for_nothing(tmp_path,
+                                                                          monkeypatch):
     from fc_magic.runtime import procs
 
     root = str(tmp_path / "r")
@@ -352,11 +358,17 @@ def test_leases_of_ended_processes_and_of_other_caches_count_for_nothing(tmp_pat
     cache.take_lease(root, b)
     assert cache.leases(root) == {a: [os.getppid()], b: [os.getpid()]}
     assert cache.leases(root, others_only=True) == {a: [os.getppid()]}
+    # Skipping this process's own lease does not end the scan, wherever it is listed.
+    mine, listdir = f"{os.getpid()}.json", os.listdir
+    monkeypatch.setattr(cache.os, "listdir",
+                        lambda p: sorted(listdir(p), key=lambda n: n != mine))
+    assert cache.leases(root, others_only=True) == {a: [os.getppid()]}
+    monkeypatch.undo()
     # Ended and foreign leases are removed; a file that is not a lease is left.
     assert sorted(os.listdir(folder)) == ["1.json", f"{os.getpid()}.json", "notes.txt"]
 
 
-def test_gc_reaps_what_ended_builds_left_and_spares_the_rest(tmp_path, monkeypatch):
+def test_gc_reaps_what_ended_builds_left_and_spares_the_rest(tmp_path, monkeypatch, caplog):
     root = str(tmp_path / "r")
     signalled = []
     monkeypatch.setattr(cache.procs, "kill_dead_builders_group",
@@ -388,12 +400,19 @@ def test_gc_reaps_what_ended_builds_left_and_spares_the_rest(tmp_path, monkeypat
     os.symlink(dead, os.path.join(root, ".build-fc-linked"))
     os.symlink(dead, os.path.join(root, f"fc-{KEY}.discard-{_gone_pid()}-linked"))
     open(os.path.join(root, f".lock-local-{'cd' * 32}"), "w").close()     # nobody holds it
+    # A build still in its grace time does not end the scan, wherever it is listed.
+    listdir = os.listdir
+    monkeypatch.setattr(cache.os, "listdir", lambda p: sorted(
+        listdir(p), key=lambda n: n != os.path.basename(fresh)))
+    caplog.set_level("INFO", logger=cache.__name__)
     with cache.key_lock(root, "fc", KEY):
         removed = cache.reap_dead_builds(root)
         assert os.path.exists(os.path.join(root, f".lock-fc-{KEY}"))
     assert sorted(removed) == sorted([(os.path.basename(dead), dead_size),
                                       (os.path.basename(old), 3), (ended, 2), (odd, 0)])
     assert signalled == [group]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"killed the installer (process group {group['pid']}) of a build whose process ended"]
     assert sorted(os.listdir(root)) == sorted([
         os.path.basename(live), os.path.basename(fresh), mine, ".build-fc-linked",
         f"fc-{KEY}.discard-{_gone_pid()}-linked"])
