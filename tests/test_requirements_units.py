@@ -204,8 +204,11 @@ def test_fc_refuses_an_unknown_backend_and_python():
 def test_worker_packages_can_be_left_out():
     with_worker = resolve_requirements("", backend="localhost", pin=False)
     alone = resolve_requirements("", backend="localhost", pin=False, worker_packages=False)
-    assert alone.lines() == [] and with_worker.lines() == with_worker.lines() != []
+    assert alone.lines() == [] and with_worker.lines() != []
     assert {e.source for e in with_worker.entries} == {"lithops"}
+    both = resolve_requirements("PyYAML\n", ["six"], backend="localhost", pin=False)
+    assert both.user_names() == ["pyyaml", "six"]
+    assert set(both.names()) == {"pyyaml", "six", *with_worker.names()}
 
 
 # ------------------------------------------------------------------ captured modules
@@ -330,3 +333,175 @@ def test_local_file_names_are_taken_literally_and_fragments_kept(tmp_path, monke
     assert pinned_url(quoted, "w") == f"{quoted}#sha256={digest}"
     assert pinned_url(f"{quoted}#egg=p&subdirectory=a/b", "w") == (
         f"{quoted}#egg=p&sha256={digest}&subdirectory=a/b")
+
+
+# ------------------------------------------------------------------ modules -> distributions
+@pytest.fixture
+def installed(monkeypatch):
+    """Fakes what is installed: top-level name -> distributions, each one's files
+    (modules and folders as '/'-paths; None for an install without a file list) and
+    versions; the real environment is never read."""
+    from fc_magic import requirements as reqs
+
+    def install(tops: dict, layouts: dict, versions: dict | None = None) -> None:
+        files = {d: None if v is None else reqs._Layout(frozenset(v[0]), frozenset(v[1]))
+                 for d, v in layouts.items()}
+        monkeypatch.setattr(reqs, "_packages_distributions", lambda: tops)
+        monkeypatch.setattr(reqs, "_distribution_layout", lambda dist: files.get(dist))
+        monkeypatch.setattr(reqs, "_installed_versions", lambda: versions or {})
+        # What is faked never changes; the real refresh would clear the fakes' caches.
+        monkeypatch.setattr(reqs, "_refresh_if_changed", lambda: None)
+    return install
+
+
+def test_a_module_nobody_installs_is_missing_by_its_top_name(installed):
+    from fc_magic.requirements import ModuleOwner, module_distribution
+
+    installed({}, {})
+    assert module_distribution("ghost_q.sub") == ModuleOwner("ghost_q.sub", None,
+                                                             missing="ghost_q")
+
+
+def test_namespace_portions_are_followed_to_the_distribution_of_the_module(installed):
+    from fc_magic.requirements import ModuleOwner, module_distribution
+
+    installed({"google": ("protobuf", "Google_Auth")},
+              {"protobuf": ({"google/protobuf", "google/protobuf/message"},
+                            {"google", "google/protobuf"}),
+               "Google_Auth": ({"google/auth"}, {"google", "google/auth"})})
+    both = ("google-auth", "protobuf")
+    assert module_distribution("google.protobuf.message") == ModuleOwner(
+        "google.protobuf.message", "protobuf", both)
+    assert module_distribution("google.auth.transport") == ModuleOwner(
+        "google.auth.transport", "google-auth", both)
+    # Below a bare namespace folder nobody installs `colab`: no guess, the name is missing.
+    assert module_distribution("google.colab.files") == ModuleOwner(
+        "google.colab.files", None, both, missing="google.colab")
+
+
+def _choice(module: str, chosen: str, canon: tuple, reason: str) -> str:
+    others = ", ".join(c for c in canon if c != chosen)
+    return (f"module {module!r} is installed by several distributions ({', '.join(canon)}); "
+            f"chose {chosen}, first in name order, because {reason} as the others do "
+            f"(not {others}); declare the one you need in %%fc_runtime")
+
+
+def test_a_choice_between_distributions_is_explained_with_its_reason(installed):
+    from fc_magic.requirements import ModuleOwner, module_distribution
+
+    canon = ("alpha", "beta-pkg", "gamma")
+    installed({"tests": ("gamma", "Beta_Pkg", "alpha"), "nsp": ("gamma", "Beta_Pkg", "alpha"),
+               "edit": ("gamma", "Beta_Pkg", "alpha")},
+              {"alpha": ({"tests"}, {"tests", "nsp", "nsp/data"}),
+               "Beta_Pkg": ({"tests"}, {"tests", "nsp"}),
+               "gamma": ({"tests/other"}, {"tests"}),
+               "edit": None})
+    # Two install the module itself (gamma only a file below it).
+    assert module_distribution("tests.x") == ModuleOwner(
+        "tests.x", "alpha", canon, _choice("tests.x", "alpha", canon, "it installs tests"))
+    # Two install files under the folder and no one the module.
+    assert module_distribution("nsp") == ModuleOwner(
+        "nsp", "alpha", canon, _choice("nsp", "alpha", canon, "it installs files under nsp/"))
+    # No file list names it: every distribution that declares the name is a candidate.
+    installed({"edit": ("Beta_Pkg", "alpha")}, {"Beta_Pkg": None, "alpha": None})
+    assert module_distribution("edit") == ModuleOwner(
+        "edit", "alpha", ("alpha", "beta-pkg"),
+        _choice("edit", "alpha", ("alpha", "beta-pkg"), "all of them declare it"))
+
+
+def test_captured_modules_map_through_the_installed_files(installed):
+    installed({"fakepre": ("FakePre",), "zeta": ("zeta",), "kernelish": ("ipykernel",),
+               "nsp": ("nsp-portion",)},
+              {"FakePre": ({"fakepre"}, set()), "zeta": ({"zeta"}, set()),
+               "ipykernel": ({"kernelish"}, set()), "nsp-portion": ({"nsp/other"}, {"nsp"})},
+              {"fakepre": "2.0rc1", "zeta": "1.0"})
+    kw = dict(backend="localhost", pin=False, worker_packages=False)
+    # The kernel's pre-release satisfies >=1: no warning about a differing version.
+    rs = resolve_requirements("FakePre>=1\n", ["fakepre", "zeta"], **kw)
+    assert (rs.user_lines(), rs.warnings, rs.backend) == (["fakepre>=1", "zeta"], (),
+                                                          "localhost")
+    # A client-only owner is left out, and the modules after it are still mapped;
+    # a client-only import name needs no installed owner at all.
+    rs = resolve_requirements("", ["kernelish", "zeta", "IPython.core.display"], **kw)
+    assert (rs.user_lines(), rs.warnings) == (["zeta"], ())
+    # `import nsp.ghost` says more than `import nsp`: only the specific name is mapped.
+    rs = resolve_requirements("", ["nsp", "nsp.ghost"], **kw)
+    assert rs.user_lines() == []
+    assert rs.warnings == ("no installed distribution provides nsp.ghost; not added (install "
+                           "it here or declare its package in %%fc_runtime)",)
+
+
+def test_installed_metadata_is_read_again_only_when_a_path_folder_changes(tmp_path, monkeypatch):
+    import os
+    import sys
+
+    from fc_magic import requirements as reqs
+
+    reads = []
+    monkeypatch.setattr(reqs, "refresh_environment", lambda: reads.append(1))
+    monkeypatch.setattr(reqs, "_stamp", ())
+    site, here = tmp_path / "site", tmp_path / "cwd"
+    site.mkdir()
+    here.mkdir()
+    monkeypatch.chdir(here)
+    # A folder that does not exist is skipped, not the end of the scan; "" is the cwd.
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "gone"), str(site), ""])
+    reqs._refresh_if_changed()
+    assert len(reads) == 1
+    reqs._refresh_if_changed()
+    assert len(reads) == 1
+    os.utime(site, ns=(1, 1))
+    reqs._refresh_if_changed()
+    assert len(reads) == 2
+    os.utime(here, ns=(1, 1))
+    reqs._refresh_if_changed()
+    assert len(reads) == 3
+
+
+def test_markers_see_fc_not_a_different_host(monkeypatch):
+    from fc_magic import requirements as reqs
+
+    host = {"implementation_name": "pypy", "implementation_version": "7.3.16",
+            "os_name": "nt", "platform_machine": "AMD64", "platform_release": "10",
+            "platform_system": "Windows", "platform_version": "10.0.19045",
+            "python_full_version": "3.10.14", "platform_python_implementation": "PyPy",
+            "python_version": "3.10", "sys_platform": "win32"}
+    monkeypatch.setattr(reqs, "default_environment", lambda: dict(host))
+    fc = target_environment("aliyun_fc", "3.12")
+    assert {k: fc[k] for k in host if k not in ("implementation_version", "platform_release",
+                                                 "platform_version")} == {
+        "implementation_name": "cpython", "os_name": "posix", "platform_machine": "x86_64",
+        "platform_system": "Linux", "python_full_version": "3.12.0",
+        "platform_python_implementation": "CPython", "python_version": "3.12",
+        "sys_platform": "linux"}
+    rs = resolve_requirements("six; implementation_name == 'cpython' and os_name == 'posix'\n"
+                              "pyyaml; platform_python_implementation == 'PyPy'\n",
+                              backend="aliyun_fc", python="3.12", pin=False)
+    assert rs.user_lines() == ["six"]
+    # localhost workers run on this host: its markers stay.
+    assert target_environment("localhost", "3.10") == {**host, "extra": ""}
+
+
+def test_an_unknown_backend_is_named_with_the_choices():
+    from fc_magic.backends import BACKENDS
+
+    with pytest.raises(RequirementProblem) as err:
+        resolve_requirements("six", backend="gcp")
+    assert str(err.value) == f"backend 'gcp' is not one of {', '.join(BACKENDS)}"
+
+
+def test_an_invalid_line_gives_the_parsers_first_line_as_reason():
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    with pytest.raises(InvalidRequirement) as raw:
+        Requirement("numpy>=>1")
+    reason = str(raw.value).splitlines()[0]
+    assert problem("numpy>=>1") == (f"line 1: 'numpy>=>1' is not a valid requirement "
+                                    f"({reason}); write e.g. numpy>=1.26 or scikit-learn==1.5.2")
+
+
+def test_lithops_own_imports_never_add_a_client_only_distribution():
+    from fc_magic.requirements import _lithops_worker_imports, is_client_only
+
+    dists = _lithops_worker_imports()
+    assert dists and not [d for d in dists if is_client_only(d)]
