@@ -161,16 +161,21 @@ class _Walker:
                 self.visit_value(item, via)
             return
         cls = type(value)
-        if self.is_user_code(cls):
+        held = getattr(value, "__dict__", None)
+        user = self.is_user_code(cls)
+        if user or isinstance(held, dict):
             if id(value) in self.seen:
                 return
             self.seen.add(id(value))
+        if user:
             self.visit(cls, via)
-            # A notebook object travels with everything it holds (a fitted model ...).
-            for item in list(getattr(value, "__dict__", {}).values())[:100]:
-                self.visit_value(item, via)
         elif cls.__module__ not in ("builtins",):
             self.use(cls.__module__, via)
+        # An object is pickled with everything it holds, a notebook object (a fitted
+        # model ...) and a library one (a SimpleNamespace of settings ...) alike.
+        if isinstance(held, dict):
+            for item in list(held.values())[:100]:
+                self.visit_value(item, via)
 
     def visit_class(self, cls: type, via: str) -> None:
         label = f"{via} -> {cls.__qualname__}"
@@ -189,7 +194,11 @@ class _Walker:
         globals_ = func.__globals__
         for code in _code_objects(func.__code__):
             for module, name in _imports(code):
-                self.use(module, f"{label}: import {module}")
+                if self.local_dir and is_local_module(module, self.local_dir):
+                    # Imported inside the body, a local module still runs its own imports.
+                    self.visit_local_module(module, label)
+                else:
+                    self.use(module, f"{label}: import {module}")
             for name in _global_names(code):
                 if name in globals_:
                     self.visit(globals_[name], f"{label}: {name}")

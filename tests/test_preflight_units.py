@@ -617,3 +617,85 @@ def test_a_runtime_without_a_python_is_the_kernels(monkeypatch):
     monkeypatch.setattr(limits, "python_version", lambda: "3.10")
     have, _ = runtime_distributions(Bare(), backend="localhost")
     assert "tomli" in have            # pytest needs tomli before 3.11
+
+
+def test_a_local_module_imported_inside_the_function_is_read_for_its_imports(tmp_path,
+                                                                             monkeypatch):
+    import sys
+
+    (tmp_path / "inner_q.py").write_text("import yaml\nfrom bs4 import BeautifulSoup\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "inner_q", raising=False)
+    nb = notebook("def f(x):\n    import inner_q\n    return inner_q\n"
+                  "def g(x):\n    from inner_q import BeautifulSoup\n    return x\n")
+    expected = {"yaml": ("f -> inner_q: import yaml", "pyyaml"),
+                "bs4.BeautifulSoup": ("f -> inner_q: import bs4.BeautifulSoup",
+                                      "beautifulsoup4")}
+    assert needs(nb["f"], local_dir=str(tmp_path)) == expected
+    assert dists(nb["g"], local_dir=str(tmp_path)) == {"pyyaml", "beautifulsoup4"}
+    with pytest.raises(InputProblem, match=r"^f needs module 'bs4' \(via f -> inner_q: "):
+        check_function(nb["f"], entry(["pyyaml"]), local_dir=str(tmp_path))
+
+
+def test_what_a_library_object_holds_is_read():
+    import types
+
+    import numpy
+
+    settings = types.SimpleNamespace(scale=numpy.float64(2.0), nested=types.SimpleNamespace(
+        loader=__import__("yaml").SafeLoader))
+    nb = notebook("def f(x):\n    return x * SETTINGS.scale\n")
+    nb["SETTINGS"] = settings
+    assert needs(nb["f"]) == {"numpy": ("f: SETTINGS", "numpy"),
+                              "yaml.loader": ("f: SETTINGS", "pyyaml")}
+    # An object that holds itself is read once.
+    settings.me = settings
+    assert dists(nb["f"]) == {"numpy", "pyyaml"}
+
+
+def test_a_callable_with_only_a_name_attribute_is_labelled_by_it():
+    nb = notebook("""
+        import six
+        class Scorer:
+            def __call__(self, x):
+                return six
+    """)
+    scorer = nb["Scorer"]()
+    scorer.__name__ = "scorer"     # no __qualname__ on an instance
+    assert needs(scorer) == {"six": ("scorer -> Scorer -> Scorer.__call__: six", "six")}
+    with pytest.raises(InputProblem, match=r"^scorer needs module 'six' \(via scorer -> Scorer"):
+        check_function(scorer, entry([]))
+
+
+def test_the_default_fc_runtime_follows_fc_markers_on_another_host(monkeypatch):
+    import fc_magic.requirements as requirements
+
+    # cryptography needs cffi on CPython only; FC runs CPython whatever runs the kernel.
+    host = dict(requirements.default_environment(), implementation_name="pypy",
+                platform_python_implementation="PyPy")
+    monkeypatch.setattr(requirements, "default_environment", lambda: dict(host))
+    default_fc, said = runtime_distributions(None, backend="aliyun_fc")
+    assert said == "the default Function Compute runtime"
+    assert {"cryptography", "cffi"} <= default_fc
+    local, _ = runtime_distributions(entry(["cryptography"]), backend="localhost")
+    assert "cryptography" in local and "cffi" not in local   # a local runtime runs on the host
+
+
+def test_via_names_a_bound_notebook_method_and_a_library_class_alone():
+    import numpy
+
+    nb = notebook("""
+        from yaml import YAMLObject
+        class Scorer:
+            def score(self, x):
+                return x
+        def f(x):
+            return BOUND(x)
+        def uses_class(x):
+            return YAMLObject
+    """)
+    scorer = nb["Scorer"]()
+    scorer.weights = numpy.float64(1.0)
+    nb["BOUND"] = scorer.score
+    assert needs(nb["f"]) == {"numpy": ("f: BOUND", "numpy")}
+    assert needs(nb["uses_class"]) == {"yaml": ("uses_class: YAMLObject", "pyyaml")}
