@@ -699,3 +699,16 @@ def test_via_names_a_bound_notebook_method_and_a_library_class_alone():
     nb["BOUND"] = scorer.score
     assert needs(nb["f"]) == {"numpy": ("f: BOUND", "numpy")}
     assert needs(nb["uses_class"]) == {"yaml": ("uses_class: YAMLObject", "pyyaml")}
+
+
+def test_a_compiled_module_of_a_local_package_is_not_a_need(tmp_path):
+    import six
+
+    (tmp_path / "cext_q").mkdir()
+    (tmp_path / "cext_q" / "__init__.py").write_text("")
+    fast = [].append                      # stands for a C function of cext_q/_fast.so
+    fast.__module__ = "cext_q._fast"
+    nb = notebook("def f(x):\n    return FAST(x), SIX\n")
+    nb.update(FAST=fast, SIX=six)
+    assert needs(nb["f"], local_dir=str(tmp_path)) == {"six": ("f: SIX", "six")}
+    assert needs(nb["f"])["cext_q._fast"] == ("f: FAST", None)
