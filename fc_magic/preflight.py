@@ -56,6 +56,24 @@ class Need:
     distribution: str | None  # canonical name; None when no installed distribution has it
 
 
+def _pickled_parts(value: Any) -> list:
+    """What pickle ships of a library object: its reduce's arguments and state.
+
+    Not its ``__dict__``: a class with its own reduce (a logger pickles as its
+    name) or ``__getstate__`` leaves things out, and those never reach the
+    worker. Called only for objects with a ``__dict__`` (an array's reduce
+    would copy its data).
+    """
+    try:
+        reduced = value.__reduce_ex__(4)
+    except Exception as exc:  # noqa: BLE001 - an unpicklable object: cloudpickle says so at submit
+        logger.debug("pre-flight does not follow a %s: %s", type(value).__name__, exc)
+        return []
+    if not isinstance(reduced, tuple):
+        return []  # pickled as a global name
+    return [part for part in reduced[1:3] if part is not None]
+
+
 class _Walker:
     """Follows a function to everything it references, collecting module uses."""
 
@@ -171,10 +189,12 @@ class _Walker:
             self.visit(cls, via)
         elif cls.__module__ not in ("builtins",):
             self.use(cls.__module__, via)
-        # An object is pickled with everything it holds, a notebook object (a fitted
-        # model ...) and a library one (a SimpleNamespace of settings ...) alike.
+        # An object is pickled with what it holds: a notebook object (a fitted model ...)
+        # with its attributes, a library one with what its reduce ships (a SimpleNamespace
+        # of settings: its attributes; a logger: only its name, not the handlers that
+        # write to the kernel's streams).
         if isinstance(held, dict):
-            for item in list(held.values())[:100]:
+            for item in (list(held.values())[:100] if user else _pickled_parts(value)):
                 self.visit_value(item, via)
 
     def visit_class(self, cls: type, via: str) -> None:

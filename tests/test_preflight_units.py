@@ -712,3 +712,26 @@ def test_a_compiled_module_of_a_local_package_is_not_a_need(tmp_path):
     nb.update(FAST=fast, SIX=six)
     assert needs(nb["f"], local_dir=str(tmp_path)) == {"six": ("f: SIX", "six")}
     assert needs(nb["f"])["cext_q._fast"] == ("f: FAST", None)
+
+
+def test_a_library_object_counts_only_what_its_pickle_ships(monkeypatch):
+    import logging
+    import types
+
+    # A logger pickles as its name: the handler writing to a kernel-only stream stays behind.
+    kernel_only = types.ModuleType("kernel_only_stream")
+    exec("class Stream:\n    def write(self, text):\n        return len(text)\n",
+         kernel_only.__dict__)
+    monkeypatch.setitem(__import__("sys").modules, "kernel_only_stream", kernel_only)
+    log = logging.getLogger("fc_magic_test.preflight_units")
+    handler = logging.StreamHandler(kernel_only.Stream())
+    log.addHandler(handler)
+    try:
+        nb = notebook("def f(x):\n    LOG.info('x=%s', x)\n    return x\n")
+        nb["LOG"] = log
+        assert "kernel_only_stream" not in needs(nb["f"])
+        # The same stream in a SimpleNamespace is pickled with it, so it counts.
+        nb["LOG"] = types.SimpleNamespace(stream=handler.stream)
+        assert "kernel_only_stream" in needs(nb["f"])
+    finally:
+        log.removeHandler(handler)
