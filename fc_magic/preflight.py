@@ -189,12 +189,11 @@ class _Walker:
             self.visit(cls, via)
         elif cls.__module__ not in ("builtins",):
             self.use(cls.__module__, via)
-        # An object is pickled with what it holds: a notebook object (a fitted model ...)
-        # with its attributes, a library one with what its reduce ships (a SimpleNamespace
-        # of settings: its attributes; a logger: only its name, not the handlers that
-        # write to the kernel's streams).
+        # An object is pickled with what its reduce ships: a notebook object (a fitted
+        # model ...) or a SimpleNamespace of settings with their attributes, a logger
+        # with only its name (not the handlers that write to the kernel's streams).
         if isinstance(held, dict):
-            for item in (list(held.values())[:100] if user else _pickled_parts(value)):
+            for item in _pickled_parts(value):
                 self.visit_value(item, via)
 
     def visit_class(self, cls: type, via: str) -> None:

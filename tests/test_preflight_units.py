@@ -735,3 +735,58 @@ def test_a_library_object_counts_only_what_its_pickle_ships(monkeypatch):
         assert "kernel_only_stream" in needs(nb["f"])
     finally:
         log.removeHandler(handler)
+
+
+def test_a_library_objects_reduce_decides_what_counts(monkeypatch, caplog):
+    import sys
+    import types
+
+    lib = types.ModuleType("fake_lib_reduce")
+    exec("class Engine:\n    pass\n"
+         "class ByArgs:\n"
+         "    def __init__(self, engine):\n        self.engine = engine\n"
+         "    def __reduce__(self):\n        return (ByArgs, (self.engine,))\n"
+         "class ByName:\n"
+         "    def __init__(self):\n        self.engine = Engine()\n"
+         "    def __reduce__(self):\n        return 'SINGLETON'\n"
+         "class Unpicklable:\n"
+         "    def __init__(self):\n        self.engine = Engine()\n"
+         "    def __reduce_ex__(self, protocol):\n        raise TypeError('holds a socket')\n",
+         lib.__dict__)
+    other = types.ModuleType("fake_engine_lib")
+    exec("class Part:\n    pass\n", other.__dict__)
+    for module in (lib, other):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    nb = notebook("def f(x):\n    return HELD\n")
+    # What travels in the reduce's arguments counts...
+    nb["HELD"] = lib.ByArgs(other.Part())
+    assert set(needs(nb["f"])) == {"fake_lib_reduce", "fake_engine_lib"}
+    # ... an object pickled by name ships nothing it holds ...
+    nb["HELD"] = lib.ByName()
+    nb["HELD"].engine = other.Part()
+    assert set(needs(nb["f"])) == {"fake_lib_reduce"}
+    # ... and one that cannot be pickled is left to cloudpickle's own error, said at debug.
+    nb["HELD"] = lib.Unpicklable()
+    nb["HELD"].engine = other.Part()
+    with caplog.at_level("DEBUG", logger="fc_magic.preflight"):
+        assert set(needs(nb["f"])) == {"fake_lib_reduce"}
+    assert "pre-flight does not follow a Unpicklable: holds a socket" in caplog.messages
+
+
+def test_a_library_object_that_holds_itself_is_read_once(monkeypatch):
+    import sys
+    import types
+
+    lib = types.ModuleType("fake_lib_counted")
+    exec("class Counted:\n"
+         "    reads = 0\n"
+         "    def __reduce_ex__(self, protocol):\n"
+         "        Counted.reads += 1\n"
+         "        return (Counted, (), self.__dict__)\n", lib.__dict__)
+    monkeypatch.setitem(sys.modules, lib.__name__, lib)
+    held = lib.Counted()
+    held.me, held.twin = held, [held, held]
+    nb = notebook("def f(x):\n    return HELD, AGAIN\n")
+    nb["HELD"], nb["AGAIN"] = held, held
+    assert set(needs(nb["f"])) == {"fake_lib_counted"}
+    assert lib.Counted.reads == 1
