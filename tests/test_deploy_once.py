@@ -6,6 +6,7 @@ sandbox over HTTP with the real SDKs, through the magics where a user would.
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from IPython.core.error import UsageError
@@ -201,9 +202,13 @@ def test_two_kernels_deploying_one_function_at_once_make_one_and_wait_for_active
     def deploy():
         try:
             executor = backends.get("aliyun_fc").executor(request)
-            done.append(executor.compute_handler.backend._format_function_name(
-                entry.deploy_name, 2048))
-            executor.job_monitor.stop()
+            try:   # a team hit creates the function while the job uploads: map once
+                futures = executor.map(lambda x: x * 2, [3], include_modules=None)
+                assert executor.get_result(futures, show_progressbar=False) == [6]
+                done.append(executor.compute_handler.backend._format_function_name(
+                    entry.deploy_name, 2048))
+            finally:
+                executor.job_monitor.stop()
         except Exception as exc:  # reported below with its type
             errors.append(exc)
     threads = [threading.Thread(target=deploy) for _ in range(2)]
@@ -347,3 +352,42 @@ def test_a_new_size_reuses_the_packages_runtime_metadata(aliyun, cell, sandbox):
     before = sandbox.functions.invocations
     assert cell("%fc_map cores range(2) --memory 3072 --cpu 1.0").values == ["0", "1,000"]
     assert sandbox.functions.invocations - before == 2, "the two tasks, no metadata call"
+
+
+def test_a_new_size_is_created_while_the_job_uploads_and_its_failure_is_one_line(
+        aliyun, cell, sandbox, monkeypatch):
+    """Metadata and role known: CreateFunction overlaps Lithops' job upload, not before it."""
+    assert cell("%fc_map cores range(2) --memory 512").values == ["0", "1,000"]
+    monkeypatch.setattr(sandbox.functions, "pending_s", 1.0)
+    job_puts = []
+    real_handle = sandbox.store.handle
+
+    def handle(method, bucket, key, *args, **kwargs):
+        if method == "PUT" and key.startswith("lithops.jobs/") and "role-check" not in key:
+            job_puts.append((time.time(), key))
+        return real_handle(method, bucket, key, *args, **kwargs)
+    monkeypatch.setattr(sandbox.store, "handle", handle)
+    assert cell("%fc_map cores range(3) --memory 1536").values == ["0", "1,000", "2,000"]
+    (created,) = [r for r in _functions(sandbox, aliyun.current_runtime.deploy_name).values()
+                  if r.spec.memory_mb == 1536]
+    assert job_puts and job_puts[0][0] < created.active_at, \
+        "the job was uploaded only once the function was Active"
+
+    # FC fails to prepare the next new size: one line from the map, no job data left.
+    monkeypatch.setattr(sandbox.functions, "pending_s", 0.0)
+    real_state = sandbox.functions._state
+    monkeypatch.setattr(sandbox.functions, "_state", lambda record: (
+        ("Failed", "the code package could not be fetched") if record.spec.memory_mb == 2560
+        else real_state(record)))
+    job_puts.clear()
+    invocations = sandbox.functions.invocations
+    before = set(sandbox.store.keys(DEFAULT_BUCKET, "lithops.jobs/"))
+    with pytest.raises(UsageError) as err:
+        cell("%fc_map cores range(3) --memory 2560")
+    message = str(err.value)
+    assert "\n" not in message and "could not prepare function" in message
+    assert "the code package could not be fetched" in message
+    assert job_puts, "the job had been uploaded meanwhile"
+    assert sandbox.functions.invocations == invocations, "nothing invoked"
+    left = set(sandbox.store.keys(DEFAULT_BUCKET, "lithops.jobs/")) - before
+    assert not left, sorted(left)[:3]

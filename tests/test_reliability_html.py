@@ -7,15 +7,12 @@ would, and no element or event attribute of the attacker's may appear.
 """
 from __future__ import annotations
 
-import sys
 from html.parser import HTMLParser
 
-import pytest
 from IPython.utils.capture import capture_output
 
-import fc_magic.runtime as runtime_pkg
 from fc_magic.results import MapResult, TaskFailure, TaskStats
-from fc_magic.runtime import BuildSnapshot, PackageSize, RuntimeEntry
+from fc_magic.runtime import BuildSnapshot, PackageSize
 from fc_magic.setting import Setting
 
 IMG = "<img src=x onerror=alert(1)>"
@@ -96,18 +93,7 @@ def test_build_view_escapes_log_notes_and_package_names(tally):
             assert_inert(part.value)
 
 
-@pytest.fixture
-def no_build(monkeypatch):
-    def ensure(name, reqs, *, target, cache_dir, rebuild=False, on_snapshot=None, **kwargs):
-        return RuntimeEntry(name=name, key=reqs.key, target=target,
-                            deploy_name=f"{name}-{reqs.key[:8]}", path=cache_dir,
-                            interpreter=sys.executable, package=None,
-                            requirements=tuple(reqs.lines()), python=reqs.python,
-                            manifest={})
-    monkeypatch.setattr(runtime_pkg, "ensure_runtime", ensure)
-
-
-def test_runtime_cell_escapes_markers_and_captured_module_names(ip, fc, cell, no_build, tally):
+def test_runtime_cell_escapes_markers_and_captured_module_names(ip, fc, cell, fake_build, tally):
     tally.attacks_tried += 1
     fc.view = "widget"
     cell(f"import importlib\ntry:\n    importlib.import_module({SVG!r})\n"

@@ -348,7 +348,7 @@ def installed(monkeypatch):
                  for d, v in layouts.items()}
         monkeypatch.setattr(reqs, "_packages_distributions", lambda: tops)
         monkeypatch.setattr(reqs, "_distribution_layout", lambda dist: files.get(dist))
-        monkeypatch.setattr(reqs, "_installed_versions", lambda: versions or {})
+        monkeypatch.setattr(reqs, "_installed_version", lambda name: (versions or {}).get(name))
         # What is faked never changes; the real refresh would clear the fakes' caches.
         monkeypatch.setattr(reqs, "_refresh_if_changed", lambda: None)
     return install
@@ -505,3 +505,31 @@ def test_lithops_own_imports_never_add_a_client_only_distribution():
 
     dists = _lithops_worker_imports()
     assert dists and not [d for d in dists if is_client_only(d)]
+
+
+# ------------------------------------------------ installed names, read from RECORDs
+def test_module_owners_match_the_standard_librarys_answer_for_this_environment():
+    from fc_magic import requirements as reqs
+
+    reqs._packages_distributions.cache_clear()
+    ours = reqs._packages_distributions()
+    theirs = {mod: tuple(sorted(set(d), key=str.lower))
+              for mod, d in md.packages_distributions().items()}
+    assert ours == theirs and "yaml" in ours and "IPython" in ours
+
+
+def test_top_level_names_come_from_record_without_looking_for_each_file(tmp_path):
+    from fc_magic import requirements as reqs
+
+    info = tmp_path / "demo_dist-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: demo-dist\nVersion: 1.0\n")
+    (info / "RECORD").write_text(
+        "demo_pkg/__init__.py,,\ndemo_pkg/sub/x.py,,\ndemo_mod.py,,\n"
+        "_demo_ext.cpython-312-x86_64-linux-gnu.so,,\n../../bin/demo,,\n"
+        "demo_dist-1.0.dist-info/METADATA,,\n")
+    dist = next(md.distributions(path=[str(tmp_path)]))
+    # None of the listed files exists: the names are the RECORD's all the same.
+    assert reqs._top_level_names(dist) == {"demo_pkg", "demo_mod", "_demo_ext"}
+    (info / "top_level.txt").write_text("declared\n")
+    assert reqs._top_level_names(dist) == {"declared"}, "top_level.txt wins, as in importlib"

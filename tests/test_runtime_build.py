@@ -398,9 +398,14 @@ _HANDLER_CHECK = textwrap.dedent("""
         refused = False
     except ImportError:
         refused = True
+    import os
+    code = sys.argv[1] + os.sep
+    from_code = [os.path.relpath(m.__cached__, code) for m in list(sys.modules.values())
+                 if (getattr(m, "__file__", None) or "").startswith(code)
+                 and m.__file__.endswith(".py")]
     print(json.dumps({"python": meta["python_version"], "lithops": meta["lithops_version"],
                       "preinstalls": len(meta["preinstalls"]), "refused": refused,
-                      "humanize": humanize.__file__}))
+                      "humanize": humanize.__file__, "from_code": from_code}))
 """ % UNDECLARED)
 
 
@@ -418,11 +423,13 @@ def test_fc_package_runs_lithops_handler_under_fc_python(fc_build, tmp_path, fc_
     with zipfile.ZipFile(entry.package) as zf:
         names = zf.namelist()
     assert "entry_point.py" in names and "lithops/worker/handler.py" in names
-    # Bytecode only for the declared packages each instance preloads (FC's code
-    # folder is read-only), hash-based and unchecked: FC's unzip keeps no mtimes.
+    # Bytecode for what instances import (FC's code folder is read-only): the
+    # declared packages each instance preloads, the handlers, Lithops and its
+    # worker's packages; hash-based and unchecked: FC's unzip keeps no mtimes.
     pycs = [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert entry.manifest["preload"] == ["humanize"]
-    assert pycs and all(n.startswith("humanize/") for n in pycs), pycs[:5]
+    assert "lithops/worker/__pycache__/handler.cpython-312.pyc" in pycs
+    assert "__pycache__/entry_point.cpython-312.pyc" in pycs
     assert "humanize/__pycache__/__init__.cpython-312.pyc" in pycs
     with zipfile.ZipFile(entry.package) as zf:
         header = zf.read("humanize/__pycache__/__init__.cpython-312.pyc")[:16]
@@ -437,6 +444,11 @@ def test_fc_package_runs_lithops_handler_under_fc_python(fc_build, tmp_path, fc_
     meta = _run_handler(python, _unpack(entry.package, tmp_path / "u"), fc_builtins("3.12"))
     assert meta["python"] == "3.12" and meta["refused"] and meta["preinstalls"] > 0
     assert meta["humanize"].startswith(str(tmp_path / "u"))
+    # Every module the handler and the preload import from the package comes
+    # with its bytecode: a cold instance compiles nothing.
+    assert len(meta["from_code"]) > 50
+    assert not [m for m in meta["from_code"] if m not in pycs], \
+        [m for m in meta["from_code"] if m not in pycs][:5]
 
 
 def test_fc_package_for_python_3_10(session_cache, tmp_path, fc_builtins):

@@ -201,6 +201,73 @@ def test_fc_code_from_an_oss_code_location(sandbox):
     assert out["request_id"] == res.headers["x-fc-request-id"]
 
 
+def test_functions_from_one_package_share_one_unpacked_copy(sandbox):
+    """As FC keeps code by checksum: a runtime at a second size unpacks nothing."""
+    import threading
+
+    client = _fc(sandbox)
+    package, other = (_zip({"index.py": HANDLER + f"# {tag}\n"}) for tag in "ab")
+    store = sandbox.functions.code
+    before = set(os.listdir(store.root))
+    # Two sizes of one package created at once, and one other package.
+    errors = []
+
+    def create(name, memory):
+        try:
+            _create(client, name, memory=memory, package=package)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=create, args=(f"share-{m}", m)) for m in (128, 256)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    _create(client, "share-other", package=other)
+    sums = {n: client.get_function(n, fc_models.GetFunctionRequest()).body.code_checksum
+            for n in ("share-128", "share-256", "share-other")}
+    assert sums["share-128"] == sums["share-256"] != sums["share-other"]
+    records = sandbox.functions._functions
+    assert records["share-128"].spec.code_dir == records["share-256"].spec.code_dir
+    assert len(set(os.listdir(store.root)) - before) == 2, "one folder per package"
+    shared = records["share-128"].spec.code_dir
+    client.delete_function("share-128")
+    assert os.path.isdir(shared), "the other size still uses it"
+    _, out = _invoke(client, "share-256", {})
+    assert out["request_id"]
+    client.delete_function("share-256")
+    client.delete_function("share-other")
+    assert not os.path.exists(shared)
+    assert set(os.listdir(store.root)) == before, "the last function's delete removes it"
+    with pytest.raises(ClientException) as err:
+        _create(client, "share-bad", package=_zip({"../escape.py": "x"}))
+    assert err.value.status_code == 400 and "unsafe path" in err.value.message
+    assert set(os.listdir(store.root)) == before, "a refused package leaves nothing"
+
+
+def test_a_code_root_left_by_a_killed_sandbox_is_removed_by_the_next(tmp_path):
+    import subprocess
+
+    from fc_magic.sandbox import code_store
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    parent = code_store._root_parent(str(tmp_path))
+    orphan = os.path.join(parent, f"{code_store.PREFIX}{dead.pid}-x")
+    mine = os.path.join(parent, f"{code_store.PREFIX}{os.getpid()}-y")
+    os.makedirs(os.path.join(orphan, "123"))
+    os.makedirs(mine)
+    store = code_store.CodeStore(str(tmp_path))
+    try:
+        assert not os.path.exists(orphan), "its sandbox's process is gone"
+        assert os.path.isdir(mine), "a live sandbox's folder stays"
+        assert store.root.startswith(parent)
+    finally:
+        store.close()
+        os.rmdir(mine)
+    assert not os.path.exists(store.root)
+
+
 # ------------------------------------------------------------------ invocation
 def test_sync_and_async_invoke_with_request_ids_on_warm_instances(fn, sandbox):
     client, name = fn

@@ -170,34 +170,49 @@ def test_two_processes_publishing_one_key_leave_one_object_and_both_succeed(
     assert manifest["sha256"] == outs[0]["sha256"]
 
 
-def test_gc_remote_deletes_only_runtimes_no_name_uses_and_not_used_for_an_hour(
-        fc, cell, sandbox, tmp_path, monkeypatch):
-    import builtins
+@pytest.fixture
+def gc_bucket(sandbox, tmp_path):
+    """A bucket of its own (other tests' packages not in play), its Lithops config,
+    a RuntimeStore on it and a tiny package to publish under made-up keys."""
+    import types
     import zipfile
 
     import oss2
     import yaml
+
+    from fc_magic.backends.aliyun_store import RuntimeStore
+
+    def make(name: str) -> types.SimpleNamespace:
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(yaml.safe_dump(sandbox.lithops_config(name)))
+        bucket = oss2.Bucket(oss2.Auth(sandbox.access_key_id, sandbox.access_key_secret),
+                             sandbox.endpoint, name)
+        bucket.create_bucket()
+        package = tmp_path / f"{name}.zip"
+        with zipfile.ZipFile(package, "w") as zf:
+            zf.writestr("entry_point.py", "def main(event, context):\n    return {}\n")
+        return types.SimpleNamespace(name=name, config=config, bucket=bucket,
+                                     store=RuntimeStore(bucket, name), package=package)
+    return make
+
+
+def test_gc_remote_deletes_only_runtimes_no_name_uses_and_not_used_for_an_hour(
+        fc, cell, sandbox, tmp_path, monkeypatch, gc_bucket):
+    import builtins
+
     from alibabacloud_fc20230330 import models as fc_models
     from alibabacloud_fc20230330.client import Client
     from alibabacloud_tea_openapi import models as open_models
 
     from fc_magic.backends import aliyun_gc
-    from fc_magic.backends.aliyun_store import RuntimeStore
     from fc_magic.runtime import cache
 
-    bucket_name = "gc-test"  # its own bucket: the other tests' packages are not in play
-    config = tmp_path / "gc.yaml"
-    config.write_text(yaml.safe_dump(sandbox.lithops_config(bucket_name)))
-    bucket = oss2.Bucket(oss2.Auth(sandbox.access_key_id, sandbox.access_key_secret),
-                         sandbox.endpoint, bucket_name)
-    bucket.create_bucket()
-    store = RuntimeStore(bucket, bucket_name)
+    made = gc_bucket("gc-test")
+    bucket_name, config, bucket, store, package = (made.name, made.config, made.bucket,
+                                                   made.store, made.package)
     client = Client(open_models.Config(
         access_key_id=sandbox.access_key_id, access_key_secret=sandbox.access_key_secret,
         endpoint=sandbox.host, protocol="http", region_id=sandbox.region))
-    package = tmp_path / "p.zip"
-    with zipfile.ZipFile(package, "w") as zf:
-        zf.writestr("entry_point.py", "def main(event, context):\n    return {}\n")
     gone, kept = "c" * 64, "d" * 64
     for key in (gone, kept):
         store.publish(key, str(package), {"user_requirements": ["x"]})
@@ -264,27 +279,17 @@ def test_published_manifests_hold_no_url_credentials_and_are_corrected(sandbox, 
     assert store.lookup(key).sha256 == again.sha256
 
 
-def test_gc_remote_keeps_what_any_machines_names_use(fc, cell, sandbox, tmp_path, monkeypatch):
+def test_gc_remote_keeps_what_any_machines_names_use(fc, cell, sandbox, tmp_path, monkeypatch,
+                                                     gc_bucket):
     """Two machines (two caches), one bucket: each one's gc keeps the other's runtimes."""
-    import zipfile
-
     import oss2
-    import yaml
 
     from fc_magic.backends import aliyun_gc
-    from fc_magic.backends.aliyun_store import NAMES_PREFIX, RuntimeStore, machine_id, names_key
+    from fc_magic.backends.aliyun_store import NAMES_PREFIX, machine_id, names_key
     from fc_magic.runtime import cache
 
-    bucket_name = "gc-machines"
-    config = tmp_path / "gc.yaml"
-    config.write_text(yaml.safe_dump(sandbox.lithops_config(bucket_name)))
-    bucket = oss2.Bucket(oss2.Auth(sandbox.access_key_id, sandbox.access_key_secret),
-                         sandbox.endpoint, bucket_name)
-    bucket.create_bucket()
-    store = RuntimeStore(bucket, bucket_name)
-    package = tmp_path / "p.zip"
-    with zipfile.ZipFile(package, "w") as zf:
-        zf.writestr("entry_point.py", "def main(event, context):\n    return {}\n")
+    made = gc_bucket("gc-machines")
+    config, bucket, store, package = made.config, made.bucket, made.store, made.package
     ka, kb, orphan = "a" * 64, "b" * 64, "e" * 64
     for key in (ka, kb, orphan):
         store.publish(key, str(package), {"user_requirements": ["x"]})
@@ -327,28 +332,16 @@ def test_gc_remote_keeps_what_any_machines_names_use(fc, cell, sandbox, tmp_path
     assert len(names) == 2
 
 
-def test_the_cli_lists_the_team_cache_too(sandbox, tmp_path):
+def test_the_cli_lists_the_team_cache_too(sandbox, tmp_path, gc_bucket):
     """`fc-magic runtimes list --config FILE`, run as a user runs it, on the sandbox."""
     import socket
-    import zipfile
 
-    import oss2
     import yaml
 
-    from fc_magic.backends.aliyun_store import RuntimeStore
-
-    bucket_name = "cli-team"
-    config = tmp_path / "lithops.yaml"
-    config.write_text(yaml.safe_dump(sandbox.lithops_config(bucket_name)))
-    bucket = oss2.Bucket(oss2.Auth(sandbox.access_key_id, sandbox.access_key_secret),
-                         sandbox.endpoint, bucket_name)
-    bucket.create_bucket()
-    package = tmp_path / "p.zip"
-    with zipfile.ZipFile(package, "w") as zf:
-        zf.writestr("entry_point.py", "def main(event, context):\n    return {}\n")
+    made = gc_bucket("cli-team")
+    bucket_name, config, package = made.name, made.config, made.package
     key = "f" * 64
-    RuntimeStore(bucket, bucket_name).publish(key, str(package),
-                                              {"user_requirements": ["humanize==4.9.0"]})
+    made.store.publish(key, str(package), {"user_requirements": ["humanize==4.9.0"]})
     fc_magic = os.path.join(os.path.dirname(sys.executable), "fc-magic")
 
     def run(*args):

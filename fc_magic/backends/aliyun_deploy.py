@@ -8,7 +8,7 @@ import logging
 import os
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from .. import limits
 from ..digest import file_sha256
@@ -208,7 +208,9 @@ def _is_conflict(exc: BaseException) -> bool:
         getattr(exc, "code", None) == "FunctionAlreadyExists"
 
 
-def deploy_package(executor: Any, request: MapRequest, function_timeout: int) -> bool:
+def deploy_package(executor: Any, request: MapRequest, function_timeout: int,
+                   translate: Callable[[BaseException], BaseException | None] = lambda e: None
+                   ) -> bool:
     """Make sure FC runs the runtime's package as the function for (runtime, memory, vCPU).
 
     Checks FC itself on every map instead of trusting Lithops' runtime
@@ -221,6 +223,13 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
     function's description, so another package is redeployed. A 409 means
     another kernel created it at the same moment: its function is used once
     its description names the same key. Returns True when it (re)deployed.
+
+    When the package's metadata is in the bucket already and the function's
+    role was seen working there (a team-cache hit, a new size), nothing
+    needs the function before the first invocation: FC creates it while
+    Lithops serializes and uploads the job (`_invoke_once_created`), and an
+    error creating it (``translate``d, as the caller does its own) is raised
+    from the map instead.
     """
     from alibabacloud_fc20230330 import models as fc_models
     from lithops.serverless.backends.aliyun_fc import aliyun_fc as lithops_fc
@@ -267,25 +276,27 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
             instance_lifecycle_config=fc_models.InstanceLifecycleConfig(
                 initializer=fc_models.LifecycleHook(handler=INITIALIZER,
                                                     timeout=INITIALIZER_TIMEOUT_S)))
-        for attempt in (1, 2):
-            if current is not None:
-                backend.fc_client.delete_function(name)
-            try:
-                backend.fc_client.create_function(fc_models.CreateFunctionRequest(body=body))
-                break
-            except Exception as exc:  # the tea SDK's error types
-                if not _is_conflict(exc) or attempt == 2:
-                    raise
-                current = _get(backend, name, lithops_fc)
-                if current is not None and marker_key(current.description) == key \
-                        and (current.timeout or 0) >= needed:
-                    logger.info("%s was deployed by someone else meanwhile; using it", name)
+
+        def create() -> Any:
+            existing = current
+            for attempt in (1, 2):
+                if existing is not None:
+                    backend.fc_client.delete_function(name)
+                try:
+                    backend.fc_client.create_function(
+                        fc_models.CreateFunctionRequest(body=body))
                     break
-        current = wait_active(backend, name)
-    store.touch(key)
-    if request.machine:
-        store.publish_names(request.machine, request.runtime_names, unless_written=True)
+                except Exception as exc:  # the tea SDK's error types
+                    if not _is_conflict(exc) or attempt == 2:
+                        raise
+                    existing = _get(backend, name, lithops_fc)
+                    if existing is not None and marker_key(existing.description) == key \
+                            and (existing.timeout or 0) >= needed:
+                        logger.info("%s was deployed by someone else meanwhile; using it", name)
+                        break
+            return wait_active(backend, name)
     runtime_key = backend.get_runtime_key(request.runtime, request.memory_mb)
+    meta, checked, known = None, [], True
     if fresh or internal.get_runtime_meta(runtime_key) is None:
         # The metadata (Python, FC's preinstalled modules) is the package's on FC's
         # runtime, whatever the size or machine: asked of a function once per key.
@@ -296,7 +307,16 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
         checked = list(meta.pop(CHECKED_ROLES, None) or ()) if meta is not None else []
         role = ((getattr(executor, "config", None) or {}).get("aliyun_fc") or {}).get(
             "role_arn", "")
-        if meta is None or (fresh and role not in checked):
+        known = meta is not None and not (fresh and role not in checked)
+    if fresh and known:
+        _invoke_once_created(executor, create, translate)
+    elif fresh:
+        current = create()
+    store.touch(key)
+    if request.machine:
+        store.publish_names(request.machine, request.runtime_names, unless_written=True)
+    if meta is not None or not known:
+        if not known:
             role_check = _role_check(executor, internal.bucket, name)
             meta = first_metadata(backend, name, request.runtime, role_check)
             if meta is None:  # not answering yet: Lithops' own wait-and-retry loop
@@ -307,10 +327,61 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int) ->
                 checked.append(role)
             if fresh:
                 store.publish_runtime_meta(key, sha256, meta, checked)
-        meta["runtime_timeout"] = current.timeout if current is not None else function_timeout
+        meta["runtime_timeout"] = (function_timeout if fresh or current is None
+                                   else current.timeout)
         internal.put_runtime_meta(runtime_key, meta)
         lithops_storage.RUNTIME_META_CACHE[internal._runtime_meta_refs(runtime_key)[1]] = meta
     return fresh
+
+
+def _invoke_once_created(executor: Any, create: Callable[[], Any],
+                         translate: Callable[[BaseException], BaseException | None]) -> None:
+    """Create the function in a thread; the executor's first invocation waits for it.
+
+    Lithops builds the job (pickles FUNC and the data, uploads them) after
+    the deploy and before it invokes; FC's CreateFunction and the wait for
+    Active (FC fetches and prepares the package) take as long or longer. A
+    failed create deletes the job's uploaded data and is raised, translated,
+    from the map in the caller's thread (`deployed`).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="fc_magic-deploy")
+    executor._fc_magic_creating = (pool.submit(create), translate)
+    pool.shutdown(wait=False)
+    invoker = executor.invoker
+    run_job = invoker.run_job
+
+    def run_job_once_created(job):
+        deployed(executor, job_uploaded=True)
+        invoker.run_job = run_job
+        return run_job(job)
+
+    invoker.run_job = run_job_once_created
+
+
+def deployed(executor: Any, job_uploaded: bool = False) -> None:
+    """Wait until the executor's function exists (a no-op unless it is being created).
+
+    Raises what creating it raised (``translate``d); with ``job_uploaded``
+    the job data Lithops uploaded meanwhile is deleted first.
+    """
+    from . import lithops_fixes
+
+    creating = getattr(executor, "_fc_magic_creating", None)
+    if creating is None:
+        return
+    created, translate = creating
+    try:
+        created.result()
+    except BaseException as exc:
+        if job_uploaded:
+            lithops_fixes.delete_job_data(executor, [])
+        problem = translate(exc) if isinstance(exc, Exception) else None
+        if problem is not None:
+            raise problem from None
+        raise
+    executor._fc_magic_creating = None
 
 
 def _role_check(executor: Any, bucket: str, name: str) -> dict | None:

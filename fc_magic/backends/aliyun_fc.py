@@ -255,7 +255,8 @@ class AliyunFCBackend:
         lithops_fixes.remember_request_ids(executor)
         try:
             if request.package or request.package_key:
-                deploy_package(executor, request, function_timeout_s(request))
+                deploy_package(executor, request, function_timeout_s(request),
+                               lambda exc: auth_problem(exc, config) or unreachable(exc))
         except BaseException as exc:
             executor.job_monitor.stop()
             problem = (auth_problem(exc, config) or unreachable(exc)

@@ -205,12 +205,30 @@ def preload_modules(owned: dict[str, str], distributions: Iterable[str]) -> list
     return sorted(found)
 
 
+def handler_modules(owned: dict[str, str]) -> list[str]:
+    """What every instance imports before its first task, whatever the user declared.
+
+    The two handlers, Lithops, and the top-level modules of the packages
+    Lithops' worker needs (cloudpickle, tblib, psutil, ...). Without their
+    bytecode each cold instance compiles Lithops from source: measured
+    0.65 s against 0.29 s to import the handler on this machine, more at
+    FC's fractional vCPU.
+    """
+    from packaging.requirements import Requirement
+
+    from ..backends.lithops_facts import fc_worker_requirements
+
+    worker = [Requirement(line).name for line in fc_worker_requirements()]
+    own = [name.removesuffix(".py") for name in (HANDLER_MODULE, LITHOPS_HANDLER_MODULE)]
+    return sorted({"lithops", *own, *preload_modules(owned, worker)})
+
+
 def compile_bytecode(stage: str, modules: Iterable[str]) -> None:
-    """Ship bytecode for the preloaded modules: FC's code folder is read-only.
+    """Ship bytecode for the modules instances import: FC's code folder is read-only.
 
     Python cannot write ``__pycache__`` there, so without it every instance
     compiles these packages from source before its first task (pandas: seconds
-    at FC's fractional vCPU). Unchecked-hash pycs, because FC's unzip does not
+    at FC's fractional vCPU; Lithops itself about 0.4 s). Unchecked-hash pycs, because FC's unzip does not
     keep the source mtimes a timestamp pyc is checked against; the package is
     immutable, so the check is not needed. Compiled by this interpreter, whose
     X.Y is the function's (`check_python`), in a process of its own (compileall
@@ -267,9 +285,9 @@ def build(build_dir: str, req_file: str, *, python: str, installer: str,
     modules = preload_modules(owned, preload)
     with open(os.path.join(stage, PRELOAD_FILE), "w", encoding="utf-8") as fh:
         json.dump({"modules": modules}, fh)
-    if modules:
-        step("compile the bytecode of " + ", ".join(modules))
-        compile_bytecode(stage, modules)
+    compiled = sorted(set(modules) | set(handler_modules(owned)))
+    step("compile the bytecode of " + ", ".join(compiled))
+    compile_bytecode(stage, compiled)
 
     step("zip")
     package = os.path.join(build_dir, PACKAGE)

@@ -7,7 +7,8 @@ checks ``cpu`` and ``diskSize`` as FC 3.0 does (0.05..16 vCPU in steps of
 ``Pending`` for ``pending_s`` before it is ``Active`` (Sync calls meanwhile
 get FC's 412). Code packages
 arrive inline (base64 zip) or as an OSS code location in the sandbox's own
-object store; each is unpacked once per function. Errors are FC's JSON
+object store; each package is unpacked once, shared read-only by the
+functions created from it (`code_store`). Errors are FC's JSON
 bodies ``{"Code", "Message", "RequestId"}``. Invocation payloads are never
 logged: Lithops puts the whole client config, AccessKey secret included,
 in each one.
@@ -16,19 +17,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import io
 import json
 import logging
-import os
 import re
-import shutil
 import threading
 import time
 import uuid
 import zipfile
 from dataclasses import dataclass, field
 
+from .code_store import CodeStore
 from .execution import Executor, FunctionSpec, Outcome
 from .oss import ObjectStore, Reply
 
@@ -41,7 +39,6 @@ MAX_INLINE_ZIP = 100 * 2**20 * 4 // 3 + 4   # base64 of a 100 MB package
 MAX_OSS_ZIP = 500 * 2**20
 MAX_SYNC_PAYLOAD = 32 * 2**20
 MAX_ASYNC_PAYLOAD = 128 * 2**10
-MAX_UNPACKED = 10 * 2**30
 CPU_STEP, CPU_MIN, CPU_MAX = 0.05, 0.05, 16.0
 DISK_SIZES = (512, 10240)
 #: A lifecycle hook's timeout when CreateFunction gives none (FC's LifecycleHook default).
@@ -158,12 +155,6 @@ def _json_object(body: bytes) -> dict | Reply:
     return data
 
 
-def _checksum(data: bytes) -> str:
-    # FC reports a CRC-64 here; a 64-bit digest serves the same purpose (a
-    # pure-Python CRC-64 would take seconds on a large package).
-    return str(int.from_bytes(hashlib.sha256(data).digest()[:8], "big"))
-
-
 class FunctionService:
     """Function registry plus invocation, on top of an `Executor`."""
 
@@ -173,7 +164,7 @@ class FunctionService:
         #: Seconds a new function stays Pending (FC prepares it) before it is Active.
         self.pending_s = pending_s
         self.executor = executor
-        self.code_root = code_root
+        self.code = CodeStore(code_root)
         self.account_id = account_id
         self.region = region
         self._lock = threading.Lock()
@@ -296,11 +287,9 @@ class FunctionService:
                 return fc_error(409, "FunctionAlreadyExists",
                                 f"function '{name}' already exists")
         uid = uuid.uuid4().hex
-        code_dir = os.path.join(self.code_root, f"{name}-{uid[:8]}")
         try:
-            self._unpack(package, code_dir)
+            code_dir, code_checksum = self.code.acquire(package)
         except (zipfile.BadZipFile, ValueError) as exc:
-            shutil.rmtree(code_dir, ignore_errors=True)
             return fc_error(400, "InvalidArgument", f"code package is not a valid zip: {exc}")
         env = {str(k): str(v) for k, v in (data.get("environmentVariables") or {}).items()}
         spec = FunctionSpec(uid=uid, name=name, handler=handler, runtime=runtime,
@@ -310,15 +299,16 @@ class FunctionService:
                             initializer_timeout_s=init_timeout)
         now = time.time()
         record = FunctionRecord(spec, data.get("description") or "", len(package),
-                                _checksum(package), now, data.get("role") or "",
+                                code_checksum, now, data.get("role") or "",
                                 cpu=float(cpu), disk_mb=disk, active_at=now + self.pending_s,
                                 log_config=log_config)
         with self._lock:
-            if name in self._functions:
-                shutil.rmtree(code_dir, ignore_errors=True)
-                return fc_error(409, "FunctionAlreadyExists",
-                                f"function '{name}' already exists")
-            self._functions[name] = record
+            taken = name in self._functions
+            if not taken:
+                self._functions[name] = record
+        if taken:
+            self.code.release(code_dir)
+            return fc_error(409, "FunctionAlreadyExists", f"function '{name}' already exists")
         logger.info("created function %s (%s, %d MB, %.2f vCPU, %d s, %d-byte package)",
                     name, runtime, memory, cpu, timeout, len(package))
         return _json(200, self._view(record))
@@ -331,19 +321,6 @@ class FunctionService:
 
     def _view(self, record: FunctionRecord) -> dict:
         return record.view(self.account_id, self.region, self._state(record))
-
-    @staticmethod
-    def _unpack(package: bytes, code_dir: str) -> None:
-        with zipfile.ZipFile(io.BytesIO(package)) as zf:
-            total = sum(i.file_size for i in zf.infolist())
-            if total > MAX_UNPACKED:
-                raise ValueError("unpacked size exceeds 10 GB")
-            root = os.path.realpath(code_dir)
-            for info in zf.infolist():
-                dest = os.path.realpath(os.path.join(code_dir, info.filename))
-                if not dest.startswith(root + os.sep) and dest != root:
-                    raise ValueError(f"unsafe path {info.filename!r}")
-            zf.extractall(code_dir)
 
     def get(self, name: str) -> Reply:
         with self._lock:
@@ -393,7 +370,7 @@ class FunctionService:
         if record is None:
             return fc_error(404, "FunctionNotFound", f"function '{name}' does not exist")
         self.executor.drop_function(record.spec.uid)
-        shutil.rmtree(record.spec.code_dir, ignore_errors=True)
+        self.code.release(record.spec.code_dir)
         return Reply(204, {"x-fc-request-id": uuid.uuid4().hex})
 
     # ----------------------------------------------------------- invocation
@@ -450,7 +427,4 @@ class FunctionService:
         return Reply(200, headers, outcome.body)
 
     def close(self) -> None:
-        with self._lock:
-            records = list(self._functions.values())
-        for record in records:
-            shutil.rmtree(record.spec.code_dir, ignore_errors=True)
+        self.code.close()

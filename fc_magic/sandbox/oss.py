@@ -137,6 +137,10 @@ class ObjectStore:
         with self._lock:
             return sum(1 for k in self._buckets.get(bucket, {}) if k.startswith(prefix))
 
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        with self._lock:
+            return sorted(k for k in self._buckets.get(bucket, {}) if k.startswith(prefix))
+
     def handle(self, method: str, bucket: str, key: str, query: dict[str, str],
                headers: dict[str, str], body: Body | bytes) -> Reply:
         if isinstance(body, bytes):

@@ -53,8 +53,12 @@ MAX_OSS_OTHER_BODY = 2 * 2**20
 #: its parent holds until the timeout. A waiting instance costs memory (about
 #: 40 MB), not CPU, so 32 let nested maps of up to 31 outer tasks run on 2 cores.
 DEFAULT_CONCURRENCY = 32
-#: Connections served at once; more wait in the listen backlog.
-MAX_CONNECTIONS = 64
+#: Connections served at once; more wait in the listen backlog. Sized for
+#: DEFAULT_CONCURRENCY busy instances (each one's handler and its task
+#: process keep an OSS connection) plus a kernel's pooled FC and OSS
+#: connections, which stay open until idle: at 64, a suite of maps on one
+#: sandbox left ~47 open, and the next map's workers waited past their timeouts.
+MAX_CONNECTIONS = 256
 #: A connection that sends nothing for this long is closed (its thread freed).
 CONNECTION_IDLE_S = 30.0
 SEND_PIECE = 2**20
