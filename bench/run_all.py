@@ -54,27 +54,56 @@ def kept_lines(path: Path) -> list[str]:
     return [line for line in path.read_text().splitlines() if line.startswith(KEPT_PREFIXES)]
 
 
-def main() -> int:
-    scripts = sorted(p for p in HERE.glob("*.py") if p.name not in SKIP)
-    rows, notes, failed = [], [], 0
+def earlier_rows(path: Path, rerun: set[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """The table rows and notes of the scripts not run again now, by script name."""
+    rows: dict[str, list[str]] = {}
+    notes: dict[str, str] = {}
+    if not path.exists():
+        return rows, notes
+    for line in path.read_text().splitlines():
+        if line.startswith("| ") and line.split(" | ")[0][2:].endswith(".py"):
+            name = line.split(" | ")[0][2:]
+            if name not in rerun:
+                rows.setdefault(name, []).append(line)
+        elif line.startswith("- ") and line[2:].split(":")[0].endswith(".py"):
+            name = line[2:].split(":")[0]
+            if name not in rerun:
+                notes[name] = line
+    return rows, notes
+
+
+def main(names: list[str]) -> int:
+    """Run every benchmark, or only ``names`` (their rows replaced, the others kept)."""
+    every = sorted(p for p in HERE.glob("*.py") if p.name not in SKIP)
+    unknown = sorted(set(names) - {p.name for p in every})
+    if unknown:
+        print(f"no benchmark {', '.join(unknown)} in bench/; choose from "
+              f"{', '.join(p.name for p in every)}", file=sys.stderr)
+        return 2
+    scripts = [p for p in every if not names or p.name in names]
+    kept_rows, kept_notes = earlier_rows(HERE / "RESULTS.md", {p.name for p in scripts})
+    table: dict[str, list[str]] = dict(kept_rows)
+    notes: dict[str, str] = dict(kept_notes)
+    failed = 0
+    today = dt.date.today().isoformat()
     for script in scripts:
         print(f"running {script.name} ...", flush=True)
         results, note = run_one(script)
-        notes.append(note)
+        notes[script.name] = f"- {note}"
         failed += not results
-        for r in results:
-            rows.append((script.name, r))
-    today = dt.date.today().isoformat()
+        table[script.name] = [
+            f"| {script.name} | {r['figure']} | {fmt(r['fc_magic'], r['unit'])} | "
+            f"{fmt(r['baseline'], r['unit'])} | {r['ratio']:.3f} | {r['goal']} | "
+            f"{machine()} | {today} |" for r in results]
     lines = ["# Benchmark results", "",
-             "Written by `make bench` (bench/run_all.py). Every ratio is fc_magic against a "
+             "Written by `make bench` (bench/run_all.py; `python bench/run_all.py NAME.py` "
+             "reruns one script and keeps the other rows). Every ratio is fc_magic against a "
              "baseline measured side by side in the same run.", "",
              "| script | figure | fc_magic | baseline | ratio | goal | machine | date |",
              "|---|---|---|---|---|---|---|---|"]
-    for name, r in rows:
-        lines.append(f"| {name} | {r['figure']} | {fmt(r['fc_magic'], r['unit'])} | "
-                     f"{fmt(r['baseline'], r['unit'])} | {r['ratio']:.3f} | {r['goal']} | "
-                     f"{machine()} | {today} |")
-    lines += ["", *[f"- {n}" for n in notes], *kept_lines(HERE / "RESULTS.md"), ""]
+    for name in sorted(table):
+        lines += table[name]
+    lines += ["", *[notes[name] for name in sorted(notes)], *kept_lines(HERE / "RESULTS.md"), ""]
     text = "\n".join(lines)
     (HERE / "RESULTS.md").write_text(text)
     print(text)
@@ -82,4 +111,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
