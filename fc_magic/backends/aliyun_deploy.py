@@ -296,8 +296,9 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int,
                         break
             return wait_active(backend, name)
     runtime_key = backend.get_runtime_key(request.runtime, request.memory_mb)
+    needs_meta = fresh or internal.get_runtime_meta(runtime_key) is None
     meta, checked, known = None, [], True
-    if fresh or internal.get_runtime_meta(runtime_key) is None:
+    if needs_meta:
         # The metadata (Python, FC's preinstalled modules) is the package's on FC's
         # runtime, whatever the size or machine: asked of a function once per key.
         # The role check rides on that invocation, so a new function whose role
@@ -315,7 +316,7 @@ def deploy_package(executor: Any, request: MapRequest, function_timeout: int,
     store.touch(key)
     if request.machine:
         store.publish_names(request.machine, request.runtime_names, unless_written=True)
-    if meta is not None or not known:
+    if needs_meta:
         if not known:
             role_check = _role_check(executor, internal.bucket, name)
             meta = first_metadata(backend, name, request.runtime, role_check)

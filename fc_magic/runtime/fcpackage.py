@@ -26,7 +26,7 @@ import zipfile
 from typing import Callable, Iterable
 
 from .. import limits
-from ..backends.lithops_facts import FC_HANDLER_FILE
+from ..backends.lithops_facts import FC_HANDLER_FILE, fc_worker_requirements
 from ..digest import file_sha256
 from ..inputs import InputProblem
 from . import installer as inst
@@ -215,8 +215,6 @@ def handler_modules(owned: dict[str, str]) -> list[str]:
     FC's fractional vCPU.
     """
     from packaging.requirements import Requirement
-
-    from ..backends.lithops_facts import fc_worker_requirements
 
     worker = [Requirement(line).name for line in fc_worker_requirements()]
     own = [name.removesuffix(".py") for name in (HANDLER_MODULE, LITHOPS_HANDLER_MODULE)]

@@ -126,10 +126,6 @@ class CodeStore:
             self._users.pop(digest, None)
         shutil.rmtree(code_dir, ignore_errors=True)
 
-    def users(self, code_dir: str) -> int:
-        with self._lock:
-            return self._users.get(os.path.basename(code_dir), 0)
-
     def close(self) -> None:
         with self._lock:
             self._users.clear()

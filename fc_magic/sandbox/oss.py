@@ -133,13 +133,12 @@ class ObjectStore:
         for obj in objects:
             obj.discard()
 
-    def count(self, bucket: str, prefix: str = "") -> int:
-        with self._lock:
-            return sum(1 for k in self._buckets.get(bucket, {}) if k.startswith(prefix))
-
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
         with self._lock:
             return sorted(k for k in self._buckets.get(bucket, {}) if k.startswith(prefix))
+
+    def count(self, bucket: str, prefix: str = "") -> int:
+        return len(self.keys(bucket, prefix))
 
     def handle(self, method: str, bucket: str, key: str, query: dict[str, str],
                headers: dict[str, str], body: Body | bytes) -> Reply:
